@@ -1,0 +1,137 @@
+"""Operations, outcomes and the onion of middlewares that turns one into the other.
+
+A middleware is ``async (operation, call_next) -> Outcome``. The runner composes the chain once,
+outermost first; the innermost handler is the exchange (encode + sign → transport → decode +
+verify). The provider clients build their chains as::
+
+    Idempotency → Retry → user middlewares (once per attempt) → exchange
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import attrs
+
+from ..transport.base import Transport
+from ..transport.wire import WireRequest, WireResponse
+
+__all__ = [
+    "Dialect",
+    "Exchange",
+    "Handler",
+    "Middleware",
+    "Operation",
+    "Outcome",
+    "Pipeline",
+    "Settler",
+]
+
+
+@attrs.frozen(kw_only=True)
+class Outcome:
+    """A verified reply: ``fields`` are every received field (``.raw`` of the typed result).
+
+    ``attempts`` counts the requests sent; ``settled_by_query`` is set when an unknown outcome was
+    resolved by the provider's query; ``replayed`` when an idempotency store returned a recorded
+    outcome without calling the provider.
+    """
+
+    fields: Mapping[str, Any]
+    status_code: int = 200
+    attempts: int = 1
+    settled_by_query: bool = False
+    replayed: bool = False
+
+
+Settler = Callable[["Operation"], Awaitable[Outcome | None]]
+"""Asks the provider whether a refund exists: an Outcome when it does, None when it certainly
+does not; raises when the provider cannot say."""
+
+
+@attrs.frozen(kw_only=True)
+class Operation:
+    """One provider call: where it goes and its business fields, before signing.
+
+    ``fields`` are strings and leave out what is fresh per attempt (``nonce_str``, eftPay's
+    ``time``) and the signature, which the exchange adds. ``refund_no_field`` names the field
+    holding the refund number for refunds (``out_refund_no``, ``refund_no``, ...); the retry layer
+    re-sends that number unchanged and the idempotency layer fixes it before the first attempt.
+    """
+
+    provider: str
+    name: str
+    url: str
+    fields: Mapping[str, str]
+    refund_no_field: str | None = None
+    idempotency_key: str | None = None
+    settle: Settler | None = attrs.field(default=None, eq=False, repr=False)
+    attempt: int = 1
+
+    @property
+    def refund_no(self) -> str | None:
+        """The refund number this operation carries, if it is a refund."""
+        if self.refund_no_field is None:
+            return None
+        return self.fields.get(self.refund_no_field)
+
+    @property
+    def is_refund(self) -> bool:
+        return self.refund_no_field is not None
+
+
+Handler = Callable[[Operation], Awaitable[Outcome]]
+Middleware = Callable[[Operation, Handler], Awaitable[Outcome]]
+
+
+class Dialect(Protocol):
+    """A provider's wire rules: how an operation becomes bytes and how a reply becomes an outcome.
+
+    ``decode`` verifies the reply signature and raises ``ProviderError``, ``SignatureError``,
+    ``DecodeError`` or ``HTTPStatusError`` — the provider-specific error classification.
+    """
+
+    def encode(self, operation: Operation) -> WireRequest: ...
+
+    def decode(self, operation: Operation, response: WireResponse) -> Outcome: ...
+
+
+@attrs.frozen(kw_only=True)
+class Exchange:
+    """The innermost handler: encode and sign, send, decode and verify."""
+
+    dialect: Dialect
+    transport: Transport
+
+    async def __call__(self, operation: Operation) -> Outcome:
+        request = self.dialect.encode(operation)
+        response = await self.transport.send(request)
+        return self.dialect.decode(operation, response)
+
+
+class Pipeline:
+    """Runs an operation through ``middlewares`` (outermost first) down to ``handler``.
+
+    The chain of closures is built once here, not per call.
+    """
+
+    __slots__ = ("_entry", "handler", "middlewares")
+
+    def __init__(self, middlewares: Sequence[Middleware], handler: Handler) -> None:
+        self.middlewares = tuple(middlewares)
+        self.handler = handler
+        entry: Handler = handler
+        for middleware in reversed(self.middlewares):
+            entry = _bind(middleware, entry)
+        self._entry = entry
+
+    async def __call__(self, operation: Operation) -> Outcome:
+        return await self._entry(operation)
+
+
+def _bind(middleware: Middleware, call_next: Handler) -> Handler:
+    async def handler(operation: Operation) -> Outcome:
+        return await middleware(operation, call_next)
+
+    return handler

@@ -1,0 +1,212 @@
+"""Retries: an immutable policy, a shared retry budget, and the middleware that applies them.
+
+Every retry re-sends the same operation — the same refund number and amounts. What is retryable
+is decided by the error itself (``PaykitError.retryable``), which each provider's decoder sets
+from its documented error table; this layer knows no provider. When the last attempt of a refund
+leaves the outcome unknown, the operation's ``settle`` query decides it, and if it cannot, the
+caller gets :class:`RefundOutcomeUnknown` with the refund number — never a definite failure.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import math
+import random
+import time
+
+import anyio
+import attrs
+
+from ..errors import (
+    PaykitError,
+    RefundOutcomeUnknown,
+    SignatureError,
+    TransportError,
+    ValidationError,
+)
+from .clock import Clock, MonotonicClock
+from .core import Handler, Operation, Outcome
+
+__all__ = ["RetryBudget", "RetryMiddleware", "RetryPolicy", "parse_retry_after"]
+
+logger = logging.getLogger("paykit_async.retry")
+
+
+def _positive(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if value < 0 or math.isnan(value):
+        raise ValidationError(f"must be >= 0, got {value!r}", field=attribute.name)
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How often and how patiently to retry one operation.
+
+    Backoff is "full jitter": attempt *n* waits ``uniform(0, min(max_delay, initial_delay *
+    2**(n-1)))``, but never less than a server hint (``Retry-After``, a provider's minimum delay)
+    capped at ``max_retry_after``. ``deadline`` bounds the whole operation including waits.
+    """
+
+    attempts: int = attrs.field(default=4)
+    initial_delay: float = attrs.field(default=0.5, validator=_positive)
+    max_delay: float = attrs.field(default=8.0, validator=_positive)
+    max_retry_after: float = attrs.field(default=60.0, validator=_positive)
+    deadline: float | None = attrs.field(default=60.0)
+    jitter: bool = True
+
+    @attempts.validator
+    def _check_attempts(self, _attribute: object, value: int) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValidationError(f"must be an int >= 1, got {value!r}", field="attempts")
+
+    @classmethod
+    def none(cls) -> RetryPolicy:
+        """Send once, never retry (an unknown refund outcome is still settled by query)."""
+        return cls(attempts=1)
+
+    def backoff(self, retry_number: int, rng: random.Random) -> float:
+        """The wait before retry ``retry_number`` (1 for the first retry), ignoring hints."""
+        ceiling = min(self.max_delay, self.initial_delay * (2 ** (retry_number - 1)))
+        return rng.uniform(0, ceiling) if self.jitter else ceiling
+
+    def delay(self, retry_number: int, hint: float | None, rng: random.Random) -> float:
+        wait = self.backoff(retry_number, rng)
+        if hint is not None:
+            wait = max(wait, min(hint, self.max_retry_after))
+        return wait
+
+
+class RetryBudget:
+    """A token bucket shared by all operations of one client (botocore "standard" style).
+
+    Each retry takes tokens (more after a timeout); each success puts one back. When the bucket
+    is empty, failures are raised at once instead of retried, so a batch cannot turn an outage
+    into a retry storm.
+    """
+
+    def __init__(self, capacity: int = 500, retry_cost: int = 5, timeout_cost: int = 10) -> None:
+        self.capacity = capacity
+        self.retry_cost = retry_cost
+        self.timeout_cost = timeout_cost
+        self.tokens = capacity
+
+    def __repr__(self) -> str:
+        return f"<RetryBudget {self.tokens}/{self.capacity}>"
+
+    def try_acquire(self, error: BaseException) -> bool:
+        cost = self.timeout_cost if isinstance(error, TransportError) else self.retry_cost
+        if self.tokens < cost:
+            return False
+        self.tokens -= cost
+        return True
+
+    def on_success(self) -> None:
+        if self.tokens < self.capacity:
+            self.tokens += 1
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP date); None if unusable.
+
+    Negative, non-finite and unparseable values give None; past dates give 0.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if text.isdigit():
+        return float(int(text))
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+class RetryMiddleware:
+    """Retries retryable failures of one operation with the same fields, within the policy.
+
+    ``SignatureError`` and ``ValidationError`` are never retried. For refunds whose outcome is
+    still unknown after the last attempt, ``operation.settle`` is asked; if it cannot tell,
+    :class:`RefundOutcomeUnknown` carrying the refund number is raised.
+    """
+
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        *,
+        budget: RetryBudget | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.policy = policy
+        self.budget = budget if budget is not None else RetryBudget()
+        self.clock: Clock = clock if clock is not None else MonotonicClock()
+        self._rng = rng if rng is not None else random.Random()
+
+    async def __call__(self, operation: Operation, call_next: Handler) -> Outcome:
+        policy, clock = self.policy, self.clock
+        deadline = None if policy.deadline is None else clock.now() + policy.deadline
+        attempt = 1
+        while True:
+            try:
+                outcome = await call_next(
+                    attrs.evolve(operation, attempt=attempt) if attempt > 1 else operation
+                )
+            except PaykitError as error:
+                if isinstance(error, SignatureError | ValidationError) or not error.retryable:
+                    return await self._give_up(operation, error, attempt)
+                if attempt >= policy.attempts:
+                    return await self._give_up(operation, error, attempt)
+                wait = policy.delay(attempt, getattr(error, "retry_after", None), self._rng)
+                if deadline is not None and clock.now() + wait > deadline:
+                    return await self._give_up(operation, error, attempt)
+                if not self.budget.try_acquire(error):
+                    logger.warning("retry budget exhausted; not retrying %s", operation.name)
+                    return await self._give_up(operation, error, attempt)
+                logger.info(
+                    "retrying %s.%s (attempt %d failed: %s); waiting %.2fs",
+                    operation.provider,
+                    operation.name,
+                    attempt,
+                    type(error).__name__,
+                    wait,
+                )
+                await clock.sleep(wait)
+                attempt += 1
+                continue
+            self.budget.on_success()
+            return attrs.evolve(outcome, attempts=attempt) if attempt != outcome.attempts else outcome
+
+    async def _give_up(self, operation: Operation, error: PaykitError, attempts: int) -> Outcome:
+        if not (operation.is_refund and error.outcome_unknown):
+            raise error
+        refund_no = operation.refund_no or ""
+        if operation.settle is not None:
+            try:
+                settled = await operation.settle(operation)
+            except anyio.get_cancelled_exc_class():
+                raise
+            except PaykitError as query_error:
+                logger.warning("settling refund %s by query failed: %s", refund_no, query_error)
+            else:
+                if settled is not None:
+                    return attrs.evolve(settled, attempts=attempts, settled_by_query=True)
+                # The provider verifiably has no such refund: the failure is definite.
+                raise error
+        raise RefundOutcomeUnknown(
+            f"the outcome of refund {refund_no} is unknown after {attempts} attempt(s) "
+            f"({type(error).__name__}); retry with the same refund number or query it",
+            refund_no=refund_no,
+            cause=error,
+        )

@@ -1,0 +1,1 @@
+"""The idempotency store protocol (implemented by MemoryStore, SQLiteStore and RedisStore)."""

@@ -1,0 +1,17 @@
+"""Transports: the wire types, the ``Transport`` protocol, TLS material and the implementations."""
+
+from .base import Transport
+from .httpx_transport import HttpxTransport
+from .tls import ClientCertificate, build_ssl_context
+from .wire import Timeouts, TransportSettings, WireRequest, WireResponse
+
+__all__ = [
+    "ClientCertificate",
+    "HttpxTransport",
+    "Timeouts",
+    "Transport",
+    "TransportSettings",
+    "WireRequest",
+    "WireResponse",
+    "build_ssl_context",
+]

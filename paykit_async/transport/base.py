@@ -1,0 +1,26 @@
+"""The transport seam: a small protocol every way of sending bytes implements."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from .wire import TransportSettings, WireRequest, WireResponse
+
+__all__ = ["Transport"]
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Sends one request and returns the whole response.
+
+    ``configure`` is called once by the owning client before the first ``send``; it builds the
+    TLS context and connection pool from the client's settings. ``send`` raises
+    :class:`~paykit_async.errors.TransportError` for every network or TLS failure — never a raw
+    ``OSError``, ``ssl.SSLError`` or library exception.
+    """
+
+    def configure(self, settings: TransportSettings) -> None: ...
+
+    async def send(self, request: WireRequest) -> WireResponse: ...
+
+    async def aclose(self) -> None: ...

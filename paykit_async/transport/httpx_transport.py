@@ -1,0 +1,105 @@
+"""The default transport, on httpx: works on asyncio and trio."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import httpx
+
+from ..errors import TransportError, ValidationError
+from .tls import build_ssl_context
+from .wire import TransportSettings, WireRequest, WireResponse
+
+__all__ = ["HttpxTransport"]
+
+# Failures where the request bytes certainly never reached the server.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+class HttpxTransport:
+    """Sends requests with one ``httpx.AsyncClient`` and one SSL context, both built once.
+
+    Redirects are never followed. ``httpx_transport`` replaces the network layer (for example
+    ``httpx.MockTransport`` in narrow unit tests or ``httpx.ASGITransport`` for an in-process app).
+    """
+
+    def __init__(self, *, httpx_transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._inner = httpx_transport
+        self._settings: TransportSettings | None = None
+        self._client: httpx.AsyncClient | None = None
+
+    def __repr__(self) -> str:
+        state = "configured" if self._settings is not None else "unconfigured"
+        return f"<HttpxTransport {state}>"
+
+    def configure(self, settings: TransportSettings) -> None:
+        if self._settings is not None:
+            if settings == self._settings:
+                return
+            raise ValidationError(
+                "this transport is already configured for another client; give each client its own"
+            )
+        timeouts = settings.timeouts
+        kwargs: dict[str, Any] = {
+            "follow_redirects": False,
+            "timeout": httpx.Timeout(
+                connect=timeouts.connect,
+                read=timeouts.read,
+                write=timeouts.write,
+                pool=timeouts.pool,
+            ),
+            "limits": httpx.Limits(
+                max_connections=settings.max_connections,
+                max_keepalive_connections=settings.max_connections,
+            ),
+            "trust_env": False,
+        }
+        if self._inner is not None:
+            kwargs["transport"] = self._inner
+        else:
+            kwargs["verify"] = build_ssl_context(settings.certificate, settings.ca_file)
+        self._client = httpx.AsyncClient(**kwargs)
+        self._settings = settings
+
+    async def send(self, request: WireRequest) -> WireResponse:
+        client, settings = self._client, self._settings
+        if client is None or settings is None:
+            raise ValidationError("transport used before configure(); pass it to a client first")
+        limit = settings.max_response_bytes
+        try:
+            async with client.stream(
+                request.method, request.url, content=request.content, headers=request.headers
+            ) as response:
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_raw():
+                    size += len(chunk)
+                    if size > limit:
+                        raise TransportError(f"reply larger than {limit} bytes refused", sent=True)
+                    chunks.append(chunk)
+                return WireResponse(
+                    status_code=response.status_code,
+                    headers={k.lower(): v for k, v in response.headers.items()},
+                    content=b"".join(chunks),
+                )
+        except TransportError:
+            raise
+        except _NOT_SENT as exc:
+            raise TransportError(_describe(exc), sent=False) from exc
+        except httpx.HTTPError as exc:
+            raise TransportError(_describe(exc), sent=None) from exc
+        except ssl.SSLError as exc:
+            # httpx lets some handshake and record errors escape unwrapped.
+            raise TransportError(f"TLS error: {exc.reason or exc}", sent=None) from exc
+        except OSError as exc:
+            raise TransportError(f"network error: {exc}", sent=None) from exc
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+
+def _describe(exc: httpx.HTTPError) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"
