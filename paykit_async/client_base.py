@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from .errors import ValidationError
 from .pipeline.clock import Clock
@@ -21,7 +21,21 @@ if TYPE_CHECKING:
 
     from .pipeline.stores.base import IdempotencyStore
 
-__all__ = ["BaseClient"]
+__all__ = ["BaseClient", "ClientOptions"]
+
+
+class ClientOptions(TypedDict, total=False):
+    """Keyword options every provider client accepts (``**options: Unpack[ClientOptions]``)."""
+
+    ca_file: str | os.PathLike[str] | None
+    retry: RetryPolicy | None
+    transport: Transport | None
+    middleware: Sequence[Middleware]
+    idempotency_store: IdempotencyStore | None
+    timeouts: Timeouts | None
+    max_connections: int
+    retry_budget: RetryBudget | None
+    clock: Clock | None
 
 
 class BaseClient:

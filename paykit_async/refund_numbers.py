@@ -1,0 +1,26 @@
+"""Merchant refund numbers, minted once before the first attempt and reused by every retry."""
+
+from __future__ import annotations
+
+import secrets
+import string
+import time
+
+__all__ = ["new_refund_no"]
+
+_ALPHABET = string.ascii_uppercase + string.digits
+
+
+def new_refund_no(*, prefix: str = "R", length: int = 32) -> str:
+    """A unique refund number of exactly ``length`` characters from ``[0-9A-Z]``.
+
+    It starts with ``prefix`` and a UTC timestamp (so numbers sort by creation and are easy to
+    find in a provider's dashboard) followed by random characters from :mod:`secrets`.
+    """
+    stamp = time.strftime("%y%m%d%H%M%S", time.gmtime())
+    head = f"{prefix}{stamp}"
+    if length < len(head) + 8:
+        head = prefix
+    if length < len(head) + 8:
+        raise ValueError(f"length {length} leaves fewer than 8 random characters")
+    return head + "".join(secrets.choice(_ALPHABET) for _ in range(length - len(head)))
