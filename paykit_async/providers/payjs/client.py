@@ -1,0 +1,136 @@
+"""``PayJSClient``: refund, close, reverse and check PAYJS orders; verify payment notifications."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from typing_extensions import Unpack
+
+from ...client_base import BaseClient, ClientOptions
+from ...pipeline.core import Operation, Outcome
+from .dialect import PayJSDialect, make_signer
+from .errors import RefundNotProven
+from .models import CheckResult, CloseResult, PaymentNotification, RefundResult, ReverseResult, structure
+from .notifications import NotificationReply, parse_payment_notification, success_reply
+from .validation import check_credentials, check_order_id
+
+__all__ = ["PayJSClient"]
+
+_PROVIDER = "payjs"
+
+
+class PayJSClient(BaseClient):
+    """An async PAYJS client (``https://payjs.cn/api/...``); use it with ``async with``.
+
+    Every reply is verified with ``key`` before a result is returned. A PAYJS refund is always the
+    full refund of one order and has no merchant refund number, so ``payjs_order_id`` is the
+    refund's identity: retries and the idempotency store key on it, and sending the refund of the
+    same order again can never refund twice.
+
+    When a refund's outcome stays unknown (timeout, 5xx, an unsigned "success"), the retry layer
+    settles it with a verified ``check``. PAYJS documents only ``status`` 0 (unpaid) / 1 (paid)
+    for ``check``, which proves nothing about refunds; only a *signed* check reply carrying
+    ``refund=1`` (the marker newer PAYJS replies use for "already refunded") is accepted as proof.
+    Otherwise the caller gets ``RefundOutcomeUnknown`` (``refund_no`` = the order number): send
+    the same refund again later, which is safe.
+    """
+
+    provider = _PROVIDER
+
+    def __init__(
+        self,
+        mchid: str,
+        key: str,
+        *,
+        base_url: str = "https://payjs.cn",
+        **options: Unpack[ClientOptions],
+    ) -> None:
+        mchid, key = check_credentials(mchid, key)
+        self.mchid = mchid
+        self._signer = make_signer(key)
+        super().__init__(dialect=PayJSDialect(signer=self._signer), base_url=base_url, **options)
+
+    def __repr__(self) -> str:
+        return f"<PayJSClient mchid={self.mchid!r} base_url={self.base_url!r}>"
+
+    async def refund(self, *, payjs_order_id: str, idempotency_key: str | None = None) -> RefundResult:
+        """Refund the whole of a paid order.
+
+        PAYJS refunds only while the merchant's unsettled balance exceeds the amount. A refusal
+        raises ``ProviderError`` (code ``"FAIL"``, PAYJS's text in ``message``); an outcome that
+        cannot be verified raises ``RefundOutcomeUnknown``.
+        """
+        operation = self._operation(
+            "refund", payjs_order_id, money_moving=True, idempotency_key=idempotency_key
+        )
+        outcome = await self._call(operation)
+        return structure(RefundResult, outcome.fields, settled_by_query=outcome.settled_by_query)
+
+    async def close(self, *, payjs_order_id: str) -> CloseResult:
+        """Close an unpaid order less than 30 days old."""
+        outcome = await self._call(self._operation("close", payjs_order_id))
+        return structure(CloseResult, outcome.fields)
+
+    async def reverse(self, *, payjs_order_id: str) -> ReverseResult:
+        """Reverse a micropay/facepay order less than 7 days old: refunded if paid, else closed.
+
+        A reverse may move money, so an unknown outcome is settled like a refund's.
+        """
+        outcome = await self._call(self._operation("reverse", payjs_order_id, money_moving=True))
+        return structure(ReverseResult, outcome.fields, settled_by_query=outcome.settled_by_query)
+
+    async def check(self, *, payjs_order_id: str) -> CheckResult:
+        """Query an order: ``status`` 0 unpaid, 1 paid. PAYJS may block IPs that poll this hard."""
+        outcome = await self._call(self._operation("check", payjs_order_id))
+        return structure(CheckResult, outcome.fields)
+
+    def parse_notification(self, body: bytes) -> PaymentNotification:
+        """Verify and type a payment notification POSTed to your notify_url (the raw body).
+
+        Raises ``SignatureError`` when it is unsigned, tampered or for another merchant. Answer
+        PAYJS with :meth:`notification_success_reply` once you have recorded it.
+        """
+        return parse_payment_notification(body, signer=self._signer, mchid=self.mchid)
+
+    @staticmethod
+    def notification_success_reply() -> NotificationReply:
+        """The reply that stops PAYJS redelivering: HTTP 200, body ``success``."""
+        return success_reply()
+
+    def _operation(
+        self,
+        endpoint: str,
+        payjs_order_id: Any,
+        *,
+        money_moving: bool = False,
+        idempotency_key: str | None = None,
+    ) -> Operation:
+        order_id = check_order_id(payjs_order_id)
+        operation = Operation(
+            provider=_PROVIDER,
+            name=endpoint,
+            url=self._url(f"/api/{endpoint}"),
+            fields={"mchid": self.mchid, "payjs_order_id": order_id},
+            idempotency_key=idempotency_key,
+        )
+        if money_moving:
+            operation = attrs.evolve(
+                operation, refund_no_field="payjs_order_id", settle=self._settle_by_check
+            )
+        return operation
+
+    async def _settle_by_check(self, operation: Operation) -> Outcome | None:
+        """Decide an unknown refund/reverse outcome with a verified ``check``, or raise.
+
+        Never returns None: no documented check reply proves that an order was *not* refunded.
+        """
+        order_id = operation.fields["payjs_order_id"]
+        outcome = await self._call(self._operation("check", order_id))
+        marker = outcome.fields.get("refund")
+        if not isinstance(marker, bool) and marker in (1, "1"):
+            return outcome
+        raise RefundNotProven(
+            f"a verified check of order {order_id} (status {outcome.fields.get('status')!r}) "
+            "cannot prove whether it was refunded"
+        )

@@ -1,0 +1,58 @@
+"""PAYJS payment notifications: verify the form body, type it, and the reply PAYJS expects.
+
+PAYJS redelivers a notification (at 0, 15, 30, 180, 1800 and 3600 s) until it gets HTTP 200
+with body ``success`` within 3 s, so handle each ``payjs_order_id`` idempotently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+from ...codecs.form import decode_form
+from ...errors import DecodeError, SignatureError
+from ...signing import KeyedMd5Signer
+from .models import PaymentNotification, structure
+
+__all__ = ["NotificationReply", "parse_payment_notification", "success_reply"]
+
+_REQUIRED = ("return_code", "total_fee", "out_trade_no", "payjs_order_id", "mchid")
+
+
+@attrs.frozen(kw_only=True)
+class NotificationReply:
+    """The HTTP answer a notify_url handler sends back to PAYJS."""
+
+    status_code: int = 200
+    headers: Mapping[str, str] = attrs.field(factory=lambda: {"content-type": "text/plain; charset=utf-8"})
+    body: bytes = b"success"
+
+
+def success_reply() -> NotificationReply:
+    """HTTP 200 with body ``success``: tells PAYJS to stop redelivering."""
+    return NotificationReply()
+
+
+def parse_payment_notification(
+    body: bytes, *, signer: KeyedMd5Signer, mchid: str | None = None
+) -> PaymentNotification:
+    """Verify and type a form-encoded payment notification.
+
+    The signature is checked over every received field except ``sign`` (unknown fields
+    included). A missing or wrong ``sign``, or a notification for another merchant than
+    ``mchid``, raises ``SignatureError``; a body that is not form data or lacks a required field
+    raises ``DecodeError``.
+    """
+    fields = decode_form(body)
+    signature = fields.get("sign")
+    if not signature:
+        raise SignatureError("PAYJS notification carries no signature")
+    if not signer.verify(fields, signature):
+        raise SignatureError("PAYJS notification signature does not verify")
+    missing = [name for name in _REQUIRED if not fields.get(name)]
+    if missing:
+        raise DecodeError(f"PAYJS notification lacks {', '.join(missing)}", after_send=False)
+    if mchid is not None and fields["mchid"] != mchid:
+        raise SignatureError("PAYJS notification is for another merchant")
+    return structure(PaymentNotification, fields)
