@@ -110,7 +110,7 @@ def make_tls_files(directory: Path) -> TLSFiles:
     ca = trustme.CA(organization_name="paykit test CA")
     other_ca = trustme.CA(organization_name="paykit other CA")
     server = ca.issue_cert("127.0.0.1", "localhost")
-    client = ca.issue_cert("merchant-1900000109@paykit.test", common_name="1900000109")
+    client = ca.issue_cert("merchant-1900000109@paykit.test", common_name="paykit test merchant")
     untrusted = other_ca.issue_cert("intruder@paykit.test", common_name="intruder")
 
     def write(name: str, data: bytes) -> str:
@@ -124,7 +124,7 @@ def make_tls_files(directory: Path) -> TLSFiles:
     assert isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
     cert = x509.load_pem_x509_certificate(client.cert_chain_pems[0].bytes())
     key_password = "pem-key-password"  # a throwaway test password
-    p12_password = "1900000109"  # WeChat uses the merchant id
+    p12_password = "p12-password-1900000109"
     encrypted_key = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,

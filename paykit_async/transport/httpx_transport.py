@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
+import anyio
 import httpx
 
 from ..errors import TransportError, ValidationError
@@ -66,14 +67,29 @@ class HttpxTransport:
         client, settings = self._client, self._settings
         if client is None or settings is None:
             raise ValidationError("transport used before configure(); pass it to a client first")
-        limit = settings.max_response_bytes
+        if client.is_closed:
+            raise ValidationError("transport used after aclose(); its client is closed")
+        total = settings.timeouts.total
+        if total is None:
+            return await self._send(client, request, settings.max_response_bytes)
+        try:
+            with anyio.fail_after(total):
+                return await self._send(client, request, settings.max_response_bytes)
+        except TimeoutError as exc:
+            raise TransportError(
+                f"no complete reply within the total timeout of {total} s", sent=None
+            ) from exc
+
+    async def _send(self, client: httpx.AsyncClient, request: WireRequest, limit: int) -> WireResponse:
         try:
             async with client.stream(
                 request.method, request.url, content=request.content, headers=request.headers
             ) as response:
                 chunks: list[bytes] = []
                 size = 0
-                async for chunk in response.aiter_raw():
+                # Decoded bytes (gzip/deflate undone), counted as they arrive: the cap also
+                # bounds a compressed reply that would expand past it.
+                async for chunk in response.aiter_bytes():
                     size += len(chunk)
                     if size > limit:
                         raise TransportError(f"reply larger than {limit} bytes refused", sent=True)
@@ -101,5 +117,16 @@ class HttpxTransport:
 
 
 def _describe(exc: httpx.HTTPError) -> str:
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"
+    """Name the error and its root cause: under trio httpx's own message is often empty, and the
+    reason (``certificate verify failed``, ``connection refused``) sits in the cause chain."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    cause = exc.__cause__ or exc.__context__
+    seen = 0
+    while cause is not None and seen < 8:
+        if isinstance(cause, ssl.SSLError | OSError) or str(cause):
+            if str(cause) and str(cause) not in text:
+                text = f"{text} ({type(cause).__name__}: {cause})"
+            break
+        cause = cause.__cause__ or cause.__context__
+        seen += 1
+    return text

@@ -1,0 +1,165 @@
+"""The fast transport, on aiohttp (the ``aiohttp`` extra): asyncio only.
+
+Against a local TLS server aiohttp sends roughly ten times more requests per CPU second than
+httpx, which decides batch throughput. It keeps the same contract as ``HttpxTransport``: one SSL
+context and one connection pool per client, redirects never followed, replies size-capped and
+every failure turned into :class:`~paykit_async.errors.TransportError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ssl
+from typing import TYPE_CHECKING
+
+from ..errors import TransportError, ValidationError
+from .tls import build_ssl_context
+from .wire import TransportSettings, WireRequest, WireResponse
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = ["AiohttpTransport"]
+
+_CHUNK = 64 * 1024
+
+
+def _require_aiohttp() -> None:
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - the extra is installed in the test env
+        raise ImportError(
+            "AiohttpTransport needs aiohttp: pip install 'paykit_async[aiohttp]' "
+            "(or use the default HttpxTransport)"
+        ) from exc
+
+
+class AiohttpTransport:
+    """Sends requests with one ``aiohttp.ClientSession`` over one SSL context.
+
+    ``configure`` builds the SSL context once; the session and its ``TCPConnector`` (limited to
+    ``max_connections``) are created on the first ``send``, inside the running asyncio loop, and
+    stay bound to that loop. Under trio use :class:`~paykit_async.transport.HttpxTransport`.
+    Timeouts map to ``aiohttp.ClientTimeout``: ``total``, ``connect`` (plus ``pool``, since
+    aiohttp counts the wait for a pooled connection in it) and ``read``; aiohttp has no separate
+    write timeout, so ``total`` bounds writing.
+    """
+
+    def __init__(self) -> None:
+        _require_aiohttp()
+        self._settings: TransportSettings | None = None
+        self._ssl_context: ssl.SSLContext | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "configured" if self._settings is not None else "unconfigured"
+        return f"<AiohttpTransport {state}>"
+
+    def configure(self, settings: TransportSettings) -> None:
+        if self._settings is not None:
+            if settings == self._settings:
+                return
+            raise ValidationError(
+                "this transport is already configured for another client; give each client its own"
+            )
+        self._ssl_context = build_ssl_context(settings.certificate, settings.ca_file)
+        self._settings = settings
+
+    def _open_session(
+        self, settings: TransportSettings, ssl_context: ssl.SSLContext
+    ) -> aiohttp.ClientSession:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise ValidationError(
+                "AiohttpTransport runs on asyncio only; use HttpxTransport under trio"
+            ) from None
+        import aiohttp
+
+        timeouts = settings.timeouts
+        connector = aiohttp.TCPConnector(ssl=ssl_context, limit=settings.max_connections)
+        session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(
+                total=timeouts.total,
+                connect=timeouts.pool + timeouts.connect,
+                sock_connect=timeouts.connect,
+                sock_read=timeouts.read,
+            ),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=False,
+            raise_for_status=False,
+        )
+        self._session = session
+        return session
+
+    async def send(self, request: WireRequest) -> WireResponse:
+        settings, ssl_context = self._settings, self._ssl_context
+        if settings is None or ssl_context is None:
+            raise ValidationError("transport used before configure(); pass it to a client first")
+        if self._closed:
+            raise ValidationError("transport used after aclose(); its client is closed")
+        import aiohttp
+
+        session = self._session if self._session is not None else self._open_session(settings, ssl_context)
+        limit = settings.max_response_bytes
+        try:
+            async with session.request(
+                request.method,
+                request.url,
+                data=request.content,
+                headers=dict(request.headers),
+                allow_redirects=False,
+            ) as response:
+                if response.content_length is not None and response.content_length > limit:
+                    raise TransportError(f"reply larger than {limit} bytes refused", sent=True)
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.content.iter_chunked(_CHUNK):
+                    size += len(chunk)
+                    if size > limit:
+                        raise TransportError(f"reply larger than {limit} bytes refused", sent=True)
+                    chunks.append(chunk)
+                headers: dict[str, str] = {}
+                for name, value in response.headers.items():
+                    key = name.lower()
+                    headers[key] = f"{headers[key]}, {value}" if key in headers else value
+                return WireResponse(status_code=response.status, headers=headers, content=b"".join(chunks))
+        except TransportError:
+            raise
+        except _not_sent_errors() as exc:
+            raise TransportError(_describe(exc), sent=False) from exc
+        except aiohttp.ClientError as exc:
+            raise TransportError(_describe(exc), sent=None) from exc
+        except asyncio.TimeoutError as exc:
+            raise TransportError("no complete reply within the total timeout", sent=None) from exc
+        except ssl.SSLError as exc:
+            raise TransportError(f"TLS error: {exc.reason or exc}", sent=None) from exc
+        except OSError as exc:
+            raise TransportError(f"network error: {exc}", sent=None) from exc
+
+    async def aclose(self) -> None:
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+
+@functools.cache
+def _not_sent_errors() -> tuple[type[BaseException], ...]:
+    """Errors raised before any request byte left: connecting, TLS handshake, pool wait."""
+    import aiohttp
+
+    errors: list[type[BaseException]] = [aiohttp.ClientConnectorError]
+    # aiohttp >= 3.10 tells a connect timeout apart from a read timeout.
+    connect_timeout = getattr(aiohttp, "ConnectionTimeoutError", None)
+    if connect_timeout is not None:
+        errors.append(connect_timeout)
+    return tuple(errors)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"
