@@ -9,13 +9,14 @@ caller gets :class:`RefundOutcomeUnknown` with the refund number — never a def
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import logging
 import math
 import random
+import re
 import time
 
-import anyio
 import attrs
 
 from ..errors import (
@@ -59,6 +60,11 @@ class RetryPolicy:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValidationError(f"must be an int >= 1, got {value!r}", field="attempts")
 
+    @deadline.validator
+    def _check_deadline(self, _attribute: object, value: float | None) -> None:
+        if value is not None and (math.isnan(value) or value <= 0):
+            raise ValidationError(f"must be > 0 or None, got {value!r}", field="deadline")
+
     @classmethod
     def none(cls) -> RetryPolicy:
         """Send once, never retry (an unknown refund outcome is still settled by query)."""
@@ -70,6 +76,7 @@ class RetryPolicy:
         return rng.uniform(0, ceiling) if self.jitter else ceiling
 
     def delay(self, retry_number: int, hint: float | None, rng: random.Random) -> float:
+        """The wait before retry ``retry_number``: the backoff, raised to a server hint (capped)."""
         wait = self.backoff(retry_number, rng)
         if hint is not None:
             wait = max(wait, min(hint, self.max_retry_after))
@@ -79,12 +86,19 @@ class RetryPolicy:
 class RetryBudget:
     """A token bucket shared by all operations of one client (botocore "standard" style).
 
-    Each retry takes tokens (more after a timeout); each success puts one back. When the bucket
-    is empty, failures are raised at once instead of retried, so a batch cannot turn an outage
-    into a retry storm.
+    Each retry takes ``retry_cost`` tokens (``timeout_cost`` after a transport failure, which is
+    costlier for a struggling provider); each success puts one back. When the bucket cannot pay
+    for a retry, the failure is raised at once instead, so a batch cannot turn an outage into a
+    retry storm. First attempts are never refused. One budget per client, no global state.
     """
 
+    __slots__ = ("capacity", "retry_cost", "timeout_cost", "tokens")
+
     def __init__(self, capacity: int = 500, retry_cost: int = 5, timeout_cost: int = 10) -> None:
+        costs = (("capacity", capacity), ("retry_cost", retry_cost), ("timeout_cost", timeout_cost))
+        for name, value in costs:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValidationError(f"must be an int >= 0, got {value!r}", field=name)
         self.capacity = capacity
         self.retry_cost = retry_cost
         self.timeout_cost = timeout_cost
@@ -94,6 +108,7 @@ class RetryBudget:
         return f"<RetryBudget {self.tokens}/{self.capacity}>"
 
     def try_acquire(self, error: BaseException) -> bool:
+        """Pays for one retry after ``error``; False (nothing taken) when the bucket cannot."""
         cost = self.timeout_cost if isinstance(error, TransportError) else self.retry_cost
         if self.tokens < cost:
             return False
@@ -101,36 +116,43 @@ class RetryBudget:
         return True
 
     def on_success(self) -> None:
+        """Returns one token after a successful call."""
         if self.tokens < self.capacity:
             self.tokens += 1
+
+
+#: Longer hints than this (a year) are treated as this; the policy caps them much lower anyway.
+_LONGEST_HINT = 365.0 * 24 * 3600
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP date); None if unusable.
 
-    Negative, non-finite and unparseable values give None; past dates give 0.
+    Empty, negative, non-finite and unparseable values give None; past dates give 0; huge values
+    are clamped to a year (the retry policy caps hints far lower). Fractional seconds are accepted.
+    A date without a zone is read as GMT, which HTTP dates always are.
     """
     if value is None:
         return None
     text = value.strip()
     if not text:
         return None
-    if text.isdigit():
-        return float(int(text))
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    if _DELTA_SECONDS.fullmatch(text):
+        return min(float(text), _LONGEST_HINT)
+    if not _HTTP_DATE_START.match(text):
+        return None
     try:
         when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
-        return None
+        when = when.replace(tzinfo=datetime.timezone.utc)
     current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
+    return min(_LONGEST_HINT, max(0.0, when.timestamp() - current))
+
+
+_DELTA_SECONDS = re.compile(r"[0-9]{1,30}(\.[0-9]{1,9})?", re.ASCII)
+_HTTP_DATE_START = re.compile(r"[A-Za-z]{3},? ", re.ASCII)
 
 
 class RetryMiddleware:
@@ -189,16 +211,18 @@ class RetryMiddleware:
             return attrs.evolve(outcome, attempts=attempt) if attempt != outcome.attempts else outcome
 
     async def _give_up(self, operation: Operation, error: PaykitError, attempts: int) -> Outcome:
+        """Raises ``error`` — unless it leaves a refund's outcome unknown: then settle it by query,
+        and if that cannot decide, raise :class:`RefundOutcomeUnknown` (never a definite failure)."""
         if not (operation.is_refund and error.outcome_unknown):
             raise error
         refund_no = operation.refund_no or ""
         if operation.settle is not None:
             try:
                 settled = await operation.settle(operation)
-            except anyio.get_cancelled_exc_class():
-                raise
-            except PaykitError as query_error:
-                logger.warning("settling refund %s by query failed: %s", refund_no, query_error)
+            except Exception as query_error:  # cancellation is a BaseException: it propagates
+                logger.warning(
+                    "settling refund %s by query failed: %s", refund_no, type(query_error).__name__
+                )
             else:
                 if settled is not None:
                     return attrs.evolve(settled, attempts=attempts, settled_by_query=True)

@@ -1,0 +1,168 @@
+"""An idempotency store in Redis: exactly-once refunds across many workers on many machines.
+
+Each key is a Redis hash. Claims, results and releases are Lua scripts, so each is atomic on the
+server; leases use the server's clock (``TIME``), so workers with skewed clocks agree. Records
+expire ``ttl`` seconds after they were created.
+
+redis-py's asyncio client runs on asyncio only; under trio (or any other event loop) the store
+uses redis-py's synchronous client in a worker thread (``anyio.to_thread``), with the same
+scripts and the same guarantees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import anyio.to_thread
+
+from .base import (
+    Claim,
+    IdempotencyRecord,
+    RecordedError,
+    RecordedOutcome,
+    RecordState,
+    dump_result,
+    load_result,
+)
+
+__all__ = ["RedisStore"]
+
+# KEYS[1] record; ARGV: refund_no, fingerprint, owner, lease seconds, ttl milliseconds.
+_CLAIM = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local key = KEYS[1]
+if redis.call('EXISTS', key) == 0 then
+  redis.call('HSET', key, 'refund_no', ARGV[1], 'fingerprint', ARGV[2], 'state', 'in_flight',
+             'owner', ARGV[3], 'lease_expires', string.format('%.6f', now + tonumber(ARGV[4])))
+  redis.call('PEXPIRE', key, ARGV[5])
+  return {1, redis.call('HGETALL', key)}
+end
+local rec = redis.call('HMGET', key, 'fingerprint', 'state', 'owner', 'lease_expires')
+if rec[1] == ARGV[2] and rec[2] == 'in_flight'
+   and (tonumber(rec[4]) <= now or rec[3] == ARGV[3]) then
+  redis.call('HSET', key, 'owner', ARGV[3],
+             'lease_expires', string.format('%.6f', now + tonumber(ARGV[4])))
+  return {1, redis.call('HGETALL', key)}
+end
+return {0, redis.call('HGETALL', key)}
+"""
+
+# KEYS[1] record; ARGV: state, result JSON.
+_FINISH = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'in_flight' then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'result', ARGV[2], 'owner', '', 'lease_expires', '0')
+return 1
+"""
+
+# KEYS[1] record; ARGV: owner.
+_RELEASE = """
+local rec = redis.call('HMGET', KEYS[1], 'state', 'owner')
+if rec[1] == 'in_flight' and rec[2] == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'lease_expires', '0')
+end
+return 0
+"""
+
+
+class RedisStore:
+    """Records in Redis at ``url`` (``redis://`` or ``rediss://``), under ``prefix`` + key.
+
+    ``ttl`` (seconds, default 30 days) is how long a key is remembered after its first claim;
+    choose it longer than any retry of the same business refund may come.
+    """
+
+    def __init__(self, url: str, *, ttl: float = 30 * 24 * 3600, prefix: str = "paykit:idem:") -> None:
+        if ttl <= 0:
+            raise ValueError("ttl must be > 0")
+        self.url = url
+        self.ttl = ttl
+        self.prefix = prefix
+        self._async_client: Any = None
+        self._sync_client: Any = None
+
+    def __repr__(self) -> str:
+        # The URL may carry a password: show only the prefix.
+        return f"<RedisStore prefix={self.prefix!r}>"
+
+    # -- the protocol -------------------------------------------------------------------------
+
+    async def claim(self, key: str, *, refund_no: str, fingerprint: str, owner: str, lease: float) -> Claim:
+        reply = await self._eval(
+            _CLAIM,
+            key,
+            refund_no,
+            fingerprint,
+            owner,
+            f"{lease:.6f}",
+            str(max(1, round(self.ttl * 1000))),
+        )
+        acquired, flat = reply
+        return Claim(record=_record(key, flat), acquired=int(acquired) == 1)
+
+    async def finish(self, key: str, *, owner: str, result: RecordedOutcome | RecordedError) -> bool:
+        state = RecordState.SUCCEEDED if isinstance(result, RecordedOutcome) else RecordState.FAILED
+        reply = await self._eval(_FINISH, key, state.value, dump_result(result) or "")
+        return int(reply) == 1
+
+    async def release(self, key: str, *, owner: str) -> None:
+        await self._eval(_RELEASE, key, owner)
+
+    async def get(self, key: str) -> IdempotencyRecord | None:
+        flat = await self._command("HGETALL", self.prefix + key)
+        if not flat:
+            return None
+        if isinstance(flat, dict):
+            flat = [item for pair in flat.items() for item in pair]
+        return _record(key, flat)
+
+    async def aclose(self) -> None:
+        if self._async_client is not None:
+            client, self._async_client = self._async_client, None
+            await client.aclose()
+        if self._sync_client is not None:
+            sync_client, self._sync_client = self._sync_client, None
+            await anyio.to_thread.run_sync(sync_client.close)
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    async def _eval(self, script: str, key: str, *args: str) -> Any:
+        return await self._command("EVAL", script, 1, self.prefix + key, *args)
+
+    async def _command(self, *args: Any) -> Any:
+        if _on_asyncio():
+            if self._async_client is None:
+                import redis.asyncio
+
+                self._async_client = redis.asyncio.Redis.from_url(self.url, decode_responses=True)
+            return await self._async_client.execute_command(*args)
+        if self._sync_client is None:
+            import redis
+
+            self._sync_client = redis.Redis.from_url(self.url, decode_responses=True)
+        return await anyio.to_thread.run_sync(lambda: self._sync_client.execute_command(*args))
+
+
+def _on_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _record(key: str, flat: Sequence[str]) -> IdempotencyRecord:
+    values = dict(zip(flat[::2], flat[1::2], strict=True))
+    return IdempotencyRecord(
+        key=key,
+        refund_no=values["refund_no"],
+        fingerprint=values["fingerprint"],
+        state=RecordState(values["state"]),
+        owner=values.get("owner", ""),
+        lease_expires=float(values.get("lease_expires", "0")),
+        result=load_result(values.get("result")),
+    )

@@ -1,0 +1,199 @@
+"""A durable idempotency store in one SQLite file, shared safely by several processes.
+
+The stdlib ``sqlite3`` module runs in a worker thread (``anyio.to_thread``) so the event loop
+never blocks on disk. The file uses WAL with ``synchronous=FULL``: a committed claim survives
+``kill -9`` and power loss. Every claim is one ``BEGIN IMMEDIATE`` transaction (a write lock
+taken before reading), so two processes can never both acquire one key; a busy timeout makes
+them queue instead of failing.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import anyio.to_thread
+
+from .base import (
+    Claim,
+    IdempotencyRecord,
+    RecordedError,
+    RecordedOutcome,
+    RecordState,
+    dump_result,
+    load_result,
+)
+
+__all__ = ["SQLiteStore"]
+
+_IN_FLIGHT = RecordState.IN_FLIGHT.value
+
+_T = TypeVar("_T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS paykit_idempotency (
+    key TEXT PRIMARY KEY,
+    refund_no TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    state TEXT NOT NULL,
+    owner TEXT NOT NULL DEFAULT '',
+    lease_expires REAL NOT NULL DEFAULT 0,
+    result TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+)
+"""
+
+_SELECT = (
+    "SELECT key, refund_no, fingerprint, state, owner, lease_expires, result"
+    " FROM paykit_idempotency WHERE key = ?"
+)
+
+
+class SQLiteStore:
+    """Records in an SQLite file at ``path`` (created with its table on first use).
+
+    One connection per store, used by one worker thread at a time. ``busy_timeout`` (seconds) is
+    how long a write waits for another process's transaction before failing.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = 30.0,
+        time_source: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.busy_timeout = busy_timeout
+        self._time = time_source
+        self._lock = threading.Lock()
+        self._connection: sqlite3.Connection | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<SQLiteStore {self.path!r}>"
+
+    # -- the protocol -------------------------------------------------------------------------
+
+    async def claim(self, key: str, *, refund_no: str, fingerprint: str, owner: str, lease: float) -> Claim:
+        def claim(db: sqlite3.Connection) -> Claim:
+            now = self._time()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute(_SELECT, (key,)).fetchone()
+                if row is None:
+                    db.execute(
+                        "INSERT INTO paykit_idempotency (key, refund_no, fingerprint, state, owner,"
+                        " lease_expires, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (key, refund_no, fingerprint, _IN_FLIGHT, owner, now + lease, now, now),
+                    )
+                    acquired = True
+                else:
+                    record = _record(row)
+                    acquired = (
+                        record.state is RecordState.IN_FLIGHT
+                        and record.fingerprint == fingerprint
+                        and (record.lease_expires <= now or record.owner == owner)
+                    )
+                    if acquired:
+                        db.execute(
+                            "UPDATE paykit_idempotency SET owner = ?, lease_expires = ?, updated_at = ?"
+                            " WHERE key = ?",
+                            (owner, now + lease, now, key),
+                        )
+                row = db.execute(_SELECT, (key,)).fetchone()
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return Claim(record=_record(row), acquired=acquired)
+
+        return await self._run(claim)
+
+    async def finish(self, key: str, *, owner: str, result: RecordedOutcome | RecordedError) -> bool:
+        state = RecordState.SUCCEEDED if isinstance(result, RecordedOutcome) else RecordState.FAILED
+        text = dump_result(result)
+
+        def finish(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                "UPDATE paykit_idempotency SET state = ?, result = ?, owner = '', lease_expires = 0,"
+                " updated_at = ? WHERE key = ? AND state = ?",
+                (state.value, text, self._time(), key, RecordState.IN_FLIGHT.value),
+            )
+            return cursor.rowcount == 1
+
+        return await self._run(finish)
+
+    async def release(self, key: str, *, owner: str) -> None:
+        def release(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE paykit_idempotency SET lease_expires = 0, updated_at = ?"
+                " WHERE key = ? AND owner = ? AND state = ?",
+                (self._time(), key, owner, RecordState.IN_FLIGHT.value),
+            )
+
+        await self._run(release)
+
+    async def get(self, key: str) -> IdempotencyRecord | None:
+        def get(db: sqlite3.Connection) -> IdempotencyRecord | None:
+            row = db.execute(_SELECT, (key,)).fetchone()
+            return None if row is None else _record(row)
+
+        return await self._run(get)
+
+    async def aclose(self) -> None:
+        def close() -> None:
+            with self._lock:
+                self._closed = True
+                if self._connection is not None:
+                    self._connection.close()
+                    self._connection = None
+
+        await anyio.to_thread.run_sync(close)
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    async def _run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        # Not abandoned on cancellation: a transaction always finishes (commits or rolls back)
+        # before the caller sees the cancellation, so nothing is left half-written.
+        def locked() -> _T:
+            with self._lock:
+                return work(self._connect())
+
+        return await anyio.to_thread.run_sync(locked)
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._closed:
+            raise RuntimeError("this SQLiteStore is closed")
+        if self._connection is None:
+            db = sqlite3.connect(
+                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            try:
+                db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = FULL")
+                db.execute(_SCHEMA)
+            except BaseException:
+                db.close()
+                raise
+            self._connection = db
+        return self._connection
+
+
+def _record(row: tuple[str, str, str, str, str, float, str | None]) -> IdempotencyRecord:
+    key, refund_no, fingerprint, state, owner, lease_expires, result = row
+    return IdempotencyRecord(
+        key=key,
+        refund_no=refund_no,
+        fingerprint=fingerprint,
+        state=RecordState(state),
+        owner=owner,
+        lease_expires=float(lease_expires),
+        result=load_result(result),
+    )
