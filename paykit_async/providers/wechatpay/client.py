@@ -1,0 +1,251 @@
+"""``WeChatPayClient``: refunds (incl. single-product refundv2), refund query, close order and
+refund notifications over WeChat Pay API v2 (XML, MD5 or HMAC-SHA256 signatures, mutual TLS)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from ...client_base import BaseClient, ClientOptions
+from ...errors import DecodeError, ProviderError, ValidationError
+from ...pipeline.core import Operation, Outcome
+from ...refund_numbers import new_refund_no
+from ...transport.tls import ClientCertificate
+from .dialect import SIGN_TYPES, WeChatPayDialect
+from .failover import BACKUP_BASE_URL, FailoverMiddleware
+from .models import CloseOrderResult, RefundDetail, RefundNotification, RefundQueryResult, RefundResult
+from .notifications import NotificationDecryptor, notification_reply
+from .parsing import (
+    parse_close_order,
+    parse_refund,
+    parse_refund_query,
+    query_record_as_refund_fields,
+)
+from .requests import check_merchant_id, close_order_fields, refund_fields, refund_query_fields
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["BACKUP_BASE_URL", "DEFAULT_BASE_URL", "WeChatPayClient"]
+
+DEFAULT_BASE_URL = "https://api.mch.weixin.qq.com"
+
+_REFUND_PATH = "/secapi/pay/refund"
+_REFUNDV2_PATH = "/secapi/pay/refundv2"
+_QUERY_PATH = "/pay/refundquery"
+_CLOSE_PATH = "/pay/closeorder"
+
+
+class WeChatPayClient(BaseClient):
+    """A WeChat Pay v2 merchant (or service provider with ``sub_mch_id``) client.
+
+    Refunds need the merchant API certificate (``cert=ClientCertificate.from_pkcs12(...)``);
+    without it ``refund`` raises :class:`ValidationError` before any I/O (a plain ``http://``
+    ``base_url``, i.e. a local simulator, is exempt). ``out_refund_no`` is fixed before the first
+    attempt and every retry re-sends it with identical amounts; a refund whose reply was lost is
+    settled by a refund query on that number. With ``backup_base_url`` (WeChat's is
+    :data:`BACKUP_BASE_URL`) an attempt whose connection to ``base_url`` failed before anything
+    was sent is re-sent there.
+
+    The API key is used for signing and notification decryption only; it never appears in
+    ``repr``, logs or error messages.
+    """
+
+    provider = "wechatpay"
+
+    def __init__(
+        self,
+        appid: str,
+        mch_id: str,
+        api_key: str,
+        *,
+        sign_type: str = "MD5",
+        cert: ClientCertificate | None = None,
+        sub_appid: str | None = None,
+        sub_mch_id: str | None = None,
+        base_url: str = DEFAULT_BASE_URL,
+        backup_base_url: str | None = None,
+        **options: Unpack[ClientOptions],
+    ) -> None:
+        check_merchant_id(appid, "appid")
+        check_merchant_id(mch_id, "mch_id")
+        if sub_appid is not None:
+            check_merchant_id(sub_appid, "sub_appid")
+        if sub_mch_id is not None:
+            check_merchant_id(sub_mch_id, "sub_mch_id")
+        elif sub_appid is not None:
+            raise ValidationError("sub_appid needs sub_mch_id (service-provider mode)", field="sub_appid")
+        if not isinstance(api_key, str) or not api_key:
+            raise ValidationError("must be the non-empty v2 API key", field="api_key")
+        if sign_type not in SIGN_TYPES:
+            raise ValidationError(f"must be one of {', '.join(SIGN_TYPES)}", field="sign_type")
+        if cert is not None and not isinstance(cert, ClientCertificate):
+            raise ValidationError("must be a ClientCertificate (from_pem / from_pkcs12)", field="cert")
+        middleware = list(options.get("middleware", ()))
+        if backup_base_url is not None:
+            if not backup_base_url.startswith("https://"):
+                raise ValidationError("must start with https://", field="backup_base_url")
+            middleware.append(FailoverMiddleware(primary_base_url=base_url, backup_base_url=backup_base_url))
+        self.appid = appid
+        self.mch_id = mch_id
+        self.sub_appid = sub_appid
+        self.sub_mch_id = sub_mch_id
+        self.sign_type = sign_type
+        self.backup_base_url = backup_base_url
+        dialect = WeChatPayDialect(api_key=api_key, sign_type=sign_type)
+        options["middleware"] = middleware
+        super().__init__(dialect=dialect, base_url=base_url, cert=cert, **options)
+        self._notifications = NotificationDecryptor(
+            api_key=api_key, appid=appid, mch_id=mch_id, sub_mch_id=sub_mch_id
+        )
+        base = {"appid": appid, "mch_id": mch_id}
+        if sub_appid is not None:
+            base["sub_appid"] = sub_appid
+        if sub_mch_id is not None:
+            base["sub_mch_id"] = sub_mch_id
+        self._base_fields: Mapping[str, str] = base
+        self._refund_url = self._url(_REFUND_PATH)
+        self._refundv2_url = self._url(_REFUNDV2_PATH)
+        self._query_url = self._url(_QUERY_PATH)
+        self._close_url = self._url(_CLOSE_PATH)
+        self._refunds_allowed = cert is not None or self.base_url.startswith("http://")
+        self._settle = self._settle_refund
+
+    def __repr__(self) -> str:
+        return (
+            f"<WeChatPayClient appid={self.appid} mch_id={self.mch_id} sign_type={self.sign_type} "
+            f"base_url={self.base_url}>"
+        )
+
+    async def refund(
+        self,
+        *,
+        total_fee: int,
+        refund_fee: int,
+        out_trade_no: str | None = None,
+        transaction_id: str | None = None,
+        out_refund_no: str | None = None,
+        refund_fee_type: str | None = None,
+        refund_desc: str | None = None,
+        refund_account: str | None = None,
+        notify_url: str | None = None,
+        detail: RefundDetail | Mapping[str, object] | None = None,
+        idempotency_key: str | None = None,
+    ) -> RefundResult:
+        """Refund ``refund_fee`` fen of an order paid ``total_fee`` fen.
+
+        With ``detail`` (single-product refund) the request goes to ``/secapi/pay/refundv2``,
+        otherwise to ``/secapi/pay/refund``. ``out_refund_no`` is generated when omitted and is
+        on the result. A successful result means *accepted*; the final state arrives by refund
+        query or notification. Raises :class:`ProviderError` (``.code`` = ``err_code``),
+        :class:`RefundOutcomeUnknown` (retry with ``.refund_no``), or another
+        :class:`PaykitError`.
+        """
+        if not self._refunds_allowed:
+            raise ValidationError(
+                "refunds need the merchant API certificate: pass "
+                "cert=ClientCertificate.from_pkcs12('apiclient_cert.p12', mch_id)",
+                field="cert",
+            )
+        if idempotency_key is not None and (not isinstance(idempotency_key, str) or not idempotency_key):
+            raise ValidationError("must be a non-empty str", field="idempotency_key")
+        number = new_refund_no() if out_refund_no is None else out_refund_no
+        fields = refund_fields(
+            self._base_fields,
+            total_fee=total_fee,
+            refund_fee=refund_fee,
+            out_trade_no=out_trade_no,
+            transaction_id=transaction_id,
+            out_refund_no=number,
+            refund_fee_type=refund_fee_type,
+            refund_desc=refund_desc,
+            refund_account=refund_account,
+            notify_url=notify_url,
+            detail=detail,
+        )
+        operation = Operation(
+            provider="wechatpay",
+            name="refund",
+            url=self._refund_url if detail is None else self._refundv2_url,
+            fields=fields,
+            refund_no_field="out_refund_no",
+            idempotency_key=idempotency_key,
+            settle=self._settle,
+        )
+        outcome = await self._call(operation)
+        return parse_refund(
+            outcome.fields,
+            out_refund_no=number,
+            attempts=outcome.attempts,
+            settled_by_query=outcome.settled_by_query,
+            replayed=outcome.replayed,
+        )
+
+    async def query_refund(
+        self,
+        *,
+        out_refund_no: str | None = None,
+        refund_id: str | None = None,
+        transaction_id: str | None = None,
+        out_trade_no: str | None = None,
+        offset: int | None = None,
+    ) -> RefundQueryResult:
+        """Query the refunds of an order by exactly one identifier (``offset`` pages orders with
+        many refunds). An unknown refund raises :class:`ProviderError` with code REFUNDNOTEXIST."""
+        fields = refund_query_fields(
+            self._base_fields,
+            out_refund_no=out_refund_no,
+            refund_id=refund_id,
+            transaction_id=transaction_id,
+            out_trade_no=out_trade_no,
+            offset=offset,
+        )
+        outcome = await self._call(
+            Operation(provider="wechatpay", name="query_refund", url=self._query_url, fields=fields)
+        )
+        return parse_refund_query(outcome.fields)
+
+    async def close_order(self, *, out_trade_no: str) -> CloseOrderResult:
+        """Close an unpaid order (at least 5 minutes after it was created). Refusals such as
+        ORDERPAID and ORDERCLOSED raise :class:`ProviderError`."""
+        fields = close_order_fields(self._base_fields, out_trade_no=out_trade_no)
+        outcome = await self._call(
+            Operation(provider="wechatpay", name="close_order", url=self._close_url, fields=fields)
+        )
+        return parse_close_order(outcome.fields)
+
+    def parse_refund_notification(self, body: bytes) -> RefundNotification:
+        """Decrypt and check a refund notification POSTed to ``notify_url``.
+
+        Raises :class:`SignatureError` when ``req_info`` does not decrypt under this merchant's
+        key or the notification names another merchant, :class:`DecodeError` when the body is
+        not a notification. Answer WeChat with :meth:`notification_reply` (the same
+        notification may arrive several times: handle it idempotently).
+        """
+        return self._notifications.parse(body)
+
+    notification_reply = staticmethod(notification_reply)
+
+    async def _settle_refund(self, operation: Operation) -> Outcome | None:
+        """Settle a refund whose outcome is unknown by querying its ``out_refund_no``.
+
+        Returns an outcome shaped like a refund reply (plus ``refund_status``) when WeChat lists
+        the refund, None when it answers REFUNDNOTEXIST; raises otherwise.
+        """
+        refund_no = operation.refund_no or ""
+        fields = dict(self._base_fields)
+        fields["out_refund_no"] = refund_no
+        query = Operation(provider="wechatpay", name="query_refund", url=self._query_url, fields=fields)
+        try:
+            outcome = await self._call(query)
+        except ProviderError as error:
+            if error.code == "REFUNDNOTEXIST":
+                return None
+            raise
+        for name, value in outcome.fields.items():
+            if value == refund_no and name.startswith("out_refund_no_"):
+                index = name.removeprefix("out_refund_no_")
+                if index.isdigit():
+                    record = query_record_as_refund_fields(outcome.fields, int(index))
+                    return Outcome(fields=record, status_code=outcome.status_code)
+        raise DecodeError(f"the refund query for {refund_no} did not list it")
