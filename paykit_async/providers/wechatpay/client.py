@@ -95,8 +95,8 @@ class WeChatPayClient(BaseClient):
         dialect = WeChatPayDialect(api_key=api_key, sign_type=sign_type)
         options["middleware"] = middleware
         super().__init__(dialect=dialect, base_url=base_url, cert=cert, **options)
-        self._notifications = NotificationDecryptor(
-            api_key=api_key, appid=appid, mch_id=mch_id, sub_mch_id=sub_mch_id
+        self._notifications = NotificationDecryptor.for_api_key(
+            api_key, appid=appid, mch_id=mch_id, sub_mch_id=sub_mch_id
         )
         base = {"appid": appid, "mch_id": mch_id}
         if sub_appid is not None:

@@ -52,11 +52,18 @@ class NotificationDecryptor:
 
     __slots__ = ("_appid", "_cipher", "_mch_id", "_sub_mch_id")
 
-    def __init__(self, *, api_key: str, appid: str, mch_id: str, sub_mch_id: str | None = None) -> None:
-        self._cipher = Cipher(algorithms.AES(notification_key(api_key)), modes.ECB())  # noqa: S305
+    def __init__(self, *, aes_key: bytes, appid: str, mch_id: str, sub_mch_id: str | None = None) -> None:
+        self._cipher = Cipher(algorithms.AES(aes_key), modes.ECB())  # noqa: S305 - the protocol's mode
         self._appid = appid
         self._mch_id = mch_id
         self._sub_mch_id = sub_mch_id
+
+    @classmethod
+    def for_api_key(
+        cls, api_key: str, *, appid: str, mch_id: str, sub_mch_id: str | None = None
+    ) -> NotificationDecryptor:
+        """The decryptor of a merchant, keyed by :func:`notification_key` of its API key."""
+        return cls(aes_key=notification_key(api_key), appid=appid, mch_id=mch_id, sub_mch_id=sub_mch_id)
 
     def __repr__(self) -> str:
         return f"<NotificationDecryptor mch_id={self._mch_id}>"

@@ -89,6 +89,13 @@ def parse_promotion_detail(text: str) -> list[Promotion]:
     """Parse the ``promotion_detail`` JSON string (an object with a ``promotion_detail`` list, or
     the list itself); the misspelling ``refund_amout`` is read as ``refund_amount``."""
     try:
+        return _converter.structure(_promotion_items(text), list[Promotion])
+    except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
+        raise DecodeError(f"promotion_detail has an unexpected type: {_describe(exc)}") from None
+
+
+def _promotion_items(text: str) -> list[dict[str, Any]]:
+    try:
         value = json.loads(text, parse_float=Decimal)
     except ValueError:
         raise DecodeError("promotion_detail is not valid JSON") from None
@@ -103,10 +110,7 @@ def parse_promotion_detail(text: str) -> list[Promotion]:
         if isinstance(goods, list):
             promotion["goods_detail"] = [_fix_spelling(g) if isinstance(g, Mapping) else g for g in goods]
         items.append(promotion)
-    try:
-        return _converter.structure(items, list[Promotion])
-    except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
-        raise DecodeError(f"promotion_detail has an unexpected type: {_describe(exc)}") from None
+    return items
 
 
 def _fix_spelling(item: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,7 +136,7 @@ def parse_refund(
     if single:
         data["coupons"] = _ordered(single)
     promotion = plain.get("promotion_detail")
-    data["promotion_detail"] = parse_promotion_detail(promotion) if promotion else []
+    data["promotion_detail"] = _promotion_items(promotion) if promotion else []
     data["attempts"] = attempts
     data["settled_by_query"] = settled_by_query
     data["replayed"] = replayed
