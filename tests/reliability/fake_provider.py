@@ -172,7 +172,7 @@ class FakeProvider:
         reply = self.handle(scope["path"], body)
         if reply.hang:
             self.hung.set()
-            while not self.hang_release.is_set():
+            while not self.hang_release.is_set():  # noqa: ASYNC110 - a threading.Event, set by the test
                 await asyncio.sleep(0.02)
             return
         headers = [(k.encode(), v.encode()) for k, v in reply.headers.items()]
@@ -239,14 +239,10 @@ class FakeDialect:
         except ValueError:
             raise DecodeError("the reply was cut off", retryable=True, after_send=True) from None
         if "error" in document:
-            error = ProviderError(
-                document["error"],
-                document["message"],
-                retryable=document["error"] == "SYSTEMERROR",
-                raw=document,
-            )
+            code = document["error"]
+            error = ProviderError(code, document["message"], retryable=code == "SYSTEMERROR", raw=document)
             # Like WeChat's SYSTEMERROR, the provider may or may not have done the work.
-            error.outcome_unknown = document["error"] == "SYSTEMERROR"
+            error.outcome_unknown = code == "SYSTEMERROR"
             raise error
         return Outcome(fields=document, status_code=response.status_code)
 
