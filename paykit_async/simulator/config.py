@@ -1,0 +1,209 @@
+"""Simulator settings: merchant credentials, ledger rules, timing and faults, from Python or TOML.
+
+The TOML sections and keys match the client constructors, so one file configures both sides::
+
+    [wechatpay]
+    appid = "wx8888888888888888"
+    mch_id = "1900000109"
+    api_key = "..."
+
+    [payjs]
+    mchid = "..."
+    key = "..."
+
+    [eftpay]
+    user_confirm_key = "..."
+    secret = "..."
+
+    [simulator]
+    auto_orders = true
+    completion_delay = 1.0
+
+    [faults]
+    seed = 7
+    [[faults.rules]]
+    provider = "wechatpay"
+    endpoint = "refund"
+    drop_after = 0.1
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ..errors import ValidationError
+from .faults import FaultPlan, FaultRule
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+
+__all__ = [
+    "DEMO_EFTPAY",
+    "DEMO_PAYJS",
+    "DEMO_WECHATPAY",
+    "EftPayMerchant",
+    "PayJSMerchant",
+    "SimulatorConfig",
+    "WeChatPayMerchant",
+    "load_config",
+]
+
+
+@attrs.frozen(kw_only=True)
+class WeChatPayMerchant:
+    """The WeChat Pay v2 merchant the simulator accepts (``WeChatPayClient(appid, mch_id, api_key)``)."""
+
+    appid: str
+    mch_id: str
+    api_key: str = attrs.field(repr=False)
+    balance: int | None = None
+    """Refund balance in fen; ``None`` is unlimited. Refunds beyond it answer ``NOTENOUGH``."""
+
+
+@attrs.frozen(kw_only=True)
+class PayJSMerchant:
+    """The PAYJS merchant the simulator accepts (``PayJSClient(mchid, key)``)."""
+
+    mchid: str
+    key: str = attrs.field(repr=False)
+    unsettled_balance: int | None = None
+    """Unsettled funds in fen; a refund succeeds only while they exceed the refund. ``None``: unlimited."""
+
+
+@attrs.frozen(kw_only=True)
+class EftPayMerchant:
+    """The eftPay merchant the simulator accepts (``EftPayClient(user_confirm_key, secret)``)."""
+
+    user_confirm_key: str
+    secret: str = attrs.field(repr=False)
+    balance: Decimal | None = None
+    """Refund balance; ``None`` is unlimited."""
+
+
+#: Demo credentials: public, for the simulator only — never valid at a real provider.
+DEMO_WECHATPAY = WeChatPayMerchant(
+    appid="wxd930ea5d5a258f4f",
+    mch_id="1900000109",
+    api_key="simulatorsimulatorsimulator00001",
+)
+DEMO_PAYJS = PayJSMerchant(mchid="1500000001", key="simulator-payjs-key")
+DEMO_EFTPAY = EftPayMerchant(user_confirm_key="S0000001", secret="simulator-eftpay-secret")  # noqa: S106
+
+
+def _positive(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if value < 0:
+        raise ValidationError(f"{attribute.name} must not be negative", field=attribute.name)
+
+
+@attrs.frozen(kw_only=True)
+class SimulatorConfig:
+    """Everything the simulator does, as one immutable value.
+
+    ``completion_delay`` is how long (simulator clock seconds) a refund stays PROCESSING;
+    ``refund_outcome`` picks its end: ``"success"``, ``"closed"`` (WeChat REFUNDCLOSE, eftPay
+    TRADE_FAIL), ``"change"`` (WeChat CHANGE) or ``"fail"`` (eftPay TRADE_FAIL).
+    ``payjs_unsigned_duplicate``: a second refund of a PAYJS order answers ``return_code=1``
+    without ``sign``, as the real service has been seen to; when False it answers the signed
+    "already refunded" failure.
+    """
+
+    wechatpay: WeChatPayMerchant = DEMO_WECHATPAY
+    payjs: PayJSMerchant = DEMO_PAYJS
+    eftpay: EftPayMerchant = DEMO_EFTPAY
+    auto_orders: bool = False
+    payjs_auto_order_amount: int = 100
+    completion_delay: float = attrs.field(default=1.0, validator=_positive)
+    refund_outcome: str = attrs.field(
+        default="success", validator=attrs.validators.in_(("success", "closed", "change", "fail"))
+    )
+    payjs_unsigned_duplicate: bool = True
+    wechatpay_max_refunds: int = 50
+    wechatpay_close_after: float = 300.0
+    payjs_close_within: float = 30 * 86400.0
+    payjs_reverse_within: float = 7 * 86400.0
+    eftpay_time_tolerance: float = 600.0
+    notify_schedule: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 5.0, 15.0)
+    """Delays (seconds) of the notification attempts after a refund completes; the real
+    providers redeliver over hours."""
+    notify_poll_interval: float = attrs.field(default=0.05, validator=_positive)
+    notify_ca_file: str | None = None
+    faults: FaultPlan = attrs.field(factory=FaultPlan)
+
+    @property
+    def uses_demo_credentials(self) -> bool:
+        """True when any provider runs with the public demo credentials."""
+        return self.wechatpay == DEMO_WECHATPAY or self.payjs == DEMO_PAYJS or self.eftpay == DEMO_EFTPAY
+
+
+_SIMULATOR_KEYS = {
+    "auto_orders",
+    "payjs_auto_order_amount",
+    "completion_delay",
+    "refund_outcome",
+    "payjs_unsigned_duplicate",
+    "wechatpay_max_refunds",
+    "wechatpay_close_after",
+    "payjs_close_within",
+    "payjs_reverse_within",
+    "eftpay_time_tolerance",
+    "notify_schedule",
+    "notify_poll_interval",
+    "notify_ca_file",
+}
+
+
+def load_config(path: str | os.PathLike[str], **overrides: Any) -> SimulatorConfig:
+    """Read a TOML file into a :class:`SimulatorConfig`; ``overrides`` win over the file."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValidationError(f"cannot read {os.fspath(path)!r}: {exc.strerror}", field="config") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValidationError(f"{os.fspath(path)!r} is not valid TOML: {exc}", field="config") from None
+    return config_from_mapping(data, **overrides)
+
+
+def config_from_mapping(data: Mapping[str, Any], **overrides: Any) -> SimulatorConfig:
+    """Build a :class:`SimulatorConfig` from parsed TOML (sections as in :func:`load_config`)."""
+    kwargs: dict[str, Any] = {}
+    try:
+        if "wechatpay" in data:
+            kwargs["wechatpay"] = WeChatPayMerchant(**_section(data, "wechatpay"))
+        if "payjs" in data:
+            kwargs["payjs"] = PayJSMerchant(**_section(data, "payjs"))
+        if "eftpay" in data:
+            section = _section(data, "eftpay")
+            if section.get("balance") is not None:
+                section["balance"] = Decimal(str(section["balance"]))
+            kwargs["eftpay"] = EftPayMerchant(**section)
+        simulator = _section(data, "simulator")
+        unknown = set(simulator) - _SIMULATOR_KEYS
+        if unknown:
+            raise ValidationError(f"unknown [simulator] keys: {sorted(unknown)}", field="config")
+        if "notify_schedule" in simulator:
+            simulator["notify_schedule"] = tuple(float(v) for v in simulator["notify_schedule"])
+        kwargs.update(simulator)
+        if "faults" in data:
+            faults = _section(data, "faults")
+            rules = tuple(FaultRule(**dict(rule)) for rule in faults.pop("rules", []))
+            kwargs["faults"] = FaultPlan(rules=rules, **faults)
+        kwargs.update(overrides)
+        return SimulatorConfig(**kwargs)
+    except TypeError as exc:
+        raise ValidationError(f"bad simulator configuration: {exc}", field="config") from None
+
+
+def _section(data: Mapping[str, Any], name: str) -> dict[str, Any]:
+    section = data.get(name, {})
+    if not isinstance(section, Mapping):
+        raise ValidationError(f"[{name}] must be a table", field="config")
+    return dict(section)

@@ -1,0 +1,120 @@
+"""The few ASGI pieces the simulator needs: read a request, send a reply, drop a connection."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "IN_PROCESS_KEY",
+    "ConnectionDropped",
+    "HttpReply",
+    "HttpRequest",
+    "read_request",
+    "send_reply",
+    "send_truncated",
+]
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+#: Set in the scope by the simulator's in-process transport: drops raise instead of half-replying.
+IN_PROCESS_KEY = "paykit.simulator.in_process"
+#: Set in the scope by :func:`~paykit_async.simulator.serve.serve`: whether a client cert was shown.
+CLIENT_CERT_KEY = "paykit.simulator.client_cert"
+
+MAX_BODY = 1 << 20
+
+
+class ConnectionDropped(Exception):
+    """Raised inside the in-process transport where a real server would close the connection."""
+
+
+@attrs.frozen(kw_only=True)
+class HttpRequest:
+    """One received request. Header names are lower-case."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    body: bytes
+    scheme: str = "http"
+    client_cert: bool | None = None
+    """True/False when the server knows whether a TLS client certificate was presented, else None."""
+
+
+@attrs.frozen(kw_only=True)
+class HttpReply:
+    """One reply to send."""
+
+    status: int = 200
+    content_type: str = "text/plain; charset=utf-8"
+    body: bytes = b""
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+
+
+async def read_request(scope: Scope, receive: Receive) -> HttpRequest:
+    """Read the whole body (capped at 1 MiB; the rest is discarded)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size <= MAX_BODY:
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    state = scope.get("state") or {}
+    cert = scope.get(CLIENT_CERT_KEY, state.get(CLIENT_CERT_KEY))
+    return HttpRequest(
+        method=scope["method"],
+        path=scope["path"],
+        headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
+        body=b"".join(chunks),
+        scheme=scope.get("scheme", "http"),
+        client_cert=cert if isinstance(cert, bool) else None,
+    )
+
+
+def _headers(reply: HttpReply, length: int) -> list[tuple[bytes, bytes]]:
+    headers = [
+        (b"content-type", reply.content_type.encode("latin-1")),
+        (b"content-length", str(length).encode("ascii")),
+    ]
+    headers.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items())
+    return headers
+
+
+async def send_reply(send: Send, reply: HttpReply) -> None:
+    """Send ``reply`` in one piece."""
+    await send(
+        {"type": "http.response.start", "status": reply.status, "headers": _headers(reply, len(reply.body))}
+    )
+    await send({"type": "http.response.body", "body": reply.body})
+
+
+async def send_truncated(scope: Scope, send: Send, reply: HttpReply) -> None:
+    """Start ``reply`` and stop half-way, as a connection that dies mid-reply.
+
+    Over a socket the server closes the connection when the app returns with the body
+    incomplete; in process (no socket to close) :class:`ConnectionDropped` is raised instead.
+    """
+    if scope.get(IN_PROCESS_KEY):
+        raise ConnectionDropped("the simulator dropped the connection")
+    await send(
+        {"type": "http.response.start", "status": reply.status, "headers": _headers(reply, len(reply.body))}
+    )
+    await send({"type": "http.response.body", "body": reply.body[: len(reply.body) // 2], "more_body": True})
+
+
+def reply_from(
+    status: int, body: bytes, content_type: str, headers: Mapping[str, str] | None = None
+) -> HttpReply:
+    """Shorthand for :class:`HttpReply`."""
+    return HttpReply(status=status, body=body, content_type=content_type, headers=dict(headers or {}))

@@ -1,0 +1,263 @@
+"""The ledger: orders, refunds and payouts, and a frozen snapshot of them for test assertions.
+
+Amounts are integers in the smallest unit (fen / cents; eftPay's ``Decimal`` amounts are
+converted exactly). The provider handlers hold :attr:`Ledger.lock` while they check a rule and
+act on it, so a check-then-refund is atomic even with concurrent requests from several threads.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+
+import attrs
+
+__all__ = [
+    "FINAL_STATES",
+    "Ledger",
+    "LedgerSnapshot",
+    "Order",
+    "OrderView",
+    "Refund",
+    "RefundView",
+    "to_cents",
+]
+
+#: Refund states: PROCESSING, then one of these.
+FINAL_STATES = ("SUCCESS", "CLOSED", "CHANGE", "FAIL")
+
+
+def to_cents(text: str) -> int | None:
+    """``"10.01"`` → ``1001``; ``None`` for anything but a non-negative amount with ≤ 2 decimals."""
+    try:
+        value = Decimal(text)
+    except (InvalidOperation, ValueError):
+        return None
+    if not value.is_finite() or value < 0 or value != value.quantize(Decimal("0.01")):
+        return None
+    if "e" in text.lower() or text.strip() != text:
+        return None
+    return int(value * 100)
+
+
+def cents_text(cents: int) -> str:
+    """``1001`` → ``"10.01"``."""
+    return f"{cents // 100}.{cents % 100:02d}"
+
+
+@attrs.define(kw_only=True)
+class Order:
+    """A paid (or unpaid) order at one provider. Mutable; only touched under the ledger lock."""
+
+    provider: str
+    order_no: str
+    """The merchant's order number (``out_trade_no``) — for PAYJS the ``payjs_order_id``."""
+    provider_no: str
+    """The provider's number (``transaction_id``)."""
+    total: int
+    created_at: float
+    paid: bool = True
+    closed: bool = False
+    kind: str = "native"
+    """PAYJS: ``native``/``jsapi`` (refund, close) or ``micropay``/``facepay`` (also reverse)."""
+    paytype: str = "WeChat"
+    payment_type: str = "WECHATCN"
+    extra: dict[str, str] = attrs.field(factory=dict)
+    refund_nos: list[str] = attrs.field(factory=list)
+
+
+@attrs.define(kw_only=True)
+class Refund:
+    """One refund number's refund. ``requests`` counts accepted requests, ``executions`` payouts."""
+
+    provider: str
+    refund_no: str
+    refund_id: str
+    order_no: str
+    amount: int
+    order_total: int
+    created_at: float
+    complete_at: float
+    state: str = "PROCESSING"
+    completed_at: float | None = None
+    notify_url: str = ""
+    fields: dict[str, str] = attrs.field(factory=dict)
+    """Request fields worth echoing in queries and notifications (refund_account, service...)."""
+    requests: int = 1
+    executions: int = 1
+
+
+@attrs.frozen(kw_only=True)
+class RefundView:
+    """A refund as the snapshot shows it."""
+
+    provider: str
+    refund_no: str
+    order_no: str
+    amount: int
+    state: str
+    requests: int
+    executions: int
+
+
+@attrs.frozen(kw_only=True)
+class OrderView:
+    """An order as the snapshot shows it; ``refunded`` excludes refunds that ended CLOSED/FAIL."""
+
+    provider: str
+    order_no: str
+    total: int
+    refunded: int
+    payouts: int
+    paid: bool
+    closed: bool
+
+
+@attrs.frozen(kw_only=True)
+class LedgerSnapshot:
+    """A consistent copy of the ledger for assertions.
+
+    ``duplicate_payouts`` counts payouts made for a refund number that had already been paid —
+    an exactly-once violation; it must stay 0.
+    """
+
+    orders: Mapping[tuple[str, str], OrderView]
+    refunds: Mapping[tuple[str, str], RefundView]
+    executions: Mapping[str, int]
+    """Payouts per refund number (``provider:refund_no`` keys also present in ``refunds``)."""
+    payouts_per_order: Mapping[str, int]
+    duplicate_payouts: int
+
+    def refund(self, provider: str, refund_no: str) -> RefundView:
+        """The refund ``refund_no`` at ``provider`` (``KeyError`` when unknown)."""
+        return self.refunds[(provider, refund_no)]
+
+    def order(self, provider: str, order_no: str) -> OrderView:
+        """The order ``order_no`` at ``provider`` (``KeyError`` when unknown)."""
+        return self.orders[(provider, order_no)]
+
+
+class Ledger:
+    """Orders and refunds of all three providers, keyed by ``(provider, number)``."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self._orders: dict[tuple[str, str], Order] = {}
+        self._by_provider_no: dict[tuple[str, str], Order] = {}
+        self._refunds: dict[tuple[str, str], Refund] = {}
+        self._payout_log: list[tuple[str, str, int]] = []
+        self._ids = itertools.count(1)
+
+    def next_id(self) -> int:
+        """A fresh serial number for provider-side ids."""
+        with self.lock:
+            return next(self._ids)
+
+    def add_order(self, order: Order) -> Order:
+        """Record ``order`` (replacing an order with the same number)."""
+        with self.lock:
+            self._orders[(order.provider, order.order_no)] = order
+            self._by_provider_no[(order.provider, order.provider_no)] = order
+            return order
+
+    def order(self, provider: str, *, order_no: str = "", provider_no: str = "") -> Order | None:
+        """Find an order by merchant number, else by provider number."""
+        with self.lock:
+            if order_no:
+                found = self._orders.get((provider, order_no))
+                if found is not None:
+                    return found
+            if provider_no:
+                return self._by_provider_no.get((provider, provider_no))
+            return None
+
+    def refund(self, provider: str, refund_no: str) -> Refund | None:
+        """The refund with this merchant refund number, if any."""
+        with self.lock:
+            return self._refunds.get((provider, refund_no))
+
+    def refund_by_id(self, provider: str, refund_id: str) -> Refund | None:
+        """The refund with this provider refund id, if any."""
+        with self.lock:
+            return next(
+                (r for r in self._refunds.values() if r.provider == provider and r.refund_id == refund_id),
+                None,
+            )
+
+    def refunds_of(self, order: Order) -> list[Refund]:
+        """The refunds of ``order``, oldest first."""
+        with self.lock:
+            return [self._refunds[(order.provider, no)] for no in order.refund_nos]
+
+    def refunded(self, order: Order) -> int:
+        """Money refunded or being refunded from ``order`` (CLOSED/FAIL refunds give it back)."""
+        with self.lock:
+            return sum(r.amount for r in self.refunds_of(order) if r.state not in ("CLOSED", "FAIL"))
+
+    def add_refund(self, order: Order, refund: Refund) -> Refund:
+        """Execute a new refund: record it and its payout."""
+        with self.lock:
+            key = (refund.provider, refund.refund_no)
+            self._refunds[key] = refund
+            order.refund_nos.append(refund.refund_no)
+            self._payout_log.append((refund.provider, refund.refund_no, refund.amount))
+            return refund
+
+    def complete_due(self, now: float, outcome: str) -> list[Refund]:
+        """Move PROCESSING refunds whose time has come to ``outcome``; return them."""
+        done: list[Refund] = []
+        with self.lock:
+            for refund in self._refunds.values():
+                if refund.state == "PROCESSING" and refund.complete_at <= now:
+                    refund.state = outcome
+                    refund.completed_at = now
+                    done.append(refund)
+        return done
+
+    def snapshot(self) -> LedgerSnapshot:
+        """A consistent frozen copy."""
+        with self.lock:
+            refunds = {
+                key: RefundView(
+                    provider=r.provider,
+                    refund_no=r.refund_no,
+                    order_no=r.order_no,
+                    amount=r.amount,
+                    state=r.state,
+                    requests=r.requests,
+                    executions=r.executions,
+                )
+                for key, r in self._refunds.items()
+            }
+            orders = {}
+            for key, order in self._orders.items():
+                own = self.refunds_of(order)
+                orders[key] = OrderView(
+                    provider=order.provider,
+                    order_no=order.order_no,
+                    total=order.total,
+                    refunded=self.refunded(order),
+                    payouts=len(own),
+                    paid=order.paid,
+                    closed=order.closed,
+                )
+            executions: dict[str, int] = {}
+            payouts_per_order: dict[str, int] = {}
+            duplicates = 0
+            for provider, refund_no, _amount in self._payout_log:
+                name = f"{provider}:{refund_no}"
+                if name in executions:
+                    duplicates += 1
+                executions[name] = executions.get(name, 0) + 1
+                refund = self._refunds[(provider, refund_no)]
+                order_name = f"{provider}:{refund.order_no}"
+                payouts_per_order[order_name] = payouts_per_order.get(order_name, 0) + 1
+            return LedgerSnapshot(
+                orders=orders,
+                refunds=refunds,
+                executions=executions,
+                payouts_per_order=payouts_per_order,
+                duplicate_payouts=duplicates,
+            )

@@ -1,0 +1,157 @@
+"""What the provider handlers share: config, clock, ledger, balances, outbox, faults, request log."""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from .clock import SimulatorClock
+from .config import SimulatorConfig
+from .faults import Fault, FaultInjector
+from .http import HttpReply, HttpRequest
+from .ledger import Ledger, Refund, to_cents
+from .notifications import Outbox
+
+__all__ = ["Handled", "ProviderHandler", "RequestRecord", "SimulatorState", "tamper"]
+
+_OUTCOMES = {"success": "SUCCESS", "closed": "CLOSED", "change": "CHANGE", "fail": "FAIL"}
+
+
+@attrs.frozen(kw_only=True)
+class RequestRecord:
+    """One request as the simulator handled it (for test inspection).
+
+    ``fields`` are the decoded request fields (the request's ``sign`` included — it is not a
+    secret); ``outcome`` is a short label such as ``SUCCESS``, ``SIGNERROR`` or ``NOTENOUGH``.
+    """
+
+    provider: str
+    endpoint: str
+    path: str
+    fields: Mapping[str, Any]
+    status: int
+    outcome: str
+    fault: str | None
+    at: float
+
+
+@attrs.frozen(kw_only=True)
+class Handled:
+    """A provider handler's answer: the reply, the decoded request, and what happened."""
+
+    reply: HttpReply
+    fields: Mapping[str, Any] = attrs.field(factory=dict)
+    outcome: str = "SUCCESS"
+
+
+class SimulatorState:
+    """The mutable world of one simulator. Every method is thread-safe."""
+
+    def __init__(self, config: SimulatorConfig, clock: SimulatorClock) -> None:
+        self.config = config
+        self.clock = clock
+        self.ledger = Ledger()
+        self.outbox = Outbox(config.notify_schedule)
+        self.faults = FaultInjector(config.faults)
+        self.handlers: dict[str, ProviderHandler] = {}
+        eft_balance = config.eftpay.balance
+        self._balances: dict[str, int | None] = {
+            "wechatpay": config.wechatpay.balance,
+            "payjs": config.payjs.unsettled_balance,
+            "eftpay": None if eft_balance is None else to_cents(str(eft_balance)),
+        }
+        self._log: list[RequestRecord] = []
+        self._log_lock = threading.Lock()
+
+    def now(self) -> float:
+        """The simulator clock's time."""
+        return self.clock.now()
+
+    def outcome_state(self) -> str:
+        """The ledger state a refund ends in, from the configuration."""
+        return _OUTCOMES[self.config.refund_outcome]
+
+    def settle_due(self) -> None:
+        """Complete every refund whose delay has passed and queue its notification."""
+        for refund in self.ledger.complete_due(self.now(), self.outcome_state()):
+            if refund.state in ("CLOSED", "FAIL"):
+                self.refund_back(refund.provider, refund.amount)
+            self.handlers[refund.provider].refund_completed(refund)
+
+    def balance(self, provider: str) -> int | None:
+        """The merchant's refundable balance in cents (None: unlimited)."""
+        with self.ledger.lock:
+            return self._balances[provider]
+
+    def set_balance(self, provider: str, cents: int | None) -> None:
+        """Set the merchant's refundable balance (None: unlimited)."""
+        with self.ledger.lock:
+            self._balances[provider] = cents
+
+    def spend(self, provider: str, cents: int, *, strictly_more: bool = False) -> bool:
+        """Take ``cents`` from the balance; False (nothing taken) when it does not cover them.
+
+        PAYJS refunds need the unsettled funds to *exceed* the refund (``strictly_more``).
+        """
+        with self.ledger.lock:
+            balance = self._balances[provider]
+            if balance is None:
+                return True
+            if balance < cents or (strictly_more and balance == cents):
+                return False
+            self._balances[provider] = balance - cents
+            return True
+
+    def refund_back(self, provider: str, cents: int) -> None:
+        """Return the money of a refund that failed to the balance."""
+        with self.ledger.lock:
+            balance = self._balances[provider]
+            if balance is not None:
+                self._balances[provider] = balance + cents
+
+    def log(self, record: RequestRecord) -> None:
+        """Append to the request log."""
+        with self._log_lock:
+            self._log.append(record)
+
+    def requests(self) -> tuple[RequestRecord, ...]:
+        """The request log, oldest first."""
+        with self._log_lock:
+            return tuple(self._log)
+
+
+class ProviderHandler(abc.ABC):
+    """One provider's endpoints. ``routes`` maps a path under ``prefix`` to an endpoint name."""
+
+    name: str
+    prefix: str
+    routes: Mapping[str, str]
+
+    def __init__(self, state: SimulatorState) -> None:
+        self.state = state
+
+    @abc.abstractmethod
+    async def handle(self, endpoint: str, request: HttpRequest, fault: Fault) -> Handled:
+        """Answer one request; apply ``fault`` when it is one the provider expresses itself
+        (retryable codes, rate limiting, bad signatures)."""
+
+    @abc.abstractmethod
+    def refund_completed(self, refund: Refund) -> None:
+        """A refund reached its final state: queue its notification when one was asked for."""
+
+    @abc.abstractmethod
+    def server_error_reply(self, status: int) -> HttpReply:
+        """The body this provider's front end shows with a 5xx."""
+
+
+def tamper(signature: str) -> str:
+    """A signature with its last character changed (same length and case): verifiably wrong."""
+    if not signature:
+        return "0"
+    last = signature[-1]
+    replacement = "0" if last != "0" else "1"
+    return signature[:-1] + replacement
