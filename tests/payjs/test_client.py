@@ -13,6 +13,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from paykit_async.errors import (
+    DecodeError,
     HTTPStatusError,
     ProviderError,
     RefundOutcomeUnknown,
@@ -107,6 +108,15 @@ async def test_refund_of_an_already_refunded_order_surfaces_refund_marker(
         result = await client.refund(payjs_order_id=ORDER_ID)
     assert result.refund == 1
     assert result.raw["unknown_future_field"] == "x"
+
+
+async def test_verified_refund_reply_that_cannot_be_typed_is_unknown(payjs_server: ScriptedServer) -> None:
+    Routes(payjs_server).add("refund", refund_reply(refund="yes"))
+    async with make_client(payjs_server) as client:
+        with pytest.raises(RefundOutcomeUnknown) as caught:
+            await client.refund(payjs_order_id=ORDER_ID)
+    assert caught.value.refund_no == ORDER_ID
+    assert isinstance(caught.value.__cause__, DecodeError)
 
 
 async def test_refund_refused_is_a_provider_error_and_not_retried(payjs_server: ScriptedServer) -> None:
@@ -324,8 +334,6 @@ async def test_check_refused_and_rate_limited(payjs_server: ScriptedServer) -> N
 
 
 async def test_check_with_fractional_total_fee_is_refused(payjs_server: ScriptedServer) -> None:
-    from paykit_async.errors import DecodeError
-
     Routes(payjs_server).add("check", check_reply(total_fee="12.50"))
     async with make_client(payjs_server) as client:
         with pytest.raises(DecodeError, match="total_fee"):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 from typing_extensions import Unpack
 
 from ...client_base import BaseClient, ClientOptions
+from ...errors import DecodeError, RefundOutcomeUnknown
 from ...pipeline.core import Operation, Outcome
 from .dialect import PayJSDialect, make_signer
 from .errors import RefundNotProven
@@ -18,6 +19,7 @@ from .validation import check_credentials, check_order_id
 __all__ = ["PayJSClient"]
 
 _PROVIDER = "payjs"
+_MoneyResult = TypeVar("_MoneyResult", RefundResult, ReverseResult)
 
 
 class PayJSClient(BaseClient):
@@ -65,7 +67,7 @@ class PayJSClient(BaseClient):
             "refund", payjs_order_id, money_moving=True, idempotency_key=idempotency_key
         )
         outcome = await self._call(operation)
-        return structure(RefundResult, outcome.fields, settled_by_query=outcome.settled_by_query)
+        return _money_result(RefundResult, outcome, operation)
 
     async def close(self, *, payjs_order_id: str) -> CloseResult:
         """Close an unpaid order less than 30 days old."""
@@ -77,8 +79,9 @@ class PayJSClient(BaseClient):
 
         A reverse may move money, so an unknown outcome is settled like a refund's.
         """
-        outcome = await self._call(self._operation("reverse", payjs_order_id, money_moving=True))
-        return structure(ReverseResult, outcome.fields, settled_by_query=outcome.settled_by_query)
+        operation = self._operation("reverse", payjs_order_id, money_moving=True)
+        outcome = await self._call(operation)
+        return _money_result(ReverseResult, outcome, operation)
 
     async def check(self, *, payjs_order_id: str) -> CheckResult:
         """Query an order: ``status`` 0 unpaid, 1 paid. PAYJS may block IPs that poll this hard."""
@@ -134,3 +137,21 @@ class PayJSClient(BaseClient):
             f"a verified check of order {order_id} (status {outcome.fields.get('status')!r}) "
             "cannot prove whether it was refunded"
         )
+
+
+def _money_result(model: type[_MoneyResult], outcome: Outcome, operation: Operation) -> _MoneyResult:
+    """Type a verified refund/reverse reply; one that cannot be typed leaves the outcome unknown.
+
+    The reply was verified, but a field of an unexpected type (a ``refund`` marker of ``"yes"``)
+    means it cannot be read safely: report neither success nor failure.
+    """
+    try:
+        return structure(model, outcome.fields, settled_by_query=outcome.settled_by_query)
+    except DecodeError as error:
+        refund_no = operation.refund_no or ""
+        raise RefundOutcomeUnknown(
+            f"the verified PAYJS {operation.name} reply for order {refund_no} could not be read: "
+            f"{error.message}; check the order before acting",
+            refund_no=refund_no,
+            cause=error,
+        ) from error
