@@ -1,0 +1,546 @@
+"""Concurrent batch refunds: many refunds through one client, bounded, rate-limited, exactly once.
+
+:func:`refund_many` runs a (sync or async) iterable of refund requests with a fixed pool of
+worker tasks and hands back one :class:`BatchOutcome` per request as it completes::
+
+    async with refund_many(client, requests, concurrency=64, rate=150) as outcomes:
+        async for outcome in outcomes:
+            print(outcome.index, outcome.status, outcome.refund_no)
+
+It is an async context manager rather than an async generator because the workers live in a
+task group, and yielding from inside a task group in an async generator is unsafe on both
+asyncio and trio. Leaving the block early (``break``, an exception, cancellation of the caller)
+cancels the refunds still in flight and waits for them: no task outlives the block.
+
+Every request's refund number is fixed *before* it is sent (generated with
+:func:`~paykit_async.refund_numbers.new_refund_no` when the request has none), so a refund whose
+outcome is unknown can be settled later under the same number — never re-issued under a new one.
+Requests are pulled from the iterable lazily and results flow through a bounded stream, so memory
+stays proportional to ``concurrency`` whatever the number of requests.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import math
+import sys
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
+from contextvars import ContextVar
+from types import TracebackType
+from typing import Any, Protocol
+
+import anyio
+import attrs
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from .errors import (
+    IdempotencyConflict,
+    PaykitError,
+    ProviderError,
+    RefundOutcomeUnknown,
+    ValidationError,
+)
+from .pipeline.clock import Clock, MonotonicClock
+from .pipeline.core import Handler, Operation, Outcome
+from .refund_numbers import new_refund_no
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
+
+__all__ = [
+    "BatchOutcome",
+    "BatchStatus",
+    "RateLimiter",
+    "RefundBatch",
+    "RefundNumberRule",
+    "count_attempts",
+    "refund_many",
+    "refund_number_rule",
+]
+
+RefundRequest = Mapping[str, Any]
+"""One refund: the keyword arguments of the client's ``refund()`` method."""
+
+
+class RefundingClient(Protocol):
+    """Anything with an async ``refund(**fields)`` — the three provider clients."""
+
+    @property
+    def refund(self) -> Callable[..., Awaitable[Any]]: ...
+
+
+class BatchStatus(str, enum.Enum):
+    """How one request of a batch ended."""
+
+    #: The provider accepted the refund (it may still be PROCESSING on the provider's side).
+    SUCCEEDED = "succeeded"
+    #: The provider verifiably refused it; no money moved.
+    FAILED = "failed"
+    #: The provider may or may not have executed it; settle it later with the same refund number.
+    UNKNOWN = "unknown"
+    #: The request itself is malformed; nothing was sent.
+    INVALID = "invalid"
+
+
+@attrs.frozen(kw_only=True)
+class BatchOutcome:
+    """What became of request number ``index`` (0-based, in iteration order).
+
+    ``request`` is the request as sent (with its refund number filled in); ``result`` the
+    client's typed result on success; ``error`` the exception otherwise, summarised by
+    ``error_code`` (the provider's code, or the exception's class name) and ``error_message``.
+    ``attempts`` counts the requests sent for it when :func:`count_attempts` is one of the
+    client's middlewares (None otherwise); ``elapsed`` is its latency in seconds.
+    """
+
+    index: int
+    request: RefundRequest
+    status: BatchStatus
+    refund_no: str | None = None
+    result: Any = None
+    error: BaseException | None = attrs.field(default=None, repr=False)
+    error_code: str | None = None
+    error_message: str | None = None
+    attempts: int | None = None
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status is BatchStatus.SUCCEEDED
+
+
+# --------------------------------------------------------------------------- refund numbers
+
+
+@attrs.frozen(kw_only=True)
+class RefundNumberRule:
+    """Where a client's refund number lives and how to mint one.
+
+    ``field`` is the request field holding it; ``max_length`` the provider's limit; when
+    ``generated`` is False the provider has no merchant refund number and ``field`` is the
+    order identifier that makes the refund unique (PAYJS refunds an order in full, by
+    ``payjs_order_id``).
+    """
+
+    field: str
+    max_length: int = 32
+    generated: bool = True
+
+    def fix(self, request: RefundRequest) -> tuple[RefundRequest, str | None]:
+        """The request with its refund number filled in, and that number."""
+        current = request.get(self.field)
+        if current not in (None, ""):
+            return request, str(current)
+        if not self.generated:
+            return request, None
+        number = new_refund_no(length=min(32, self.max_length))
+        return {**request, self.field: number}, number
+
+
+_RULES_BY_CLASS_NAME = {
+    "WeChatPayClient": RefundNumberRule(field="out_refund_no", max_length=64),
+    "EftPayClient": RefundNumberRule(field="refund_no", max_length=28),
+    "PayJSClient": RefundNumberRule(field="payjs_order_id", generated=False),
+}
+
+
+def refund_number_rule(client: object) -> RefundNumberRule | None:
+    """The refund-number rule for ``client``: its ``refund_number_rule`` attribute if it has
+    one, else the rule of the provider client it is (or derives from), else None."""
+    rule = getattr(client, "refund_number_rule", None)
+    if isinstance(rule, RefundNumberRule):
+        return rule
+    for klass in type(client).__mro__:
+        found = _RULES_BY_CLASS_NAME.get(klass.__name__)
+        if found is not None:
+            return found
+    return None
+
+
+# --------------------------------------------------------------------------- attempts
+
+
+_attempt_counter: ContextVar[list[int] | None] = ContextVar("paykit_batch_attempts", default=None)
+
+
+async def count_attempts(operation: Operation, call_next: Handler) -> Outcome:
+    """A middleware that lets :func:`refund_many` report how many requests each refund took.
+
+    Put it in the client's ``middleware=[...]`` (user middlewares run once per attempt). It
+    counts refund attempts of the current task only (a context variable), so it is safe to share.
+    """
+    cell = _attempt_counter.get()
+    if cell is not None and operation.is_refund:
+        cell[0] += 1
+    return await call_next(operation)
+
+
+# --------------------------------------------------------------------------- rate limiting
+
+
+class RateLimiter:
+    """Spaces calls at most ``rate`` per second, allowing short bursts of ``burst`` calls.
+
+    A token bucket kept as "the time the next call may start" (GCRA); no lock is needed because
+    reading and moving that time never awaits.
+    """
+
+    def __init__(self, rate: float, *, burst: int = 1, clock: Clock | None = None) -> None:
+        if not (rate > 0 and math.isfinite(rate)):
+            raise ValidationError(f"must be a positive number, got {rate!r}", field="rate")
+        if burst < 1:
+            raise ValidationError(f"must be >= 1, got {burst!r}", field="burst")
+        self.rate = rate
+        self.burst = burst
+        self._clock: Clock = clock if clock is not None else MonotonicClock()
+        self._interval = 1.0 / rate
+        self._next: float | None = None
+
+    async def acquire(self) -> None:
+        """Wait until one more call fits in the rate."""
+        now = self._clock.now()
+        earliest = now - (self.burst - 1) * self._interval
+        start = earliest if self._next is None else max(self._next, earliest)
+        self._next = start + self._interval
+        if start > now:
+            await self._clock.sleep(start - now)
+        else:
+            await anyio.lowlevel.checkpoint()
+
+
+# --------------------------------------------------------------------------- the batch
+
+
+OnStart = Callable[[int, RefundRequest, "str | None"], Awaitable[None]]
+"""Called with (index, request, refund number) after the number is fixed, before sending."""
+
+KeyFor = Callable[[int, RefundRequest], "str | None"]
+"""Derives an idempotency key for request ``index`` (None: no key)."""
+
+
+def refund_many(
+    client: RefundingClient,
+    requests: Iterable[RefundRequest] | AsyncIterable[RefundRequest],
+    *,
+    concurrency: int = 32,
+    rate: float | RateLimiter | None = None,
+    ordered: bool = False,
+    idempotency_key: KeyFor | None = None,
+    on_start: OnStart | None = None,
+    buffer: int | None = None,
+) -> RefundBatch:
+    """Refund every request through ``client``, ``concurrency`` at a time; see the module doc.
+
+    ``concurrency`` should not exceed the client's connection pool (``max_connections``,
+    100 by default). ``rate`` caps requests per second (WeChat allows about 150/s). With
+    ``ordered=True`` outcomes come in request order (at most ``2 * concurrency`` are held back).
+    ``idempotency_key(index, request)`` gives each refund a key for the client's idempotency
+    store, so a re-run after a crash reuses the recorded refund number. ``on_start`` is awaited
+    with each refund number before the refund is sent (to journal it). One request's failure
+    never stops the others.
+    """
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+        raise ValidationError(f"must be an int >= 1, got {concurrency!r}", field="concurrency")
+    limiter = RateLimiter(rate) if isinstance(rate, int | float) else rate
+    return RefundBatch(
+        client=client,
+        requests=requests,
+        concurrency=concurrency,
+        limiter=limiter,
+        ordered=ordered,
+        idempotency_key=idempotency_key,
+        on_start=on_start,
+        buffer=concurrency if buffer is None else buffer,
+    )
+
+
+class RefundBatch:
+    """The running batch: enter it to get the stream of :class:`BatchOutcome`.
+
+    ``in_flight`` maps the index of every refund sent but not finished to its refund number;
+    after a cancellation it names the refunds whose outcome the caller must settle later.
+    ``started`` and ``completed`` count requests.
+    """
+
+    def __init__(
+        self,
+        *,
+        client: RefundingClient,
+        requests: Iterable[RefundRequest] | AsyncIterable[RefundRequest],
+        concurrency: int,
+        limiter: RateLimiter | None,
+        ordered: bool,
+        idempotency_key: KeyFor | None,
+        on_start: OnStart | None,
+        buffer: int,
+    ) -> None:
+        self._client = client
+        self._requests = requests
+        self._concurrency = concurrency
+        self._limiter = limiter
+        self._ordered = ordered
+        self._key_for = idempotency_key
+        self._on_start = on_start
+        self._buffer = buffer
+        self._rule = refund_number_rule(client)
+        self._fields = _RefundFields.of(client)
+        self._source: Iterator[object] | AsyncIterator[object] = (
+            aiter(requests) if isinstance(requests, AsyncIterable) else iter(requests)
+        )
+        self._task_group: TaskGroup | None = None
+        self._receive: MemoryObjectReceiveStream[BatchOutcome] | None = None
+        self._next_index = 0
+        self._exhausted = False
+        self._pull_lock = anyio.Lock()
+        # Ordered mode: a window of indexes that may be in flight or held back for ordering.
+        self._window = anyio.Semaphore(2 * concurrency) if ordered else None
+        self._held: dict[int, BatchOutcome] = {}
+        self._next_to_emit = 0
+        self._emit_lock = anyio.Lock()
+        self.in_flight: dict[int, str | None] = {}
+        self.started = 0
+        self.completed = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"<RefundBatch started={self.started} completed={self.completed} in_flight={len(self.in_flight)}>"
+        )
+
+    async def __aenter__(self) -> AsyncIterator[BatchOutcome]:
+        if self._task_group is not None:
+            raise RuntimeError("a RefundBatch can be entered only once")
+        send, receive = anyio.create_memory_object_stream[BatchOutcome](self._buffer)
+        self._receive = receive
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        task_group.start_soon(self._run, send)
+        return _Outcomes(receive)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._task_group is not None
+        assert self._receive is not None
+        # Left early or failed: stop the workers. After a full iteration they are done already.
+        self._task_group.cancel_scope.cancel()
+        self._receive.close()
+        try:
+            return await self._task_group.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            # The caller's own exception, wrapped by the task group: give it back unwrapped.
+            if exc is not None and group.split(lambda leaf: leaf is exc)[1] is None:
+                return False
+            raise
+
+    # ----------------------------------------------------------------- workers
+
+    async def _run(self, send: MemoryObjectSendStream[BatchOutcome]) -> None:
+        async with send, anyio.create_task_group() as workers:
+            for _ in range(self._concurrency):
+                workers.start_soon(self._work, send)
+
+    async def _work(self, send: MemoryObjectSendStream[BatchOutcome]) -> None:
+        while True:
+            if self._window is not None:
+                await self._window.acquire()
+            async with self._pull_lock:
+                if self._exhausted:
+                    item = None
+                else:
+                    item = await self._pull()
+                    if item is None:
+                        self._exhausted = True
+                if item is None:
+                    if self._window is not None:
+                        self._window.release()
+                    return
+                index = self._next_index
+                self._next_index += 1
+            outcome = await self._refund_one(index, item[0])
+            self.completed += 1
+            if self._window is None:
+                await send.send(outcome)
+            else:
+                await self._emit_in_order(outcome, send)
+
+    async def _pull(self) -> tuple[object] | None:
+        """The next request, boxed (a request may be any object), or None at the end."""
+        source = self._source
+        if isinstance(source, AsyncIterator):
+            try:
+                return (await source.__anext__(),)
+            except StopAsyncIteration:
+                return None
+        try:
+            return (next(source),)
+        except StopIteration:
+            return None
+
+    async def _emit_in_order(self, outcome: BatchOutcome, send: MemoryObjectSendStream[BatchOutcome]) -> None:
+        assert self._window is not None
+        async with self._emit_lock:
+            self._held[outcome.index] = outcome
+            while self._next_to_emit in self._held:
+                await send.send(self._held.pop(self._next_to_emit))
+                self._next_to_emit += 1
+                self._window.release()
+
+    async def _refund_one(self, index: int, request: object) -> BatchOutcome:
+        if not isinstance(request, Mapping):
+            return BatchOutcome(
+                index=index,
+                request={},
+                status=BatchStatus.INVALID,
+                error_code="ValidationError",
+                error_message=f"a refund request must be a mapping of fields, not {type(request).__name__}",
+            )
+        refund_no: str | None = None
+        try:
+            fixed = request
+            if self._rule is not None:
+                fixed, refund_no = self._rule.fix(request)
+            kwargs = dict(fixed)
+            if self._key_for is not None and "idempotency_key" not in kwargs:
+                key = self._key_for(index, fixed)
+                if key is not None:
+                    kwargs["idempotency_key"] = key
+            self._check_arguments(kwargs)
+        except ValidationError as error:
+            return _failure(index, request, refund_no, BatchStatus.INVALID, error, None, None)
+        if self._limiter is not None:
+            await self._limiter.acquire()
+        self.started += 1
+        self.in_flight[index] = refund_no
+        if self._on_start is not None:
+            await self._on_start(index, fixed, refund_no)
+        cell = [0]
+        token = _attempt_counter.set(cell)
+        began = anyio.current_time()
+        try:
+            result = await self._client.refund(**kwargs)
+        except (ValidationError, IdempotencyConflict) as error:
+            status = BatchStatus.INVALID
+            outcome = _failure(index, fixed, refund_no, status, error, cell[0] or None, began)
+        except RefundOutcomeUnknown as error:
+            status = BatchStatus.UNKNOWN
+            outcome = _failure(index, fixed, refund_no or error.refund_no, status, error, cell[0], began)
+        except PaykitError as error:
+            # A definite refusal unless the provider may have acted (e.g. a SignatureError).
+            status = BatchStatus.UNKNOWN if error.outcome_unknown else BatchStatus.FAILED
+            outcome = _failure(index, fixed, refund_no, status, error, cell[0] or None, began)
+        except Exception as error:
+            # An unexpected error after the request may have gone out: never call it a failure.
+            status = BatchStatus.UNKNOWN
+            outcome = _failure(index, fixed, refund_no, status, error, cell[0] or None, began)
+        else:
+            outcome = BatchOutcome(
+                index=index,
+                request=fixed,
+                status=BatchStatus.SUCCEEDED,
+                refund_no=refund_no,
+                result=result,
+                attempts=cell[0] or getattr(result, "attempts", None),
+                elapsed=anyio.current_time() - began,
+            )
+        finally:
+            _attempt_counter.reset(token)
+        del self.in_flight[index]
+        return outcome
+
+    def _check_arguments(self, kwargs: Mapping[str, Any]) -> None:
+        """Refuse unknown or missing fields before sending (a ValidationError, not a TypeError)."""
+        if self._fields is not None:
+            self._fields.check(kwargs)
+
+
+@attrs.frozen(kw_only=True)
+class _RefundFields:
+    """The keyword arguments a client's ``refund()`` takes, to check requests cheaply."""
+
+    accepted: frozenset[str]
+    required: frozenset[str]
+    open_ended: bool
+
+    @classmethod
+    def of(cls, client: object) -> _RefundFields | None:
+        try:
+            signature = inspect.signature(client.refund)  # type: ignore[attr-defined]
+        except (AttributeError, TypeError, ValueError):
+            return None
+        params = signature.parameters.values()
+        if any(p.kind in (p.POSITIONAL_ONLY, p.VAR_POSITIONAL) for p in params):
+            return None
+        return cls(
+            accepted=frozenset(p.name for p in params if p.kind is not p.VAR_KEYWORD),
+            required=frozenset(
+                p.name for p in params if p.default is p.empty and p.kind is not p.VAR_KEYWORD
+            ),
+            open_ended=any(p.kind is p.VAR_KEYWORD for p in params),
+        )
+
+    def check(self, kwargs: Mapping[str, Any]) -> None:
+        if not self.open_ended and not self.accepted.issuperset(kwargs):
+            unknown = ", ".join(sorted(set(kwargs) - self.accepted))
+            raise ValidationError(
+                f"unknown field(s) {unknown}; refund() takes {', '.join(sorted(self.accepted))}"
+            )
+        if not self.required.issubset(kwargs):
+            raise ValidationError(f"missing field(s) {', '.join(sorted(self.required - set(kwargs)))}")
+
+
+def _failure(
+    index: int,
+    request: RefundRequest,
+    refund_no: str | None,
+    status: BatchStatus,
+    error: BaseException,
+    attempts: int | None,
+    began: float | None,
+) -> BatchOutcome:
+    if isinstance(error, ProviderError):
+        code, message = error.code, error.message
+    elif isinstance(error, PaykitError):
+        code, message = type(error).__name__, error.message
+    else:
+        code, message = type(error).__name__, str(error)
+    return BatchOutcome(
+        index=index,
+        request=request,
+        status=status,
+        refund_no=refund_no,
+        error=error,
+        error_code=code,
+        error_message=message,
+        attempts=attempts,
+        elapsed=0.0 if began is None else anyio.current_time() - began,
+    )
+
+
+class _Outcomes(AsyncIterator[BatchOutcome]):
+    """The stream of outcomes handed out by ``async with refund_many(...) as outcomes``."""
+
+    def __init__(self, receive: MemoryObjectReceiveStream[BatchOutcome]) -> None:
+        self._receive = receive
+
+    def __aiter__(self) -> _Outcomes:
+        return self
+
+    async def __anext__(self) -> BatchOutcome:
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None

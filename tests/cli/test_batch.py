@@ -1,0 +1,353 @@
+"""refund_many: outcomes per request, bounded concurrency, ordering, rate limits, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import tracemalloc
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+from paykit_async.batch import (
+    BatchOutcome,
+    BatchStatus,
+    RateLimiter,
+    RefundNumberRule,
+    count_attempts,
+    refund_many,
+    refund_number_rule,
+)
+from paykit_async.errors import ValidationError
+from paykit_async.pipeline import FakeClock
+
+from .fakes import FakeRefundClient, LedgerTransport
+
+pytestmark = pytest.mark.anyio
+
+
+def _request(i: int, behaviour: str = "ok", **extra: Any) -> dict[str, Any]:
+    return {"out_trade_no": f"T{i}", "amount": 100 + i, "behaviour": behaviour, **extra}
+
+
+def _live_tasks() -> int:
+    """How many tasks exist right now, on whichever backend runs the test."""
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:
+        import trio
+
+        def count(task: trio.lowlevel.Task) -> int:
+            return 1 + sum(count(child) for n in task.child_nurseries for child in n.child_tasks)
+
+        root = trio.lowlevel.current_root_task()
+        assert root is not None
+        return count(root)
+
+
+async def _collect(batch: Any) -> list[BatchOutcome]:
+    async with batch as outcomes:
+        return [outcome async for outcome in outcomes]
+
+
+async def test_every_request_gets_exactly_one_outcome_of_the_right_kind() -> None:
+    transport = LedgerTransport()
+    requests: list[Any] = [
+        _request(0),
+        _request(1, "refuse"),
+        _request(2, "lost"),
+        _request(3, "flaky"),
+        _request(4, amount=0),  # the client refuses it before any I/O
+        _request(5, colour="red"),  # not a refund() argument
+        "not a mapping",
+        _request(7, out_refund_no="MYOWNNUMBER7"),
+    ]
+    async with FakeRefundClient(transport, middleware=[count_attempts]) as client:
+        outcomes = await _collect(refund_many(client, requests, concurrency=3))
+
+    by_index = {o.index: o for o in outcomes}
+    assert sorted(by_index) == list(range(len(requests)))
+    status = {i: o.status for i, o in by_index.items()}
+    assert status == {
+        0: BatchStatus.SUCCEEDED,
+        1: BatchStatus.FAILED,
+        2: BatchStatus.UNKNOWN,
+        3: BatchStatus.SUCCEEDED,
+        4: BatchStatus.INVALID,
+        5: BatchStatus.INVALID,
+        6: BatchStatus.INVALID,
+        7: BatchStatus.SUCCEEDED,
+    }
+    assert by_index[1].error_code == "NOTENOUGH"
+    assert by_index[1].error_message == "balance too low"
+    assert by_index[2].error_code == "RefundOutcomeUnknown"
+    assert by_index[4].error_message is not None
+    assert "amount" in by_index[4].error_message
+    assert by_index[5].error_message is not None
+    assert "colour" in by_index[5].error_message
+    # Attempts come from the count_attempts middleware: the flaky one needed a retry.
+    assert by_index[0].attempts == 1
+    assert by_index[3].attempts == 2
+    assert by_index[2].attempts == 3
+    # Refund numbers: fixed before sending, kept when given, unique, used on the wire.
+    assert by_index[7].refund_no == "MYOWNNUMBER7"
+    sent = [o.refund_no for o in outcomes if o.status is not BatchStatus.INVALID]
+    assert all(sent)
+    assert len(set(sent)) == len(sent)
+    assert by_index[0].result["refund_id"] == f"P{by_index[0].refund_no}"
+    assert by_index[0].request["out_refund_no"] == by_index[0].refund_no
+    # The unknown one was executed by the provider: its number is what lets it be settled.
+    assert transport.executions[by_index[2].refund_no or ""] == 1
+    assert max(transport.executions.values()) == 1
+    # Nothing invalid reached the wire.
+    assert transport.sends == 1 + 1 + 3 + 2 + 1
+
+
+async def test_concurrency_is_bounded_and_requests_are_pulled_lazily() -> None:
+    transport = LedgerTransport()
+    pulled = 0
+
+    def requests() -> Iterator[dict[str, Any]]:
+        nonlocal pulled
+        for i in range(200):
+            pulled += 1
+            yield _request(i)
+
+    async with (
+        FakeRefundClient(transport) as client,
+        refund_many(client, requests(), concurrency=5) as outcomes,
+    ):
+        first = await outcomes.__anext__()
+        # Only what the workers and the bounded result stream can hold has been pulled.
+        assert pulled <= 5 + 5 + 5 + 1
+        rest = [o async for o in outcomes]
+    assert first.status is BatchStatus.SUCCEEDED
+    assert len(rest) == 199
+    assert transport.max_active <= 5
+    assert transport.max_active > 1
+
+
+async def test_async_iterables_are_accepted() -> None:
+    async def requests() -> AsyncIterator[dict[str, Any]]:
+        for i in range(30):
+            await anyio.lowlevel.checkpoint()
+            yield _request(i)
+
+    async with FakeRefundClient(LedgerTransport()) as client:
+        outcomes = await _collect(refund_many(client, requests(), concurrency=4))
+    assert sorted(o.index for o in outcomes) == list(range(30))
+    assert {o.status for o in outcomes} == {BatchStatus.SUCCEEDED}
+    assert [o.request["out_trade_no"] for o in sorted(outcomes, key=lambda o: o.index)] == [
+        f"T{i}" for i in range(30)
+    ]
+
+
+async def test_ordered_mode_yields_in_request_order_even_when_the_first_is_slow() -> None:
+    transport = LedgerTransport()
+    requests = [_request(0, "hang")] + [_request(i) for i in range(1, 40)]
+    seen: list[int] = []
+    async with FakeRefundClient(transport) as client, anyio.create_task_group() as tg:
+
+        async def release_when_others_ran() -> None:
+            await transport.wait_for(lambda t: t.sends >= 8)
+            transport.release.set()
+
+        tg.start_soon(release_when_others_ran)
+        async with refund_many(client, requests, concurrency=4, ordered=True) as outcomes:
+            async for outcome in outcomes:
+                seen.append(outcome.index)
+    assert seen == list(range(40))
+    # Others ran while the first hung, but never more than the ordering window ahead.
+    assert transport.sends >= 8
+
+
+async def test_unordered_mode_does_not_wait_for_a_slow_request() -> None:
+    transport = LedgerTransport()
+    requests = [_request(0, "hang")] + [_request(i) for i in range(1, 10)]
+    async with (
+        FakeRefundClient(transport) as client,
+        refund_many(client, requests, concurrency=2) as outcomes,
+    ):
+        first_nine = [await outcomes.__anext__() for _ in range(9)]
+        transport.release.set()
+        last = [o async for o in outcomes]
+    assert sorted(o.index for o in first_nine) == list(range(1, 10))
+    assert [o.index for o in last] == [0]
+
+
+async def test_cancelling_the_caller_leaves_no_task_behind_and_names_the_started_refunds() -> None:
+    transport = LedgerTransport()
+    journal: dict[int, str | None] = {}
+
+    async def on_start(index: int, request: Any, refund_no: str | None) -> None:
+        journal[index] = refund_no
+
+    requests = [_request(i, "hang" if i >= 3 else "ok") for i in range(100)]
+    before = _live_tasks()
+    received: list[BatchOutcome] = []
+    async with FakeRefundClient(transport) as client:
+        batch = refund_many(client, requests, concurrency=6, on_start=on_start)
+        with anyio.CancelScope() as scope:
+            async with batch as outcomes:
+                async for outcome in outcomes:
+                    received.append(outcome)
+                    if len(received) == 3:
+                        await transport.wait_for(lambda t: t.active >= 6)
+                        scope.cancel()
+        assert scope.cancelled_caught
+        assert _live_tasks() == before
+        assert transport.active == 0
+    assert [o.index for o in received] == [0, 1, 2] or sorted(o.index for o in received) == [0, 1, 2]
+    # Six refunds were on the wire when the caller was cancelled; each was journalled with its
+    # refund number before sending, and the batch names them as in flight.
+    assert sorted(batch.in_flight) == [3, 4, 5, 6, 7, 8]
+    assert {i: journal[i] for i in batch.in_flight} == batch.in_flight
+    assert all(batch.in_flight.values())
+    assert batch.started == 9
+    assert sorted(journal) == list(range(9))
+
+
+async def test_leaving_the_block_early_cancels_the_rest() -> None:
+    transport = LedgerTransport()
+    before = _live_tasks()
+    async with FakeRefundClient(transport) as client:
+        async with refund_many(client, (_request(i) for i in range(10_000)), concurrency=8) as outcomes:
+            async for outcome in outcomes:
+                if outcome.index >= 0:
+                    break
+        assert _live_tasks() == before
+    assert transport.sends < 100
+
+
+async def test_an_error_in_the_callers_body_propagates_and_stops_the_batch() -> None:
+    transport = LedgerTransport()
+
+    async def consume(client: FakeRefundClient) -> None:
+        async with refund_many(client, [_request(i) for i in range(1000)], concurrency=4) as outcomes:
+            async for _outcome in outcomes:
+                raise KeyError("caller bug")
+
+    async with FakeRefundClient(transport) as client:
+        with pytest.raises(KeyError):
+            await consume(client)
+    assert transport.sends < 1000
+
+
+async def test_a_failing_journal_stops_the_batch_instead_of_sending_unrecorded_refunds() -> None:
+    transport = LedgerTransport()
+
+    async def on_start(index: int, request: Any, refund_no: str | None) -> None:
+        if index == 5:
+            raise OSError("disk full")
+
+    async with FakeRefundClient(transport) as client:
+        with pytest.raises(Exception) as caught:
+            await _collect(refund_many(client, [_request(i) for i in range(50)], on_start=on_start))
+    assert caught.group_contains(OSError)
+    assert transport.sends < 50
+
+
+async def test_rate_limit_spaces_requests() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock=clock)
+    async with FakeRefundClient(LedgerTransport()) as client:
+        outcomes = await _collect(
+            refund_many(client, [_request(i) for i in range(21)], concurrency=4, rate=limiter)
+        )
+    assert len(outcomes) == 21
+    # 21 requests at 10/s: the first goes at once, the other 20 take 2 seconds of waiting.
+    assert clock.now() == pytest.approx(2.0)
+
+
+async def test_rate_limiter_allows_a_burst_then_the_rate() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(4, burst=3, clock=clock)
+    for _ in range(3):
+        await limiter.acquire()
+    assert clock.sleeps == []
+    await limiter.acquire()
+    await limiter.acquire()
+    assert clock.now() == pytest.approx(0.5)
+
+
+def test_bad_arguments_are_validation_errors() -> None:
+    client = object()
+    with pytest.raises(ValidationError):
+        refund_many(client, [], concurrency=0)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        RateLimiter(0)
+    with pytest.raises(ValidationError):
+        RateLimiter(float("nan"))
+
+
+def test_refund_number_rules_follow_the_provider() -> None:
+    class WeChatPayClient:
+        pass
+
+    class EftPayClient:
+        pass
+
+    class PayJSClient:
+        pass
+
+    wechat = refund_number_rule(WeChatPayClient())
+    assert wechat is not None
+    assert wechat.field == "out_refund_no"
+    fixed, number = wechat.fix({"total_fee": 1})
+    assert number is not None
+    assert fixed["out_refund_no"] == number
+    assert len(number) <= 64
+    eft = refund_number_rule(EftPayClient())
+    assert eft is not None
+    _, number = eft.fix({})
+    assert number is not None
+    assert eft.field == "refund_no"
+    assert len(number) <= 28
+    payjs = refund_number_rule(PayJSClient())
+    assert payjs == RefundNumberRule(field="payjs_order_id", generated=False)
+    assert payjs.fix({"payjs_order_id": "X1"}) == ({"payjs_order_id": "X1"}, "X1")
+    assert refund_number_rule(object()) is None
+
+
+class _InstantClient:
+    """The cheapest possible client, so the measurement is about refund_many itself."""
+
+    refund_number_rule = RefundNumberRule(field="out_refund_no")
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def refund(self, *, out_trade_no: str, amount: int, out_refund_no: str, behaviour: str) -> str:
+        self.calls += 1
+        await anyio.lowlevel.checkpoint()
+        return out_refund_no
+
+
+async def _peak_memory(count: int) -> tuple[int, int]:
+    client = _InstantClient()
+
+    def requests() -> Iterator[dict[str, Any]]:
+        for i in range(count):
+            # Numbers given up front: minting 50,000 random ones is not what is measured here.
+            yield _request(i, out_refund_no=f"R{i:031d}")
+
+    succeeded = 0
+    tracemalloc.start()
+    try:
+        async with refund_many(client, requests(), concurrency=32) as outcomes:
+            async for outcome in outcomes:
+                succeeded += outcome.ok
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert client.calls == count
+    return peak, succeeded
+
+
+@pytest.mark.slow
+async def test_memory_stays_flat_as_the_batch_grows() -> None:
+    small_peak, small_ok = await _peak_memory(5_000)
+    large_peak, large_ok = await _peak_memory(50_000)
+    assert (small_ok, large_ok) == (5_000, 50_000)
+    assert large_peak <= 1.5 * small_peak, (small_peak, large_peak)
