@@ -1,0 +1,174 @@
+"""Every idempotency store keeps the one protocol: atomic claims, leases, final results."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import anyio
+import pytest
+
+from paykit_async.pipeline.stores import (
+    IdempotencyStore,
+    MemoryStore,
+    RecordedError,
+    RecordedOutcome,
+    RecordState,
+    RedisStore,
+    SQLiteStore,
+)
+
+pytestmark = pytest.mark.anyio
+
+LEASE = 60.0
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, anyio_backend: str
+) -> AsyncIterator[IdempotencyStore]:
+    kind = request.param
+    made: IdempotencyStore
+    if kind == "memory":
+        made = MemoryStore()
+    elif kind == "sqlite":
+        made = SQLiteStore(tmp_path / "keys.db")
+    else:
+        url = request.getfixturevalue("redis_url")
+        made = RedisStore(url, prefix=request.getfixturevalue("redis_prefix"), ttl=600)
+    yield made
+    await made.aclose()
+
+
+def test_stores_implement_the_protocol(tmp_path: Path) -> None:
+    for made in (MemoryStore(), SQLiteStore(tmp_path / "x.db"), RedisStore("redis://127.0.0.1:1/0")):
+        assert isinstance(made, IdempotencyStore)
+
+
+async def test_first_claim_creates_an_in_flight_record(store: IdempotencyStore) -> None:
+    assert await store.get("k") is None
+    claim = await store.claim("k", refund_no="R1", fingerprint="f", owner="a", lease=LEASE)
+    assert claim.acquired
+    assert claim.record.refund_no == "R1"
+    assert claim.record.state is RecordState.IN_FLIGHT
+    assert claim.record.owner == "a"
+    assert await store.get("k") == claim.record
+
+
+async def test_a_live_claim_excludes_other_owners_but_not_its_own(store: IdempotencyStore) -> None:
+    await store.claim("k", refund_no="R1", fingerprint="f", owner="a", lease=LEASE)
+    other = await store.claim("k", refund_no="R2", fingerprint="f", owner="b", lease=LEASE)
+    assert not other.acquired
+    assert other.record.refund_no == "R1"
+    assert other.record.owner == "a"
+    again = await store.claim("k", refund_no="R3", fingerprint="f", owner="a", lease=LEASE)
+    assert again.acquired
+    assert again.record.refund_no == "R1"
+
+
+async def test_an_expired_lease_is_taken_over_with_the_same_refund_number(store: IdempotencyStore) -> None:
+    await store.claim("k", refund_no="R1", fingerprint="f", owner="crashed", lease=0.05)
+    await anyio.sleep(0.15)
+    claim = await store.claim("k", refund_no="R2", fingerprint="f", owner="b", lease=LEASE)
+    assert claim.acquired
+    assert claim.record.refund_no == "R1"
+    assert claim.record.owner == "b"
+
+
+async def test_release_ends_only_the_owners_lease(store: IdempotencyStore) -> None:
+    await store.claim("k", refund_no="R1", fingerprint="f", owner="a", lease=LEASE)
+    await store.release("k", owner="b")
+    assert not (await store.claim("k", refund_no="R2", fingerprint="f", owner="b", lease=LEASE)).acquired
+    await store.release("k", owner="a")
+    record = await store.get("k")
+    assert record is not None
+    assert record.state is RecordState.IN_FLIGHT
+    claim = await store.claim("k", refund_no="R2", fingerprint="f", owner="b", lease=LEASE)
+    assert claim.acquired
+    assert claim.record.refund_no == "R1"
+
+
+async def test_a_different_fingerprint_never_takes_over(store: IdempotencyStore) -> None:
+    await store.claim("k", refund_no="R1", fingerprint="f", owner="a", lease=LEASE)
+    await store.release("k", owner="a")
+    claim = await store.claim("k", refund_no="R2", fingerprint="other", owner="b", lease=LEASE)
+    assert not claim.acquired
+    assert claim.record.fingerprint == "f"
+
+
+async def test_a_final_outcome_is_kept_exactly(store: IdempotencyStore) -> None:
+    await store.claim("k", refund_no="R1", fingerprint="f", owner="a", lease=LEASE)
+    outcome = RecordedOutcome(
+        fields={"refund_fee": "100", "amount": Decimal("12.30"), "n": 3, "list": [1, "x"], "flag": True},
+        status_code=200,
+        settled_by_query=True,
+    )
+    assert await store.finish("k", owner="a", result=outcome)
+    assert not await store.finish("k", owner="a", result=RecordedError(code="X", message="late"))
+    claim = await store.claim("k", refund_no="R2", fingerprint="f", owner="b", lease=LEASE)
+    assert not claim.acquired
+    assert claim.record.state is RecordState.SUCCEEDED
+    assert claim.record.result == outcome
+    assert isinstance(claim.record.result, RecordedOutcome)
+    assert type(claim.record.result.fields["amount"]) is Decimal
+
+
+async def test_a_final_error_is_kept(store: IdempotencyStore) -> None:
+    await store.claim("k", refund_no="R1", fingerprint="f", owner="a", lease=LEASE)
+    error = RecordedError(code="NOTENOUGH", message="余额不足", raw={"err_code": "NOTENOUGH"})
+    assert await store.finish("k", owner="a", result=error)
+    record = await store.get("k")
+    assert record is not None
+    assert record.state is RecordState.FAILED
+    assert record.result == error
+
+
+async def test_concurrent_claims_acquire_once(store: IdempotencyStore) -> None:
+    winners: list[str] = []
+
+    async def contend(owner: str) -> None:
+        claim = await store.claim("k", refund_no=f"R-{owner}", fingerprint="f", owner=owner, lease=LEASE)
+        if claim.acquired:
+            winners.append(claim.record.refund_no)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(20):
+            tg.start_soon(contend, f"o{i}")
+    assert len(winners) == 1
+
+
+async def test_sqlite_claims_are_atomic_across_connections(tmp_path: Path) -> None:
+    """Several stores on one file stand in for several processes (each has its own connection)."""
+    stores = [SQLiteStore(tmp_path / "shared.db") for _ in range(6)]
+    winners: list[str] = []
+
+    async def contend(index: int, key: str) -> None:
+        claim = await stores[index].claim(
+            key, refund_no=f"R{index}", fingerprint="f", owner=f"o{index}", lease=LEASE
+        )
+        if claim.acquired:
+            winners.append(key)
+
+    async with anyio.create_task_group() as tg:
+        for key in ("a", "b", "c"):
+            for index in range(len(stores)):
+                tg.start_soon(contend, index, key)
+    assert sorted(winners) == ["a", "b", "c"]
+    for made in stores:
+        await made.aclose()
+
+
+async def test_sqlite_store_survives_reopening(tmp_path: Path) -> None:
+    first = SQLiteStore(tmp_path / "keys.db")
+    await first.claim("k", refund_no="R1", fingerprint="f", owner="a", lease=LEASE)
+    await first.aclose()
+    second = SQLiteStore(tmp_path / "keys.db")
+    record = await second.get("k")
+    assert record is not None
+    assert record.refund_no == "R1"
+    await second.aclose()
+
+
+def test_redis_store_repr_hides_the_url() -> None:
+    assert "secret" not in repr(RedisStore("redis://:secret@127.0.0.1:6379/0"))
