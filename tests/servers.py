@@ -162,7 +162,9 @@ def serve_asgi(app: ASGIApp, *, tls: TLSFiles | None, require_client_cert: bool 
     With ``tls`` the server uses the trustme server certificate and, when ``require_client_cert``,
     demands a client certificate issued by ``tls.ca_file``.
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted sockets only when the listening
+    # socket says so; without it every reply stalls ~40 ms on Nagle + delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
