@@ -122,7 +122,7 @@ async def test_reply_at_the_size_limit_is_accepted(
 async def test_compressed_reply_is_decoded_and_capped_after_decoding(
     scripted: ScriptedServer, tls_files: TLSFiles, transport_name: str
 ) -> None:
-    text = "<xml><return_code><![CDATA[SUCCESS]]></return_code></xml>".encode()
+    text = b"<xml><return_code><![CDATA[SUCCESS]]></return_code></xml>"
     scripted.app.reply_with(200, {"Content-Encoding": "gzip"}, gzip.compress(text))
     bomb = gzip.compress(b"0" * 200_000)
     scripted.app.reply_with(200, {"Content-Encoding": "gzip"}, bomb)
