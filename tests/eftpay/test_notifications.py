@@ -38,7 +38,8 @@ def client() -> EftPayClient:
 def test_parse_refund_notification(form: str) -> None:
     fields = signed(NOTIFICATION)
     text = json.dumps(fields, ensure_ascii=False)
-    body: bytes | str | dict[str, str] = {"bytes": text.encode(), "str": text, "dict": fields}[form]
+    bodies: dict[str, bytes | str | dict[str, str]] = {"bytes": text.encode(), "str": text, "dict": fields}
+    body = bodies[form]
     notification = client().parse_notification(body)
     assert notification.trade_type == "REFUND"
     assert notification.refund_no == "201901010011"

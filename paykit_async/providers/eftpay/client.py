@@ -260,10 +260,12 @@ class EftPayClient(BaseClient):
             settle=self._settle_refund,
         )
         outcome = await self._call(operation)
+        # The reply echoes refund_no (verified against what was sent). It is preferred because an
+        # idempotency store may have resumed an earlier number than the one minted here.
         return structure_reply(
             RefundResult,
             outcome.fields,
-            refund_no=operation.refund_no,
+            refund_no=outcome.fields.get("refund_no") or operation.refund_no,
             signature_rule=_rule(outcome),
             attempts=outcome.attempts,
             settled_by_query=outcome.settled_by_query,
