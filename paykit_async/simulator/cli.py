@@ -1,0 +1,75 @@
+"""The ``simulator`` click group; the main ``paykit`` command attaches it as ``paykit simulator``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+import click
+
+from .config import DEMO_EFTPAY, DEMO_PAYJS, DEMO_WECHATPAY, SimulatorConfig, load_config
+from .core import Simulator
+from .serve import TLSMaterial, build_server, ensure_tls_material
+
+__all__ = ["simulator"]
+
+
+@click.group("simulator")
+def simulator() -> None:
+    """Run the local PAYJS / WeChat Pay v2 / eftPay simulator."""
+
+
+@simulator.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="TOML file with [wechatpay], [payjs], [eftpay], [simulator] and [faults] sections.",
+)
+@click.option("--auto-orders", is_flag=True, help="Create unknown orders on first sight as paid.")
+@click.option(
+    "--tls-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Serve HTTPS with client certificates from this directory (created when missing).",
+)
+def serve_command(
+    host: str, port: int, config_file: Path | None, auto_orders: bool, tls_dir: Path | None
+) -> None:
+    """Serve the simulator until Ctrl-C."""
+    config = load_config(config_file) if config_file else SimulatorConfig()
+    if auto_orders:
+        config = attrs.evolve(config, auto_orders=True)
+    tls = ensure_tls_material(tls_dir) if tls_dir is not None else None
+    _banner(config, host, port, tls)
+    server = build_server(Simulator(config), host=host, port=port, tls=tls, log_level="warning")
+    server.run()
+    click.echo("simulator stopped")
+
+
+def _banner(config: SimulatorConfig, host: str, port: int, tls: TLSMaterial | None) -> None:
+    scheme = "https" if tls is not None else "http"
+    shown_host = f"[{host}]" if ":" in host else host
+    root = f"{scheme}://{shown_host}:{port}"
+    echo = click.echo
+    echo(f"paykit simulator listening on {root}  (Ctrl-C to stop)")
+    echo(f"  WeChat Pay v2  base_url={root}/wechatpay")
+    echo(f"  PAYJS          base_url={root}/payjs")
+    echo(f"  eftPay         base_url={root}/eftpay")
+    if config.uses_demo_credentials:
+        echo("Credentials (SIMULATOR DEMO CREDENTIALS — public, accepted only by this simulator):")
+        if config.wechatpay.api_key == DEMO_WECHATPAY.api_key:
+            w = config.wechatpay
+            echo(f"  [wechatpay] appid={w.appid} mch_id={w.mch_id} api_key={w.api_key}")
+        if config.payjs.key == DEMO_PAYJS.key:
+            echo(f"  [payjs]     mchid={config.payjs.mchid} key={config.payjs.key}")
+        if config.eftpay.secret == DEMO_EFTPAY.secret:
+            e = config.eftpay
+            echo(f"  [eftpay]    user_confirm_key={e.user_confirm_key} secret={e.secret}")
+    echo("Merchant credentials from your config file are in use where no demo credentials are shown.")
+    if config.auto_orders:
+        echo("Auto orders: unknown orders are created as paid on first sight.")
+    if tls is not None:
+        echo(f"TLS: trust {tls.ca_file} (ca_file=); every client must present the client certificate")
+        echo(f"     cert={tls.client_cert_file} key={tls.client_key_file}")
