@@ -60,6 +60,7 @@ if sys.version_info < (3, 11):
 __all__ = [
     "BatchOutcome",
     "BatchStatus",
+    "InvalidRequest",
     "RateLimiter",
     "RefundBatch",
     "RefundNumberRule",
@@ -70,6 +71,15 @@ __all__ = [
 
 RefundRequest = Mapping[str, Any]
 """One refund: the keyword arguments of the client's ``refund()`` method."""
+
+
+@attrs.frozen(kw_only=True)
+class InvalidRequest:
+    """A request that could not even be built (a malformed CSV row, say), passed through a batch
+    so that it gets its own :attr:`BatchStatus.INVALID` outcome, in its place, with ``reason``."""
+
+    reason: str
+    fields: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 class RefundingClient(Protocol):
@@ -400,6 +410,14 @@ class RefundBatch:
                 self._window.release()
 
     async def _refund_one(self, index: int, request: object) -> BatchOutcome:
+        if isinstance(request, InvalidRequest):
+            return BatchOutcome(
+                index=index,
+                request=request.fields,
+                status=BatchStatus.INVALID,
+                error_code="ValidationError",
+                error_message=request.reason,
+            )
         if not isinstance(request, Mapping):
             return BatchOutcome(
                 index=index,
@@ -421,6 +439,12 @@ class RefundBatch:
             self._check_arguments(kwargs)
         except ValidationError as error:
             return _failure(index, request, refund_no, BatchStatus.INVALID, error, None, None)
+        recorded = await self._recorded_refund_no(kwargs.get("idempotency_key"))
+        if recorded is not None and self._rule is not None and recorded != refund_no:
+            # The key was used before (a crashed or interrupted run): that number is the refund.
+            refund_no = recorded
+            fixed = {**fixed, self._rule.field: recorded}
+            kwargs[self._rule.field] = recorded
         if self._limiter is not None:
             await self._limiter.acquire()
         self.started += 1
@@ -460,6 +484,14 @@ class RefundBatch:
             _attempt_counter.reset(token)
         del self.in_flight[index]
         return outcome
+
+    async def _recorded_refund_no(self, key: object) -> str | None:
+        """The refund number the client's idempotency store holds for ``key``, if any."""
+        store = getattr(self._client, "idempotency_store", None)
+        if not isinstance(key, str) or store is None:
+            return None
+        record = await store.get(key)
+        return None if record is None else str(record.refund_no)
 
     def _check_arguments(self, kwargs: Mapping[str, Any]) -> None:
         """Refuse unknown or missing fields before sending (a ValidationError, not a TypeError)."""

@@ -351,3 +351,46 @@ async def test_memory_stays_flat_as_the_batch_grows() -> None:
     large_peak, large_ok = await _peak_memory(50_000)
     assert (small_ok, large_ok) == (5_000, 50_000)
     assert large_peak <= 1.5 * small_peak, (small_peak, large_peak)
+
+
+async def test_keyed_refunds_resume_with_the_recorded_number_and_replay_finished_ones() -> None:
+    from paykit_async.pipeline.stores import MemoryStore
+
+    store = MemoryStore()
+    transport = LedgerTransport()
+    requests = [_request(i, "lost" if i == 2 else "ok") for i in range(4)]
+
+    def key(index: int, request: Any) -> str:
+        return f"batch-1:{index}"
+
+    async with FakeRefundClient(transport, idempotency_store=store) as client:
+        first = {o.index: o for o in await _collect(refund_many(client, requests, idempotency_key=key))}
+        # Every started refund is recorded in the store with its number before it was sent.
+        for index, outcome in first.items():
+            record = await store.get(f"batch-1:{index}")
+            assert record is not None
+            assert record.refund_no == outcome.refund_no
+        assert first[2].status is BatchStatus.UNKNOWN
+        sends = transport.sends
+        # Run the same batch again: fresh numbers would be minted, but the keys win.
+        transport_fixed = {o.refund_no for o in first.values()}
+        second = {o.index: o for o in await _collect(refund_many(client, requests, idempotency_key=key))}
+    assert {i: o.refund_no for i, o in second.items()} == {i: o.refund_no for i, o in first.items()}
+    assert {o.refund_no for o in second.values()} == transport_fixed
+    assert second[0].status is BatchStatus.SUCCEEDED
+    assert second[0].result["refund_id"] == first[0].result["refund_id"]
+    # Finished refunds were replayed from the store: only the unknown one went out again
+    # (three attempts, under its recorded number).
+    assert transport.sends - sends == 3
+    assert second[2].status is BatchStatus.UNKNOWN
+    assert max(transport.executions.values()) == 1
+
+
+async def test_invalid_request_placeholders_get_their_own_outcome() -> None:
+    from paykit_async.batch import InvalidRequest
+
+    requests: list[Any] = [_request(0), InvalidRequest(reason="row 2: amount is not a number"), _request(2)]
+    async with FakeRefundClient(LedgerTransport()) as client:
+        outcomes = sorted(await _collect(refund_many(client, requests)), key=lambda o: o.index)
+    assert [o.status for o in outcomes] == [BatchStatus.SUCCEEDED, BatchStatus.INVALID, BatchStatus.SUCCEEDED]
+    assert outcomes[1].error_message == "row 2: amount is not a number"
