@@ -17,6 +17,18 @@ __all__ = ["CONTENT_TYPE", "MAX_XML_BYTES", "decode_xml", "encode_xml"]
 CONTENT_TYPE = "text/xml; charset=utf-8"
 MAX_XML_BYTES = 256 * 1024
 
+# Errors expat reports when the input stops early: inside an element, a tag, a CDATA section or a
+# multi-byte character.
+_TRUNCATION_CODES = frozenset(
+    _expat.errors.codes[message]
+    for message in (
+        _expat.errors.XML_ERROR_NO_ELEMENTS,
+        _expat.errors.XML_ERROR_UNCLOSED_TOKEN,
+        _expat.errors.XML_ERROR_UNCLOSED_CDATA_SECTION,
+        _expat.errors.XML_ERROR_PARTIAL_CHAR,
+    )
+)
+
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
 # Characters XML 1.0 cannot carry at all, even in CDATA.
 _FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -88,11 +100,8 @@ class _FlatParser:
         try:
             parser.Parse(body, True)
         except _expat.ExpatError as exc:
-            # "no element found" / "unclosed token" at the end: most likely cut off in transit.
-            truncated = exc.code in (
-                _expat.errors.codes[_expat.errors.XML_ERROR_NO_ELEMENTS],
-                _expat.errors.codes[_expat.errors.XML_ERROR_UNCLOSED_TOKEN],
-            )
+            # The document ends early: most likely cut off in transit, so worth sending again.
+            truncated = exc.code in _TRUNCATION_CODES
             raise DecodeError(f"not well-formed XML: {exc}", retryable=truncated) from None
         return self.result
 
