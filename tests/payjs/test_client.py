@@ -119,6 +119,16 @@ async def test_verified_refund_reply_that_cannot_be_typed_is_unknown(payjs_serve
     assert isinstance(caught.value.__cause__, DecodeError)
 
 
+async def test_refund_reply_without_optional_order_fields(payjs_server: ScriptedServer) -> None:
+    # The seed marks payjs_order_id, out_trade_no and transaction_id optional in refund replies.
+    reply = signed({"return_code": 1, "return_msg": "退款成功"})
+    Routes(payjs_server).add("refund", reply)
+    async with make_client(payjs_server) as client:
+        result = await client.refund(payjs_order_id=ORDER_ID)
+    assert (result.payjs_order_id, result.out_trade_no, result.transaction_id) == (ORDER_ID, None, None)
+    assert result.raw == reply
+
+
 async def test_refund_refused_is_a_provider_error_and_not_retried(payjs_server: ScriptedServer) -> None:
     Routes(payjs_server).add("refund", {"return_code": 0, "return_msg": "退款失败", "msg": "未结算金额不足"})
     async with make_client(payjs_server) as client:

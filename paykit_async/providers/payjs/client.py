@@ -59,6 +59,10 @@ class PayJSClient(BaseClient):
     async def refund(self, *, payjs_order_id: str, idempotency_key: str | None = None) -> RefundResult:
         """Refund the whole of a paid order.
 
+        With an ``idempotency_store`` on the client, ``idempotency_key`` records the outcome and
+        replays it to later calls with the same key and order (the store key is scoped to the
+        order: ``"<key>#payjs:<payjs_order_id>"``).
+
         PAYJS refunds only while the merchant's unsettled balance exceeds the amount. A refusal
         raises ``ProviderError`` (code ``"FAIL"``, PAYJS's text in ``message``); an outcome that
         cannot be verified raises ``RefundOutcomeUnknown``.
@@ -71,8 +75,9 @@ class PayJSClient(BaseClient):
 
     async def close(self, *, payjs_order_id: str) -> CloseResult:
         """Close an unpaid order less than 30 days old."""
-        outcome = await self._call(self._operation("close", payjs_order_id))
-        return structure(CloseResult, outcome.fields)
+        operation = self._operation("close", payjs_order_id)
+        outcome = await self._call(operation)
+        return structure(CloseResult, outcome.fields, **_order_id_if_missing(outcome, operation))
 
     async def reverse(self, *, payjs_order_id: str) -> ReverseResult:
         """Reverse a micropay/facepay order less than 7 days old: refunded if paid, else closed.
@@ -115,7 +120,7 @@ class PayJSClient(BaseClient):
             name=endpoint,
             url=self._url(f"/api/{endpoint}"),
             fields={"mchid": self.mchid, "payjs_order_id": order_id},
-            idempotency_key=idempotency_key,
+            idempotency_key=_scoped_key(idempotency_key, order_id),
         )
         if money_moving:
             operation = attrs.evolve(
@@ -139,6 +144,29 @@ class PayJSClient(BaseClient):
         )
 
 
+def _scoped_key(idempotency_key: str | None, order_id: str) -> str | None:
+    """Tie a caller's idempotency key to the order it refunds.
+
+    The idempotency layer fingerprints a request *without* its refund-number field, and for PAYJS
+    that field is the order itself: an unscoped key reused for another order would replay (or
+    resume) the first order's refund. Scoped, each order has its own record under the key.
+    """
+    if idempotency_key is None or idempotency_key == "":
+        return idempotency_key
+    return f"{idempotency_key}#payjs:{order_id}"
+
+
+def _order_id_if_missing(outcome: Outcome, operation: Operation) -> dict[str, str]:
+    """PAYJS marks ``payjs_order_id`` optional in refund replies: fall back to the requested one.
+
+    Safe because the dialect refuses a reply naming another order, and idempotency keys are
+    scoped to the order. ``raw`` still holds only what was received.
+    """
+    if outcome.fields.get("payjs_order_id") in (None, ""):
+        return {"payjs_order_id": operation.fields["payjs_order_id"]}
+    return {}
+
+
 def _money_result(model: type[_MoneyResult], outcome: Outcome, operation: Operation) -> _MoneyResult:
     """Type a verified refund/reverse reply; one that cannot be typed leaves the outcome unknown.
 
@@ -146,7 +174,12 @@ def _money_result(model: type[_MoneyResult], outcome: Outcome, operation: Operat
     means it cannot be read safely: report neither success nor failure.
     """
     try:
-        return structure(model, outcome.fields, settled_by_query=outcome.settled_by_query)
+        return structure(
+            model,
+            outcome.fields,
+            settled_by_query=outcome.settled_by_query,
+            **_order_id_if_missing(outcome, operation),
+        )
     except DecodeError as error:
         refund_no = operation.refund_no or ""
         raise RefundOutcomeUnknown(

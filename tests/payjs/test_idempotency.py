@@ -1,0 +1,54 @@
+"""PAYJS refunds with an idempotency store: the order number is the refund's identity."""
+
+from __future__ import annotations
+
+import pytest
+
+from paykit_async.pipeline import FakeClock
+from paykit_async.pipeline.stores import MemoryStore
+from paykit_async.providers.payjs import PayJSClient
+
+from ..servers import ScriptedServer
+from .payjs_fixtures import KEY, MCHID, ORDER_ID, refund_reply
+from .test_client import Routes, received
+
+pytestmark = pytest.mark.anyio
+
+OTHER_ORDER = "2019051812345678901234567890ABCE"
+
+
+def make_client(server: ScriptedServer, store: MemoryStore) -> PayJSClient:
+    return PayJSClient(
+        MCHID,
+        KEY,
+        base_url=server.base_url,
+        ca_file=server.tls.ca_file,
+        idempotency_store=store,
+        clock=FakeClock(),
+    )
+
+
+async def test_a_keyed_refund_is_replayed_without_calling_payjs_again(payjs_server: ScriptedServer) -> None:
+    Routes(payjs_server).add("refund", refund_reply())
+    store = MemoryStore()
+    async with make_client(payjs_server, store) as client:
+        first = await client.refund(payjs_order_id=ORDER_ID, idempotency_key="refund-order-1")
+        again = await client.refund(payjs_order_id=ORDER_ID, idempotency_key="refund-order-1")
+    assert first == again
+    assert len(payjs_server.app.requests) == 1
+
+
+async def test_one_key_reused_for_another_order_refunds_that_order(payjs_server: ScriptedServer) -> None:
+    # The foundation's fingerprint leaves the refund-number field out; for PAYJS that field is the
+    # order itself, so without scoping the key a second order would get the first order's result.
+    routes = Routes(payjs_server)
+    routes.add("refund", refund_reply())
+    routes.add("refund", refund_reply(order_id=OTHER_ORDER))
+    store = MemoryStore()
+    async with make_client(payjs_server, store) as client:
+        first = await client.refund(payjs_order_id=ORDER_ID, idempotency_key="same-key")
+        second = await client.refund(payjs_order_id=OTHER_ORDER, idempotency_key="same-key")
+    assert (first.payjs_order_id, second.payjs_order_id) == (ORDER_ID, OTHER_ORDER)
+    one, two = payjs_server.app.requests
+    received(one, "refund", ORDER_ID)
+    received(two, "refund", OTHER_ORDER)
