@@ -126,11 +126,13 @@ def test_signed_refusal_is_a_definite_provider_error() -> None:
     assert error.raw["return_char"] == "订单不存在"
 
 
-def test_unsigned_refusal_is_unverified() -> None:
+def test_unsigned_refusal_is_a_provider_error() -> None:
+    # eftPay signs replies only "when return_status >= 00": an unsigned refusal is taken as sent.
     with pytest.raises(ProviderError) as info:
         dialect().decode(OPERATION, reply({"return_status": "99", "return_char": "busy"}))
-    assert info.value.outcome_unknown
+    assert info.value.code == "99"
     assert not info.value.retryable
+    assert not info.value.outcome_unknown
 
 
 def test_forged_refusal_is_a_signature_error() -> None:

@@ -91,14 +91,18 @@ class ReplyVerifier:
     """
 
     secret: str = attrs.field(repr=False)
-    _signer: PrefixedSha256Signer = attrs.field(init=False, repr=False)
-    _signer_all: PrefixedSha256Signer = attrs.field(init=False, repr=False)
-
-    def __attrs_post_init__(self) -> None:
-        object.__setattr__(self, "_signer", PrefixedSha256Signer(secret=self.secret))
-        object.__setattr__(
-            self, "_signer_all", PrefixedSha256Signer(secret=self.secret, is_empty=_never_empty)
-        )
+    _signer: PrefixedSha256Signer = attrs.field(
+        init=False,
+        repr=False,
+        default=attrs.Factory(lambda self: PrefixedSha256Signer(secret=self.secret), takes_self=True),
+    )
+    _signer_all: PrefixedSha256Signer = attrs.field(
+        init=False,
+        repr=False,
+        default=attrs.Factory(
+            lambda self: PrefixedSha256Signer(secret=self.secret, is_empty=_never_empty), takes_self=True
+        ),
+    )
 
     def sign(self, fields: Mapping[str, Any]) -> str:
         """The ``sign`` of outgoing fields (empty ones dropped)."""
@@ -177,16 +181,14 @@ def classify_reply(
 
 
 def _refusal(verifier: ReplyVerifier, status: str, fields: Mapping[str, Any]) -> ProviderError:
-    """A non-"00" reply. eftPay documents no transient codes, so none is retryable.
+    """A non-"00" reply: a definite refusal. eftPay documents no transient codes, so none is
+    retryable (its appendix of codes is not public; unknown codes are never retried).
 
-    A signed refusal must verify (a forged one raises :class:`SignatureError`). eftPay may leave
-    refusals unsigned; such a refusal is unverified, so it is marked ``outcome_unknown`` and a
-    refund is then settled by a verified query instead of being reported as definitely failed.
+    A signed refusal must verify (a forged one raises :class:`SignatureError`). eftPay returns
+    ``sign`` only "when return_status >= 00", so an unsigned refusal is accepted as sent: it
+    carries no business data, and TLS (never switched off) authenticates the server.
     """
-    message = fields.get("return_char")
-    error = ProviderError(status, message if isinstance(message, str) else "", retryable=False, raw=fields)
     if fields.get("sign"):
         verifier.verify(fields, what="refusal")
-    else:
-        error.outcome_unknown = True
-    return error
+    message = fields.get("return_char")
+    return ProviderError(status, message if isinstance(message, str) else "", retryable=False, raw=fields)
