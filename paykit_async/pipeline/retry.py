@@ -152,7 +152,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 _DELTA_SECONDS = re.compile(r"[0-9]{1,30}(\.[0-9]{1,9})?", re.ASCII)
-_HTTP_DATE_START = re.compile(r"[A-Za-z]{3},? ", re.ASCII)
+_HTTP_DATE_START = re.compile(r"[A-Za-z]{3,9},? ", re.ASCII)
 
 
 class RetryMiddleware:

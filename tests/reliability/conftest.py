@@ -7,10 +7,12 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
+from paykit_async.pipeline.stores import IdempotencyStore, MemoryStore, RedisStore, SQLiteStore
 
 
 def _free_port() -> int:
@@ -85,3 +87,20 @@ def worker_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, anyio_backend: str
+) -> AsyncIterator[IdempotencyStore]:
+    """Each store in turn (Redis against the private redis-server), closed afterwards."""
+    made: IdempotencyStore
+    if request.param == "memory":
+        made = MemoryStore()
+    elif request.param == "sqlite":
+        made = SQLiteStore(tmp_path / "keys.db")
+    else:
+        url = request.getfixturevalue("redis_url")
+        made = RedisStore(url, prefix=request.getfixturevalue("redis_prefix"), ttl=600)
+    yield made
+    await made.aclose()

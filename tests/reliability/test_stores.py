@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,23 +21,6 @@ from paykit_async.pipeline.stores import (
 pytestmark = pytest.mark.anyio
 
 LEASE = 60.0
-
-
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path, anyio_backend: str
-) -> AsyncIterator[IdempotencyStore]:
-    kind = request.param
-    made: IdempotencyStore
-    if kind == "memory":
-        made = MemoryStore()
-    elif kind == "sqlite":
-        made = SQLiteStore(tmp_path / "keys.db")
-    else:
-        url = request.getfixturevalue("redis_url")
-        made = RedisStore(url, prefix=request.getfixturevalue("redis_prefix"), ttl=600)
-    yield made
-    await made.aclose()
 
 
 def test_stores_implement_the_protocol(tmp_path: Path) -> None:

@@ -1,0 +1,341 @@
+"""The idempotency middleware over every store: one refund per key, through crashes and races."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+
+import anyio
+import pytest
+
+from paykit_async.client_base import BaseClient
+from paykit_async.errors import IdempotencyConflict, ProviderError, RefundOutcomeUnknown, ValidationError
+from paykit_async.pipeline.clock import FakeClock
+from paykit_async.pipeline.core import Operation
+from paykit_async.pipeline.idempotency import IdempotencyMiddleware, request_fingerprint
+from paykit_async.pipeline.retry import RetryPolicy
+from paykit_async.pipeline.stores import IdempotencyStore, MemoryStore, RecordState
+from paykit_async.transport.wire import WireRequest, WireResponse
+
+from .fake_provider import FakeDialect, FakeProvider, FakeRefundClient, FakeTransport
+
+pytestmark = pytest.mark.anyio
+
+ORDERS = {"O1": 1000, "O2": 1000}
+
+
+def make_client(
+    provider: FakeProvider, store: IdempotencyStore, **kwargs: object
+) -> tuple[FakeRefundClient, FakeClock]:
+    clock = FakeClock()
+    client = FakeRefundClient(
+        base_url="https://fake.test",
+        transport=FakeTransport(provider),
+        store=store,
+        clock=clock,
+        rng=random.Random(3),
+        **kwargs,  # type: ignore[arg-type]
+    )
+    return client, clock
+
+
+def test_the_fingerprint_is_sha256_of_canonical_json_without_the_refund_number() -> None:
+    op = Operation(
+        provider="wechatpay",
+        name="refund",
+        url="https://x.test/refund",
+        fields={"total_fee": "100", "out_refund_no": "R1", "refund_fee": "50", "desc": "退款"},
+        refund_no_field="out_refund_no",
+    )
+    canonical = (
+        '{"fields":{"desc":"退款","refund_fee":"50","total_fee":"100"},'
+        '"name":"refund","provider":"wechatpay"}'
+    )
+    assert request_fingerprint(op) == hashlib.sha256(canonical.encode()).hexdigest()
+    renumbered = Operation(
+        provider="wechatpay",
+        name="refund",
+        url="https://elsewhere.test/refund",
+        fields={"refund_fee": "50", "desc": "退款", "out_refund_no": "R2", "total_fee": "100"},
+        refund_no_field="out_refund_no",
+    )
+    assert request_fingerprint(renumbered) == request_fingerprint(op)
+    other = Operation(
+        provider="wechatpay",
+        name="refund",
+        url="https://x.test/refund",
+        fields={"total_fee": "100", "out_refund_no": "R1", "refund_fee": "51", "desc": "退款"},
+        refund_no_field="out_refund_no",
+    )
+    assert request_fingerprint(other) != request_fingerprint(op)
+    assert json.loads(canonical)["fields"]  # the expected text is valid JSON
+
+
+async def test_the_same_key_and_request_replays_without_calling_the_provider(store: IdempotencyStore) -> None:
+    provider = FakeProvider(orders=ORDERS)
+    client, _ = make_client(provider, store)
+    first = await client.refund(order_id="O1", amount=100, key="k1")
+    second = await client.refund(order_id="O1", amount=100, key="k1")  # a fresh refund number minted
+    assert not first.replayed
+    assert second.replayed
+    assert second.attempts == 0
+    assert second.fields == first.fields
+    assert provider.requests["/refund"] == 1
+    assert len(provider.ledger) == 1
+
+
+async def test_the_same_key_with_another_request_conflicts_and_sends_nothing(store: IdempotencyStore) -> None:
+    provider = FakeProvider(orders=ORDERS)
+    client, _ = make_client(provider, store)
+    await client.refund(order_id="O1", amount=100, key="k1")
+    with pytest.raises(IdempotencyConflict) as caught:
+        await client.refund(order_id="O1", amount=200, key="k1")
+    assert caught.value.key == "k1"
+    assert provider.requests["/refund"] == 1
+
+
+async def test_a_definite_refusal_is_recorded_and_replayed(store: IdempotencyStore) -> None:
+    provider = FakeProvider(orders=ORDERS)
+    client, _ = make_client(provider, store)
+    for _ in range(2):
+        with pytest.raises(ProviderError) as caught:
+            await client.refund(order_id="O1", amount=5000, key="k1")
+        assert caught.value.code == "NOT_ENOUGH"
+    assert provider.requests["/refund"] == 1
+    record = await store.get("k1")
+    assert record is not None
+    assert record.state is RecordState.FAILED
+
+
+async def test_an_unknown_outcome_is_resumed_with_the_same_refund_number(store: IdempotencyStore) -> None:
+    provider = FakeProvider(orders=ORDERS, fault_rate=1.0, faults=("http_500",))  # executes, then 500s
+    client, _ = make_client(provider, store, policy=RetryPolicy(attempts=2))
+    operation = client.refund_operation(order_id="O1", amount=100, key="k1")
+    with pytest.raises(RefundOutcomeUnknown) as caught:
+        await client.pipeline(operation)
+    assert caught.value.refund_no == operation.refund_no
+    record = await store.get("k1")
+    assert record is not None
+    assert record.state is RecordState.IN_FLIGHT
+    assert record.refund_no == operation.refund_no
+    provider.fault_rate = 0.0
+    outcome = await client.refund(order_id="O1", amount=100, key="k1")  # another fresh number, ignored
+    assert outcome.fields["refund_no"] == operation.refund_no
+    assert list(provider.ledger) == [operation.refund_no]
+
+
+class GatedTransport(FakeTransport):
+    """Holds every request until ``gate`` is set."""
+
+    def __init__(self, provider: FakeProvider) -> None:
+        super().__init__(provider)
+        self.gate = anyio.Event()
+        self.arrived = anyio.Event()
+
+    async def send(self, request: WireRequest) -> WireResponse:
+        self.arrived.set()
+        await self.gate.wait()
+        return await super().send(request)
+
+
+async def test_concurrent_calls_with_one_key_reach_the_provider_once(store: IdempotencyStore) -> None:
+    provider = FakeProvider(orders=ORDERS)
+    transport = GatedTransport(provider)
+    client = FakeRefundClient(
+        base_url="https://fake.test", transport=transport, store=store, clock=FakeClock()
+    )
+    results: list[str] = []
+    replays: list[bool] = []
+
+    async def call() -> None:
+        outcome = await client.refund(order_id="O1", amount=100, key="k1")
+        results.append(outcome.fields["refund_no"])
+        replays.append(outcome.replayed)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(8):
+            tg.start_soon(call)
+        await transport.arrived.wait()
+        await anyio.sleep(0.1)  # the others are now waiting on the claim
+        transport.gate.set()
+    assert provider.requests["/refund"] == 1
+    assert len(set(results)) == 1
+    assert sorted(replays) == [False] + [True] * 7
+
+
+async def test_waiting_too_long_for_another_worker_is_unknown(store: IdempotencyStore) -> None:
+    await store.claim("k1", refund_no="RBUSY", fingerprint=_fingerprint("O1", 100), owner="other", lease=60)
+    provider = FakeProvider(orders=ORDERS)
+    client = FakeRefundClient(base_url="https://fake.test", transport=FakeTransport(provider), store=None)
+    middleware = IdempotencyMiddleware(store, wait=0.1)
+    with pytest.raises(RefundOutcomeUnknown) as caught:
+        await middleware(client.refund_operation(order_id="O1", amount=100, key="k1"), client.pipeline)
+    assert caught.value.refund_no == "RBUSY"
+    assert provider.requests["/refund"] == 0
+
+
+async def test_a_crashed_workers_claim_is_taken_over_after_its_lease(store: IdempotencyStore) -> None:
+    await store.claim(
+        "k1", refund_no="RCRASHED", fingerprint=_fingerprint("O1", 100), owner="dead", lease=0.05
+    )
+    await anyio.sleep(0.15)
+    provider = FakeProvider(orders=ORDERS)
+    client, _ = make_client(provider, store)
+    outcome = await client.refund(order_id="O1", amount=100, key="k1")
+    assert outcome.fields["refund_no"] == "RCRASHED"
+    assert list(provider.ledger) == ["RCRASHED"]
+
+
+def _fingerprint(order_id: str, amount: int) -> str:
+    client = FakeRefundClient(base_url="https://fake.test", transport=FakeTransport(FakeProvider(orders={})))
+    return request_fingerprint(client.refund_operation(order_id=order_id, amount=amount))
+
+
+class BlockingClock(FakeClock):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sleeping = anyio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeping.set()
+        await anyio.sleep_forever()
+
+
+async def test_cancellation_mid_backoff_leaves_the_record_resumable(store: IdempotencyStore) -> None:
+    provider = FakeProvider(orders=ORDERS, fault_rate=1.0, faults=("cut_reply",))  # executed, reply cut
+    clock = BlockingClock()
+    client = FakeRefundClient(
+        base_url="https://fake.test", transport=FakeTransport(provider), store=store, clock=clock
+    )
+    operation = client.refund_operation(order_id="O1", amount=100, key="k1")
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client.pipeline, operation)
+            await clock.sleeping.wait()
+            scope.cancel()
+    assert scope.cancelled_caught
+    record = await store.get("k1")
+    assert record is not None
+    assert record.state is RecordState.IN_FLIGHT
+    assert record.refund_no == operation.refund_no
+    assert record.result is None
+    assert record.lease_expires == 0.0  # released: the next call resumes at once
+
+    provider.fault_rate = 0.0
+    again, _ = make_client(provider, store)
+    outcome = await again.refund(order_id="O1", amount=100, key="k1")
+    assert outcome.fields["refund_no"] == operation.refund_no
+    assert list(provider.ledger) == [operation.refund_no]
+    record = await store.get("k1")
+    assert record is not None
+    assert record.state is RecordState.SUCCEEDED
+
+
+async def test_cancellation_while_the_request_is_in_flight_leaves_it_resumable(
+    store: IdempotencyStore,
+) -> None:
+    provider = FakeProvider(orders=ORDERS)
+    transport = GatedTransport(provider)
+    client = FakeRefundClient(
+        base_url="https://fake.test", transport=transport, store=store, clock=FakeClock()
+    )
+    operation = client.refund_operation(order_id="O1", amount=100, key="k1")
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client.pipeline, operation)
+            await transport.arrived.wait()
+            scope.cancel()
+    record = await store.get("k1")
+    assert record is not None
+    assert record.state is RecordState.IN_FLIGHT
+    assert record.lease_expires == 0.0
+    transport.gate.set()
+    outcome = await client.refund(order_id="O1", amount=100, key="k1")
+    assert outcome.fields["refund_no"] == operation.refund_no
+
+
+async def test_calls_without_a_key_and_non_refunds_pass_through(anyio_backend: str) -> None:
+    store = MemoryStore()
+    provider = FakeProvider(orders=ORDERS)
+    client, _ = make_client(provider, store)
+    await client.refund(order_id="O1", amount=100)
+    await client.refund(order_id="O2", amount=100)
+    query = Operation(provider="fake", name="query", url="https://fake.test/query", fields={"refund_no": "X"})
+    middleware = IdempotencyMiddleware(store)
+    await middleware(query, client.query_pipeline)
+    keyed_query = Operation(
+        provider="fake",
+        name="query",
+        url="https://fake.test/query",
+        fields={"refund_no": "X"},
+        idempotency_key="q",
+    )
+    await middleware(keyed_query, client.query_pipeline)
+    assert repr(store) == "<MemoryStore 0 key(s)>"
+    assert len(provider.ledger) == 2
+
+
+async def test_an_empty_key_or_missing_refund_number_is_refused_before_io(anyio_backend: str) -> None:
+    provider = FakeProvider(orders=ORDERS)
+    client, _ = make_client(provider, MemoryStore())
+    with pytest.raises(ValidationError):
+        await client.refund(order_id="O1", amount=100, key="")
+    operation = client.refund_operation(order_id="O1", amount=100, key="k")
+    unnumbered = Operation(
+        provider=operation.provider,
+        name=operation.name,
+        url=operation.url,
+        fields={k: v for k, v in operation.fields.items() if k != "refund_no"},
+        refund_no_field="refund_no",
+        idempotency_key="k",
+    )
+    with pytest.raises(ValidationError):
+        await client.pipeline(unnumbered)
+    assert sum(provider.requests.values()) == 0
+
+
+def test_middleware_rejects_nonsense() -> None:
+    with pytest.raises(ValidationError):
+        IdempotencyMiddleware(MemoryStore(), lease=0)
+
+
+async def test_base_client_puts_the_store_outermost(anyio_backend: str) -> None:
+    provider = FakeProvider(orders=ORDERS)
+    store = MemoryStore()
+    client = BaseClient(
+        dialect=FakeDialect(),
+        base_url="https://fake.test",
+        transport=FakeTransport(provider),
+        idempotency_store=store,
+        clock=FakeClock(),
+    )
+    assert isinstance(client.pipeline.middlewares[0], IdempotencyMiddleware)
+    fields = {"order_id": "O1", "amount": "100", "refund_no": "R-A"}
+    operation = Operation(
+        provider="fake",
+        name="refund",
+        url=client._url("/refund"),
+        fields=fields,
+        refund_no_field="refund_no",
+        idempotency_key="k",
+    )
+    first = await client._call(operation)
+    second = await client._call(
+        Operation(**{**_as_kwargs(operation), "fields": {**fields, "refund_no": "R-B"}})
+    )
+    assert second.replayed
+    assert second.fields["refund_no"] == first.fields["refund_no"] == "R-A"
+    assert list(provider.ledger) == ["R-A"]
+    await client.aclose()
+
+
+def _as_kwargs(operation: Operation) -> dict[str, object]:
+    return {
+        "provider": operation.provider,
+        "name": operation.name,
+        "url": operation.url,
+        "fields": operation.fields,
+        "refund_no_field": operation.refund_no_field,
+        "idempotency_key": operation.idempotency_key,
+    }
