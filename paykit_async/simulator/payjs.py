@@ -28,6 +28,7 @@ FORM = "application/x-www-form-urlencoded"
 UNSETTLED_FUNDS = "未结算金额不足，无法退款"
 ALREADY_REFUNDED = "订单已退款"
 _KINDS_THAT_REVERSE = ("micropay", "facepay")
+_UNSIGNED = "\0unsigned"  # marks the duplicate-refund answer, which goes out without a sign
 
 
 class _Refused(Exception):
@@ -97,9 +98,7 @@ class PayJSHandler(ProviderHandler):
                     reply = self._check(order_id)
         except _Refused as refused:
             return self._failure(refused.message, fields, outcome=refused.outcome, signed=True, fault=fault)
-        if reply.get("sign") is None:
-            # The unsigned duplicate-refund answer.
-            reply.pop("sign", None)
+        if reply.pop(_UNSIGNED, False):
             return Handled(
                 reply=HttpReply(content_type=JSON, body=_json(reply)), fields=fields, outcome="DUPLICATE"
             )
@@ -158,7 +157,7 @@ class PayJSHandler(ProviderHandler):
         if existing is not None:
             existing.requests += 1
             if self.state.config.payjs_unsigned_duplicate:
-                return {"return_code": 1, "return_msg": ALREADY_REFUNDED, "refund": 1, "sign": None}
+                return {"return_code": 1, "return_msg": ALREADY_REFUNDED, "refund": 1, _UNSIGNED: True}
             raise _Refused(ALREADY_REFUNDED, "ALREADY_REFUNDED")
         if not order.paid or order.closed:
             raise _Refused("订单未支付", "NOTPAID")
