@@ -16,6 +16,8 @@ from paykit_async import (
     ProviderError,
     RefundOutcomeUnknown,
     RetryPolicy,
+    SignatureError,
+    TransportError,
     ValidationError,
 )
 from paykit_async.providers.eftpay import (
@@ -385,3 +387,61 @@ async def test_secret_never_leaves_in_text(eftpay_server: EftPayServer) -> None:
     assert SECRET not in repr(info.value.__cause__)
     for request in eftpay_server.app.requests:
         assert SECRET.encode() not in request.body
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({"trade_type": "SALE", "refund_no": ""}, id="answered-with-the-sale"),
+        pytest.param({"refund_no": "SOMEONE-ELSE"}, id="another-refund"),
+    ],
+)
+async def test_query_that_cannot_confirm_leaves_the_outcome_unknown(
+    eftpay_server: EftPayServer, overrides: dict[str, str]
+) -> None:
+    def respond(request: RecordedRequest) -> Any:
+        if request.path == SERVICE:
+            return 500, {}, b"oops"
+        return json_reply(query_reply(request, **overrides))
+
+    eftpay_server.app.respond = respond
+    async with make_client(eftpay_server) as client:
+        with pytest.raises(RefundOutcomeUnknown) as info:
+            await client.refund(**refund_args(refund_no="R-UNSURE"))
+    assert info.value.refund_no == "R-UNSURE"
+
+
+async def test_retry_after_is_honoured(eftpay_server: EftPayServer) -> None:
+    eftpay_server.app.reply_with(503, {"retry-after": "3"}, b"")
+    eftpay_server.app.respond = lambda request: json_reply(accepted_refund(request.body))
+    clock = FakeClock()
+    client = EftPayClient(
+        USER_CONFIRM_KEY,
+        SECRET,
+        base_url=eftpay_server.base_url,
+        ca_file=eftpay_server.ca_file,
+        retry=RetryPolicy(attempts=2, initial_delay=0.01),
+        clock=clock,
+    )
+    async with client:
+        result = await client.refund(**refund_args())
+    assert result.attempts == 2
+    assert clock.sleeps[0] >= 3
+
+
+async def test_tls_is_verified(eftpay_server: EftPayServer) -> None:
+    eftpay_server.app.respond = lambda request: json_reply(accepted_refund(request.body))
+    client = EftPayClient(USER_CONFIRM_KEY, SECRET, base_url=eftpay_server.base_url, retry=RetryPolicy.none())
+    async with client:
+        with pytest.raises(TransportError):
+            await client.query(out_trade_no="T1", paytype="WeChat", payment_type="WECHATCN")
+    assert eftpay_server.app.requests == []
+
+
+async def test_tampered_query_reply(eftpay_server: EftPayServer) -> None:
+    eftpay_server.app.respond = lambda request: json_reply(
+        {**query_reply(request), "trade_status": "TRADE_SUCCESS"}
+    )
+    async with make_client(eftpay_server) as client:
+        with pytest.raises(SignatureError):
+            await client.query(out_trade_no="T1", paytype="WeChat", payment_type="WECHATCN")
