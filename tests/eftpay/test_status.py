@@ -38,3 +38,12 @@ def test_final_and_refunded() -> None:
 def test_refund_statuses() -> None:
     assert {RefundStatus.SUCCESS, RefundStatus.PROCESSING, RefundStatus.FAIL} == RefundStatus.KNOWN
     assert not RefundStatus("REFUNDING").is_known
+
+
+def test_missing_status_in_a_reply_is_unknown() -> None:
+    from paykit_async.providers.eftpay.models import RefundResult, RefundStatusResult, structure_reply
+
+    result = structure_reply(RefundResult, {"return_status": "00", "refund_no": "R1", "trade_status": ""})
+    assert result.trade_status == ""
+    assert not result.trade_status.is_known
+    assert not structure_reply(RefundStatusResult, {"return_status": "00"}).refund_status.is_known

@@ -1,5 +1,8 @@
 """Typed eftPay results. Attributes carry eftPay's own field names; money is ``Decimal``.
 
+Optional fields eftPay left out or sent empty are ``None``; a missing ``trade_status`` or
+``refund_status`` is the empty status, which like any undocumented value has ``is_known`` False.
+
 Every result keeps ``raw`` (every received field as a string, including ones added after this
 library was written) and ``signature_rule`` (which canonical string the reply's ``sign`` matched;
 ``None`` when the result was replayed from an idempotency store rather than received).
@@ -9,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import attrs
 
@@ -32,13 +35,17 @@ _converter.register_structure_hook(RefundStatus, RefundStatus.structure)
 _converter.register_structure_hook(SignatureRule, lambda value, _type: SignatureRule(value))
 _converter.register_structure_hook_func(lambda type_: type_ == Mapping[str, Any], lambda value, _type: value)
 
+#: What a reply without a status structures to: an unknown (empty) status, never a guess.
+_NO_TRADE_STATUS: Final = TradeStatus("")
+_NO_REFUND_STATUS: Final = RefundStatus("")
+
 
 @attrs.frozen(kw_only=True)
 class _TradeFields:
     """Fields shared by refund replies, query replies and notifications."""
 
     out_trade_no: str | None = None
-    trade_status: TradeStatus | None = None
+    trade_status: TradeStatus = _NO_TRADE_STATUS
     user_confirm_key: str | None = None
     paytype: str | None = None
     payment_type: str | None = None
@@ -93,10 +100,10 @@ class RefundStatusResult:
 
     return_status: str
     return_char: str = ""
-    refund_status: RefundStatus | None = None
+    refund_status: RefundStatus = _NO_REFUND_STATUS
     refund_no: str | None = None
     out_trade_no: str | None = None
-    trade_status: TradeStatus | None = None
+    trade_status: TradeStatus = _NO_TRADE_STATUS
     transaction_amount: Decimal | None = None
     total_fee: Decimal | None = None
     time: str | None = None
