@@ -214,6 +214,9 @@ class PayJSHandler(ProviderHandler):
             "paid_time": china_time(order.created_at, "%Y-%m-%d %H:%M:%S") if order.paid else "",
             "attach": order.extra.get("attach", ""),
         }
+        if self.state.ledger.refund(self.name, order_id) is not None:
+            # Newer PAYJS replies mark refunded orders; clients use it to settle lost refund replies.
+            reply["refund"] = 1
         return reply
 
     # -- notifications ------------------------------------------------------------------------
