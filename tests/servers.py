@@ -60,6 +60,7 @@ from paykit_async.transport import ClientCertificate
 __all__ = [
     "RecordedRequest",
     "Reply",
+    "Responder",
     "ScriptedApp",
     "ScriptedServer",
     "TLSFiles",
