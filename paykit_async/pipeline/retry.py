@@ -180,22 +180,26 @@ class RetryMiddleware:
         policy, clock = self.policy, self.clock
         deadline = None if policy.deadline is None else clock.now() + policy.deadline
         attempt = 1
+        # Once one attempt may have been executed, a later refusal (e.g. "system busy") does not
+        # prove the refund was not made: the outcome stays unknown until a query settles it.
+        maybe_executed = False
         while True:
             try:
                 outcome = await call_next(
                     attrs.evolve(operation, attempt=attempt) if attempt > 1 else operation
                 )
             except PaykitError as error:
+                maybe_executed = maybe_executed or error.outcome_unknown
                 if isinstance(error, SignatureError | ValidationError) or not error.retryable:
-                    return await self._give_up(operation, error, attempt)
+                    return await self._give_up(operation, error, attempt, maybe_executed)
                 if attempt >= policy.attempts:
-                    return await self._give_up(operation, error, attempt)
+                    return await self._give_up(operation, error, attempt, maybe_executed)
                 wait = policy.delay(attempt, getattr(error, "retry_after", None), self._rng)
                 if deadline is not None and clock.now() + wait > deadline:
-                    return await self._give_up(operation, error, attempt)
+                    return await self._give_up(operation, error, attempt, maybe_executed)
                 if not self.budget.try_acquire(error):
                     logger.warning("retry budget exhausted; not retrying %s", operation.name)
-                    return await self._give_up(operation, error, attempt)
+                    return await self._give_up(operation, error, attempt, maybe_executed)
                 logger.info(
                     "retrying %s.%s (attempt %d failed: %s); waiting %.2fs",
                     operation.provider,
@@ -210,10 +214,13 @@ class RetryMiddleware:
             self.budget.on_success()
             return attrs.evolve(outcome, attempts=attempt) if attempt != outcome.attempts else outcome
 
-    async def _give_up(self, operation: Operation, error: PaykitError, attempts: int) -> Outcome:
-        """Raises ``error`` — unless it leaves a refund's outcome unknown: then settle it by query,
-        and if that cannot decide, raise :class:`RefundOutcomeUnknown` (never a definite failure)."""
-        if not (operation.is_refund and error.outcome_unknown):
+    async def _give_up(
+        self, operation: Operation, error: PaykitError, attempts: int, maybe_executed: bool = False
+    ) -> Outcome:
+        """Raises ``error`` — unless it (or an earlier attempt) leaves a refund's outcome unknown:
+        then settle it by query, and if that cannot decide, raise :class:`RefundOutcomeUnknown`
+        (never a definite failure)."""
+        if not (operation.is_refund and (error.outcome_unknown or maybe_executed)):
             raise error
         refund_no = operation.refund_no or ""
         if operation.settle is not None:

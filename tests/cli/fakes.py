@@ -80,10 +80,13 @@ class LedgerTransport:
         await anyio.lowlevel.checkpoint()
         if behaviour == "hang":
             await self.release.wait()
+        if behaviour == "busy_after_lost" and refund_no in self.executions:
+            # A retry refused ("busy") after an attempt that did the work but lost its reply.
+            return _reply(200, ok=False, code="SYSTEMBUSY", message="busy")
         if behaviour == "refuse":
             return _reply(200, ok=False, code="NOTENOUGH", message="balance too low")
         self.seen[refund_no] += 1
-        if behaviour == "lost":
+        if behaviour in ("lost", "busy_after_lost"):
             # Does the work, then the reply is lost (a 500) every time.
             self.executions[refund_no] = 1
             return _reply(500)

@@ -394,3 +394,14 @@ async def test_invalid_request_placeholders_get_their_own_outcome() -> None:
         outcomes = sorted(await _collect(refund_many(client, requests)), key=lambda o: o.index)
     assert [o.status for o in outcomes] == [BatchStatus.SUCCEEDED, BatchStatus.INVALID, BatchStatus.SUCCEEDED]
     assert outcomes[1].error_message == "row 2: amount is not a number"
+
+
+async def test_a_refusal_after_an_attempt_that_may_have_executed_is_not_a_definite_failure() -> None:
+    transport = LedgerTransport()
+    async with FakeRefundClient(transport) as client:
+        (outcome,) = await _collect(refund_many(client, [_request(0, "busy_after_lost")]))
+    # The first attempt did the work (its reply was lost); the retry was refused. Calling that a
+    # failure would hide a payout, so the outcome is unknown, with the refund number to settle it.
+    assert transport.executions[outcome.refund_no or ""] == 1
+    assert outcome.status is BatchStatus.UNKNOWN
+    assert outcome.error_code == "RefundOutcomeUnknown"
