@@ -443,3 +443,30 @@ async def test_tampered_query_reply(eftpay_server: EftPayServer) -> None:
     async with make_client(eftpay_server) as client:
         with pytest.raises(SignatureError):
             await client.query(out_trade_no="T1", paytype="WeChat", payment_type="WECHATCN")
+
+
+async def test_listed_codes_are_retried_with_the_same_refund_no(eftpay_server: EftPayServer) -> None:
+    eftpay_server.app.reply_with(*json_reply(signed({"return_status": "99", "return_char": "busy"})))
+    eftpay_server.app.respond = lambda request: json_reply(accepted_refund(request.body))
+    client = EftPayClient(
+        USER_CONFIRM_KEY,
+        SECRET,
+        base_url=eftpay_server.base_url,
+        ca_file=eftpay_server.ca_file,
+        retryable_codes={"99"},
+        retry=RetryPolicy(attempts=2, initial_delay=0.01),
+        clock=FakeClock(),
+    )
+    async with client:
+        result = await client.refund(**refund_args())
+    first, second = (body_of(r) for r in eftpay_server.app.requests)
+    assert first["refund_no"] == second["refund_no"] == result.refund_no
+    assert result.attempts == 2
+
+
+@pytest.mark.parametrize("codes", [["00"], [""], [99]])
+def test_bad_retryable_codes(codes: list[Any]) -> None:
+    with pytest.raises(ValidationError):
+        EftPayClient(
+            USER_CONFIRM_KEY, SECRET, base_url="https://vmp.eftpay.com.cn/VMP", retryable_codes=codes
+        )

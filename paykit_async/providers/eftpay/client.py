@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -46,7 +47,9 @@ class EftPayClient(BaseClient):
     ``user_confirm_key`` is the merchant key id eftPay issued (at most 12 characters) and
     ``secret`` the signing secret (never logged or shown). ``base_url`` is required because the
     production domain is per merchant; the test domain is ``https://vmp.eftpay.com.cn/VMP``.
-    ``tid`` is a default terminal number sent with refunds.
+    ``tid`` is a default terminal number sent with refunds. eftPay documents no transient
+    ``return_status`` codes, so no refusal is retried unless listed in ``retryable_codes`` (retries
+    reuse the refund number, which eftPay treats as the idempotency key).
     """
 
     provider = "eftpay"
@@ -58,14 +61,21 @@ class EftPayClient(BaseClient):
         *,
         base_url: str,
         tid: str | None = None,
+        retryable_codes: Iterable[str] = (),
         **options: Unpack[ClientOptions],
     ) -> None:
         self.user_confirm_key = check_identifier(user_confirm_key, field="user_confirm_key", max_chars=12)
         if not isinstance(secret, str) or not secret:
             raise ValidationError("must be a non-empty string", field="secret")
         self.tid = None if tid is None else check_identifier(tid, field="tid", max_chars=20)
+        transient = frozenset(retryable_codes)
+        if any(not isinstance(code, str) or not code or code == "00" for code in transient):
+            raise ValidationError(
+                "must be non-empty return_status codes other than '00'", field="retryable_codes"
+            )
         self._verifier = ReplyVerifier(secret=secret)
-        super().__init__(dialect=EftPayDialect(verifier=self._verifier), base_url=base_url, **options)
+        dialect = EftPayDialect(verifier=self._verifier, retryable_codes=transient)
+        super().__init__(dialect=dialect, base_url=base_url, **options)
         self._service_url = self._url(SERVICE_PATH)
         self._query_url = self._url(QUERY_PATH)
 

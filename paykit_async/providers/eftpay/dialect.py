@@ -137,11 +137,13 @@ class EftPayDialect:
     """Encodes operations as signed JSON and decodes, verifies and classifies replies.
 
     ``now`` returns an aware datetime (injectable for tests); ``time`` is derived from it in
-    UTC+8 on every attempt, whatever the host's time zone.
+    UTC+8 on every attempt, whatever the host's time zone. ``retryable_codes`` are the
+    ``return_status`` values the merchant knows to be transient (none by default).
     """
 
     verifier: ReplyVerifier
     now: Callable[[], datetime] = utc_now
+    retryable_codes: frozenset[str] = frozenset()
 
     def encode(self, operation: Operation) -> WireRequest:
         fields: dict[str, str] = dict(operation.fields)
@@ -158,18 +160,29 @@ class EftPayDialect:
                 body=response.content[:2048],
             )
         fields = {name: as_text(value) for name, value in decode_json(response.content).items()}
-        return classify_reply(self.verifier, operation, fields, status_code=response.status_code)
+        return classify_reply(
+            self.verifier,
+            operation,
+            fields,
+            status_code=response.status_code,
+            retryable_codes=self.retryable_codes,
+        )
 
 
 def classify_reply(
-    verifier: ReplyVerifier, operation: Operation, fields: dict[str, Any], *, status_code: int = 200
+    verifier: ReplyVerifier,
+    operation: Operation,
+    fields: dict[str, Any],
+    *,
+    status_code: int = 200,
+    retryable_codes: frozenset[str] = frozenset(),
 ) -> EftPayOutcome:
     """Verify and classify decoded reply fields (see the module docstring)."""
     status = fields.get("return_status")
     if not isinstance(status, str) or not status:
         raise DecodeError(f"eftPay {operation.name} reply has no return_status")
     if status != _ACCEPTED:
-        raise _refusal(verifier, status, fields)
+        raise _refusal(verifier, status, fields, retryable=status in retryable_codes)
     rule = verifier.verify(fields)
     sent_refund_no = operation.refund_no
     received = fields.get("refund_no")
@@ -180,9 +193,11 @@ def classify_reply(
     return EftPayOutcome(fields=fields, status_code=status_code, signature_rule=rule)
 
 
-def _refusal(verifier: ReplyVerifier, status: str, fields: Mapping[str, Any]) -> ProviderError:
-    """A non-"00" reply: a definite refusal. eftPay documents no transient codes, so none is
-    retryable (its appendix of codes is not public; unknown codes are never retried).
+def _refusal(
+    verifier: ReplyVerifier, status: str, fields: Mapping[str, Any], *, retryable: bool
+) -> ProviderError:
+    """A non-"00" reply: a definite refusal. eftPay documents no transient codes (its appendix
+    is not public), so a code is retried only when the merchant listed it as transient.
 
     A signed refusal must verify (a forged one raises :class:`SignatureError`). eftPay returns
     ``sign`` only "when return_status >= 00", so an unsigned refusal is accepted as sent: it
@@ -191,4 +206,4 @@ def _refusal(verifier: ReplyVerifier, status: str, fields: Mapping[str, Any]) ->
     if fields.get("sign"):
         verifier.verify(fields, what="refusal")
     message = fields.get("return_char")
-    return ProviderError(status, message if isinstance(message, str) else "", retryable=False, raw=fields)
+    return ProviderError(status, message if isinstance(message, str) else "", retryable=retryable, raw=fields)
