@@ -8,19 +8,26 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+import types
+import typing
+from collections.abc import Callable, Mapping
 from decimal import Decimal
+from functools import partial
 from typing import Any, TypeVar
 
+import attrs
 import cattrs
 
-from ...converter import make_converter
+from ...converter import make_converter, strict_bool, strict_int
 from ...errors import DecodeError
 from .models import (
     CloseOrderResult,
+    Coupon,
     Promotion,
+    PromotionGoods,
     RefundNotification,
     RefundQueryResult,
+    RefundRecord,
     RefundResult,
 )
 
@@ -37,9 +44,95 @@ T = TypeVar("T")
 
 _INDEXED = re.compile(r"([a-z_]+?)_([0-9]+)(?:_([0-9]+))?\Z")
 
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+        return str(value)
+    raise TypeError(f"expected a string, got {type(value).__name__}")
+
+
+def _fen(value: Any) -> int:
+    # Fast path for the common case, an ASCII digit string; everything else goes to strict_int.
+    if type(value) is str and value.isascii() and value.isdigit():
+        return int(value)
+    return strict_int(value)
+
+
+def _list_of(hook: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def structure(value: Any) -> list[Any]:
+        if not isinstance(value, list):
+            raise TypeError(f"expected a list, got {type(value).__name__}")
+        return [hook(item) for item in value]
+
+    return structure
+
+
+def _passthrough(value: Any) -> Any:
+    return value
+
+
+def _value_hook(annotation: Any, hooks: Mapping[type, Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
+        return _value_hook(args[0], hooks)  # None is passed through by the model hook
+    if origin is list:
+        return _list_of(_value_hook(args[0], hooks))
+    if origin is Mapping:
+        # ``raw`` is the verified field dict itself; copying it would only cost time.
+        return _passthrough
+    if annotation in hooks:
+        return hooks[annotation]
+    return partial(_converter.structure, cl=annotation)
+
+
+def _flat_model_hook(cls: type[T], hooks: dict[type, Callable[[Any], Any]]) -> Callable[[Any], T]:
+    """A structure function for one flat attrs model: one strict hook per field, resolved once.
+
+    Equivalent to the converter's generated function for these models, but about three times
+    faster (no per-value dispatch for ``int | None``), which matters on every refund.
+    """
+    attrs.resolve_types(cls)  # type: ignore[type-var]
+    steps = {field.name: _value_hook(field.type, hooks) for field in attrs.fields(cls)}  # type: ignore[arg-type]
+
+    def structure(value: Any) -> T:
+        if not isinstance(value, Mapping):
+            raise TypeError(f"expected an object for {cls.__name__}, got {type(value).__name__}")
+        kwargs: dict[str, Any] = {}
+        name = ""
+        try:
+            for name, item in value.items():
+                hook = steps.get(name)
+                if hook is not None:
+                    kwargs[name] = None if item is None else hook(item)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{cls.__name__}.{name}: {exc}") from None
+        return cls(**kwargs)
+
+    hooks[cls] = structure
+    return structure
+
+
+def _drop_type(structure: Callable[[Any], T], value: Any, _type: object) -> T:
+    return structure(value)
+
+
 _converter = make_converter()
-# ``raw`` is the verified field dict itself; copying it field by field would only cost time.
-_converter.register_structure_hook_func(lambda t: t == Mapping[str, str], lambda value, _t: value)
+_HOOKS: dict[type, Callable[[Any], Any]] = {int: _fen, str: _text, bool: strict_bool}
+# Leaves first: a model's hook looks up the hooks of the models it contains.
+for _model in (
+    Coupon,
+    PromotionGoods,
+    Promotion,
+    RefundRecord,
+    RefundResult,
+    RefundQueryResult,
+    CloseOrderResult,
+    RefundNotification,
+):
+    _converter.register_structure_hook(_model, partial(_drop_type, _flat_model_hook(_model, _HOOKS)))
 
 
 def _structure(data: Mapping[str, Any], cls: type[T]) -> T:
