@@ -129,3 +129,19 @@ def test_not_xml_is_a_decode_error() -> None:
 
 def test_repr_shows_no_key() -> None:
     assert API_KEY not in repr(DIALECT)
+
+
+def test_reply_about_another_refund_is_refused() -> None:
+    refund = Operation(
+        provider="wechatpay",
+        name="refund",
+        url="https://x/secapi/pay/refund",
+        fields={"out_refund_no": "R1"},
+        refund_no_field="out_refund_no",
+    )
+    ok = WireResponse(status_code=200, content=signed_reply({"out_refund_no": "R1"}))
+    assert DIALECT.decode(refund, ok).fields["out_refund_no"] == "R1"
+    other = WireResponse(status_code=200, content=signed_reply({"out_refund_no": "R2"}))
+    with pytest.raises(DecodeError, match="R2") as caught:
+        DIALECT.decode(refund, other)
+    assert caught.value.outcome_unknown

@@ -82,8 +82,12 @@ class WeChatPayDialect:
             )
         if _looks_like_html(content):
             raise _certificate_error()
-        fields = decode_xml(content)
-        return Outcome(fields=self.verify_reply(fields), status_code=200)
+        fields = self.verify_reply(decode_xml(content))
+        refund_no = operation.refund_no
+        if refund_no is not None and fields.get("out_refund_no", refund_no) != refund_no:
+            # A verified reply about another refund: never report it as this one's outcome.
+            raise DecodeError(f"the reply concerns refund {fields['out_refund_no']!r}, not {refund_no!r}")
+        return Outcome(fields=fields, status_code=200)
 
     def verify_reply(self, fields: dict[str, str]) -> dict[str, str]:
         """Check ``return_code``, the signature and ``result_code``; return ``fields`` if all pass."""
