@@ -1,0 +1,146 @@
+"""Markdown for the results: machine facts and one table per measurement."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import re
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+
+from .cost import CostRow
+from .memory import MemoryRow
+from .retries import RetryRow
+from .throughput import ThroughputRow
+
+__all__ = ["END", "START", "machine", "render", "write_into"]
+
+START = "<!-- results:start (written by `python -m benchmarks`; do not edit by hand) -->"
+END = "<!-- results:end -->"
+PACKAGES = (
+    "paykit_async",
+    "httpx",
+    "httpcore",
+    "aiohttp",
+    "attrs",
+    "cattrs",
+    "xmltodict",
+    "wechatpy",
+    "payjs",
+    "uvicorn",
+    "trustme",
+)
+
+
+def _cpu_model() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown"
+    match = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+    return match.group(1).strip() if match else "unknown"
+
+
+def machine(load: tuple[float, float, float] | None = None) -> str:
+    """A short list: date, CPU, Python, package versions, load average when the run started."""
+    versions = []
+    for name in PACKAGES:
+        try:
+            versions.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{name} (not installed)")
+    lines = [
+        f"- Date: {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- CPU: {os.cpu_count()} × {_cpu_model()}",
+        f"- Python {platform.python_version()} ({platform.python_implementation()}) on {platform.system()} "
+        f"{platform.release()}",
+        f"- Packages: {', '.join(versions)}",
+    ]
+    if load is not None:
+        lines.append(f"- Load average when the run started: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}")
+    return "\n".join(lines)
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def _ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}×"
+
+
+def cost_table(rows: Sequence[CostRow]) -> str:
+    out = [
+        "| Operation | paykit µs | Peer | Peer µs | paykit / peer |",
+        "|---|---:|---|---:|---:|",
+    ]
+    for r in rows:
+        peer = r.peer or r.note or "—"
+        out.append(
+            f"| {r.operation} | {_num(r.paykit_us)} | {peer} | {_num(r.peer_us)} | {_ratio(r.ratio)} |"
+        )
+    return "\n".join(out)
+
+
+def throughput_table(rows: Sequence[ThroughputRow]) -> str:
+    out = [
+        "| Target | Client | Concurrency | Refunds | Refunds/s | Client CPU µs/refund | vs raw client "
+        "| Errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r.target} | {r.kind} | {r.concurrency} | {r.count:,} × {r.runs} | {_num(r.per_second, 0)} "
+            f"| {_num(r.cpu_us, 0)} | {_ratio(r.ratio)} | {r.errors} |"
+        )
+    return "\n".join(out)
+
+
+def memory_table(rows: Sequence[MemoryRow]) -> str:
+    out = [
+        "| Refunds | Succeeded | RSS before batch MiB | Peak RSS MiB | vs smallest | Wall s "
+        "| CPU µs/refund |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r.count:,} | {r.ok:,} | {r.rss_before_mib:.1f} | {r.peak_rss_mib:.1f} | {_ratio(r.ratio)} "
+            f"| {r.wall:.2f} | {r.cpu_us:.0f} |"
+        )
+    return "\n".join(out)
+
+
+def retry_table(rows: Sequence[RetryRow]) -> str:
+    out = [
+        "| Injected faults | Refunds | Succeeded | Requests sent | Extra requests | Wall s | Refunds/s |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r.fault_rate:.0%} | {r.count:,} | {r.ok:,} | {r.requests:,} | {r.extra_requests:,} "
+            f"| {r.wall:.2f} | {r.per_second:,.0f} |"
+        )
+    return "\n".join(out)
+
+
+def render(sections: Sequence[tuple[str, str]], machine_text: str, *, quick: bool, elapsed: float) -> str:
+    mode = "`--quick` (small counts: development only)" if quick else "full"
+    parts = [START, "", "## Results", "", machine_text, f"- Mode: {mode}; the run took {elapsed:.0f} s", ""]
+    for title, table in sections:
+        parts += [f"### {title}", "", table, ""]
+    parts.append(END)
+    return "\n".join(parts)
+
+
+def write_into(path: Path, results: str) -> None:
+    """Replace the results block of ``path`` (appending one if there is none)."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        _, tail = rest.split(END, 1)
+        text = head + results + tail
+    else:
+        text = text.rstrip() + "\n\n" + results + "\n"
+    path.write_text(text, encoding="utf-8")

@@ -1,0 +1,39 @@
+"""Throughput against the paykit simulator, served by uvicorn in a separate process.
+
+The simulator does real work per request (verifies the signature, applies the ledger's refund
+rules, signs its reply), so it, not the client, sets the pace: the row shows what a test suite
+or a demo can expect, not the client's ceiling.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from .processes import started
+from .throughput import KINDS, ThroughputRow, measure_kind, rows_for
+
+__all__ = ["run_simulator"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_simulator(tls_dir: Path, *, quick: bool = False) -> list[ThroughputRow]:
+    concurrency = 64
+    counts = dict.fromkeys(KINDS, 300 if quick else 2000)
+    counts["raw-httpx"] = counts["paykit-httpx"] = 300 if quick else 1000
+    runs = 1 if quick else 3
+    port = _free_port()
+    with started(["-m", "benchmarks.sim_server", "--tls-dir", str(tls_dir), "--port", str(port)]):
+        url = f"https://127.0.0.1:{port}/wechatpay"
+        measured = {
+            kind: measure_kind(
+                kind, url, tls_dir, counts[kind], concurrency, runs, extra=["--distinct-orders"]
+            )
+            for kind in KINDS
+        }
+    return rows_for("simulator (uvicorn)", measured, counts, concurrency, runs)

@@ -1,0 +1,134 @@
+"""Batch throughput: WeChat refunds over mutual TLS against a local endpoint in another process.
+
+For each concurrency, four clients run in turn, each in a fresh process (see
+:mod:`benchmarks.throughput_worker`): raw aiohttp and raw httpx posting a pre-built body (the
+baselines), then paykit on ``AiohttpTransport`` and on the default ``HttpxTransport``. The
+endpoint (:mod:`benchmarks.endpoint`) requires a client certificate and answers with a correctly
+signed reply for the request's ``out_refund_no``; certificates are issued by trustme at run time.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .processes import run_json, started
+
+__all__ = ["BASELINE", "KINDS", "ThroughputRow", "measure_kind", "plan", "rows_for", "run_throughput"]
+
+#: The raw client each paykit transport is compared with.
+BASELINE = {"paykit-aiohttp": "raw-aiohttp", "paykit-httpx": "raw-httpx"}
+KINDS = ("raw-aiohttp", "paykit-aiohttp", "raw-httpx", "paykit-httpx")
+
+
+@attrs.frozen(kw_only=True)
+class ThroughputRow:
+    """The median of ``runs`` measurements of one client at one concurrency."""
+
+    target: str
+    kind: str
+    concurrency: int
+    count: int
+    runs: int
+    per_second: float
+    cpu_us: float
+    errors: int
+    ratio: float | None = None
+    first_error: str = ""
+
+
+def plan(quick: bool) -> list[tuple[int, dict[str, int]]]:
+    """(concurrency, {kind: refunds}) pairs.
+
+    5,000 refunds per run, fewer at concurrency 1 and for httpx at high concurrency, where
+    httpcore's pool costs milliseconds of CPU per request (see the README) and 5,000 would take
+    minutes without changing the figure.
+    """
+    if quick:
+        return [(1, dict.fromkeys(KINDS, 100)), (64, dict.fromkeys(KINDS, 300))]
+    full = []
+    for concurrency in (1, 16, 64, 256):
+        counts = dict.fromkeys(KINDS, 5000)
+        if concurrency == 1:
+            counts = dict.fromkeys(KINDS, 1000)
+        if concurrency >= 16:
+            counts["raw-httpx"] = counts["paykit-httpx"] = 1500
+        full.append((concurrency, counts))
+    return full
+
+
+def measure_kind(
+    kind: str, url: str, tls_dir: Path, count: int, concurrency: int, runs: int, extra: Sequence[str] = ()
+) -> dict[str, Any]:
+    samples = [
+        run_json(
+            [
+                "-m",
+                "benchmarks.throughput_worker",
+                "--kind",
+                kind,
+                "--url",
+                url,
+                "--tls-dir",
+                str(tls_dir),
+                "--count",
+                str(count),
+                "--concurrency",
+                str(concurrency),
+                *extra,
+            ]
+        )
+        for _ in range(runs)
+    ]
+    rates = [float(s["count"]) / float(s["wall"]) for s in samples]  # type: ignore[arg-type]
+    cpus = [float(s["cpu"]) / float(s["count"]) * 1e6 for s in samples]  # type: ignore[arg-type]
+    errors = sum(int(s["errors"]) for s in samples)  # type: ignore[call-overload]
+    first = [e for s in samples for e in s.get("first_errors", [])]  # type: ignore[attr-defined]
+    return {
+        "per_second": statistics.median(rates),
+        "cpu_us": statistics.median(cpus),
+        "errors": errors,
+        "first_error": first[0] if first else "",
+    }
+
+
+def rows_for(
+    target: str, measured: dict[str, dict[str, Any]], counts: dict[str, int], concurrency: int, runs: int
+) -> list[ThroughputRow]:
+    """Table rows, each paykit kind compared with the raw client on the same HTTP library."""
+    rows = []
+    for kind, m in measured.items():
+        base = BASELINE.get(kind)
+        rows.append(
+            ThroughputRow(
+                target=target,
+                kind=kind,
+                concurrency=concurrency,
+                count=counts[kind],
+                runs=runs,
+                per_second=m["per_second"],
+                cpu_us=m["cpu_us"],
+                errors=int(m["errors"]),
+                ratio=None if base is None else m["per_second"] / measured[base]["per_second"],
+                first_error=m["first_error"],
+            )
+        )
+    return rows
+
+
+def run_throughput(tls_dir: Path, *, quick: bool = False, runs: int | None = None) -> list[ThroughputRow]:
+    """Measure every kind at every concurrency against one endpoint process."""
+    runs = runs if runs is not None else (1 if quick else 3)
+    rows: list[ThroughputRow] = []
+    with started(["-m", "benchmarks.endpoint", "--tls-dir", str(tls_dir), "--echo"]) as port:
+        url = f"https://127.0.0.1:{port}"
+        for concurrency, counts in plan(quick):
+            measured = {
+                kind: measure_kind(kind, url, tls_dir, counts[kind], concurrency, runs) for kind in KINDS
+            }
+            rows += rows_for("local TLS endpoint", measured, counts, concurrency, runs)
+    return rows

@@ -1,0 +1,197 @@
+"""One throughput measurement in a fresh process: ``count`` refunds at ``concurrency``.
+
+Run by :mod:`benchmarks.throughput`; prints one JSON object: count, wall seconds, client CPU
+seconds (``time.process_time`` of this process, warm-up excluded) and errors.
+
+Kinds: ``raw-aiohttp`` / ``raw-httpx`` post a pre-built, pre-signed body (the baselines);
+``paykit-aiohttp`` / ``paykit-httpx`` call ``WeChatPayClient.refund`` on ``AiohttpTransport`` /
+the default ``HttpxTransport``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import ssl
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from .fixtures import WECHAT_API_KEY, WECHAT_APPID, WECHAT_MCH_ID, wechat_reply_xml, wechat_sign_md5
+
+Call = Callable[[int], Awaitable[Any]]
+REFUND_PATH = "/secapi/pay/refund"
+
+
+def _refund_no(i: int) -> str:
+    # Unique per process, so runs against the simulator's ledger never reuse a number.
+    return f"B{os.getpid()}X{i:012d}"
+
+
+def prebuilt_body() -> bytes:
+    fields = {
+        "appid": WECHAT_APPID,
+        "mch_id": WECHAT_MCH_ID,
+        "nonce_str": "5K8264ILTKCH16CQ2502SI8ZNMTM67VS",
+        "out_trade_no": "1217752501201407033233368018",
+        "out_refund_no": _refund_no(0),
+        "total_fee": "100",
+        "refund_fee": "100",
+    }
+    fields["sign"] = wechat_sign_md5(fields)
+    return wechat_reply_xml(fields)
+
+
+def _ssl_context(tls_dir: Path) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(tls_dir / "ca.pem"))
+    context.load_cert_chain(str(tls_dir / "client.pem"), str(tls_dir / "client.key"))
+    return context
+
+
+_FIRST_ERRORS: list[str] = []
+
+
+async def _drive(call: Call, count: int, concurrency: int, start: int = 0) -> int:
+    numbers = iter(range(start, start + count))
+    errors = 0
+
+    async def worker() -> None:
+        nonlocal errors
+        for i in numbers:
+            try:
+                await call(i)
+            except Exception as exc:
+                errors += 1
+                if len(_FIRST_ERRORS) < 3:
+                    _FIRST_ERRORS.append(f"{type(exc).__name__}: {exc}")
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return errors
+
+
+async def _measure(call: Call, count: int, concurrency: int, warmup: int) -> dict[str, Any]:
+    await _drive(call, warmup, concurrency, start=10**9)
+    gc.collect()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    errors = await _drive(call, count, concurrency)
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    return {"count": count, "wall": wall, "cpu": cpu, "errors": errors}
+
+
+async def run(
+    kind: str,
+    url: str,
+    tls_dir: Path,
+    count: int,
+    concurrency: int,
+    warmup: int,
+    retry_delay: float | None,
+    distinct_orders: bool = False,
+) -> dict[str, Any]:
+    headers = {"Content-Type": "text/xml; charset=utf-8"}
+    target = url.rstrip("/") + REFUND_PATH
+    if kind == "raw-aiohttp":
+        import aiohttp
+
+        body = prebuilt_body()
+        connector = aiohttp.TCPConnector(limit=concurrency, ssl=_ssl_context(tls_dir))
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def call(_i: int) -> bytes:
+                async with session.post(target, data=body, headers=headers) as response:
+                    data = await response.read()
+                    if response.status != 200:
+                        raise RuntimeError(f"HTTP {response.status}")
+                    return data
+
+            return await _measure(call, count, concurrency, warmup)
+    if kind == "raw-httpx":
+        import httpx
+
+        body = prebuilt_body()
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(verify=_ssl_context(tls_dir), limits=limits, trust_env=False) as client:
+
+            async def call(_i: int) -> bytes:
+                response = await client.post(target, content=body, headers=headers)
+                if response.status_code != 200:
+                    raise RuntimeError(f"HTTP {response.status_code}")
+                return response.content
+
+            return await _measure(call, count, concurrency, warmup)
+    if kind in ("paykit-aiohttp", "paykit-httpx"):
+        from paykit_async import ClientCertificate, RetryBudget, RetryPolicy
+
+        from .fixtures import paykit_name
+
+        WeChatPayClient = paykit_name("WeChatPayClient", "providers.wechatpay")
+        transport: Any = None
+        if kind == "paykit-aiohttp":
+            transport = paykit_name("AiohttpTransport", "transport.aiohttp_transport")()
+        options: dict[str, Any] = {}
+        if retry_delay is not None:
+            options["retry"] = RetryPolicy(attempts=6, initial_delay=retry_delay, max_delay=retry_delay * 4)
+            options["retry_budget"] = RetryBudget(capacity=10**9)
+        cert = ClientCertificate.from_pem(tls_dir / "client.pem", tls_dir / "client.key")
+        async with WeChatPayClient(
+            WECHAT_APPID,
+            WECHAT_MCH_ID,
+            WECHAT_API_KEY,
+            cert=cert,
+            base_url=url,
+            ca_file=tls_dir / "ca.pem",
+            transport=transport,
+            max_connections=concurrency,
+            **options,
+        ) as client:
+
+            async def call(i: int) -> Any:
+                result = await client.refund(
+                    total_fee=100,
+                    refund_fee=100,
+                    out_trade_no=f"T{os.getpid()}X{i:012d}"
+                    if distinct_orders
+                    else "1217752501201407033233368018",
+                    out_refund_no=_refund_no(i),
+                )
+                return result
+
+            return await _measure(call, count, concurrency, warmup)
+    raise SystemExit(f"unknown kind {kind!r}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--kind", required=True)
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--tls-dir", type=Path, required=True)
+    parser.add_argument("--count", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--retry-delay", type=float, default=None)
+    parser.add_argument("--distinct-orders", action="store_true", help="one order per refund (simulator)")
+    args = parser.parse_args()
+    warmup = args.warmup if args.warmup is not None else max(2 * args.concurrency, 100)
+    result = asyncio.run(
+        run(
+            args.kind,
+            args.url,
+            args.tls_dir,
+            args.count,
+            args.concurrency,
+            warmup,
+            args.retry_delay,
+            args.distinct_orders,
+        )
+    )
+    result.update(kind=args.kind, concurrency=args.concurrency, first_errors=_FIRST_ERRORS)
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()
