@@ -11,7 +11,7 @@ Faults hit a share of attempts, chosen by a seeded RNG:
   connection.
 
 The same :class:`FakeProvider` is reachable in-process (:class:`FakeTransport`) or over HTTP
-(:meth:`FakeProvider.asgi`, served by ``tests.servers.serve_asgi`` so its ledger lives in the test
+(the provider is an ASGI app, served by ``tests.servers.serve_asgi`` so its ledger lives in the test
 process while a child process sends refunds).
 """
 
@@ -85,6 +85,7 @@ class FakeProvider:
         self.hang_at_execution: int | None = None
         self.hang_release = threading.Event()
         self.hung = threading.Event()
+        self.hung_refund: Executed | None = None
 
     # -- what tests look at --------------------------------------------------------------------
 
@@ -145,6 +146,8 @@ class FakeProvider:
         )
         self.ledger[refund_no] = executed
         hang = self.hang_at_execution is not None and len(self.ledger) == self.hang_at_execution
+        if hang:
+            self.hung_refund = executed
         return attrs.evolve(_json(200, _success(executed)), hang=hang)
 
     def _query(self, request: Mapping[str, str]) -> Reply:
@@ -155,13 +158,13 @@ class FakeProvider:
 
     # -- over HTTP -----------------------------------------------------------------------------
 
-    async def asgi(
+    async def __call__(
         self,
         scope: MutableMapping[str, Any],
         receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
         send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
     ) -> None:
-        """The provider as an ASGI app (asyncio, as uvicorn runs it)."""
+        """The provider is an ASGI app (run by uvicorn on asyncio)."""
         assert scope["type"] == "http"
         body = b""
         while True:

@@ -1,11 +1,11 @@
 """A worker process for the crash and multi-worker tests: refunds orders through a real HTTP server.
 
-Usage: python refund_worker.py BASE_URL STORE BACKEND OUT ORDER:AMOUNT...
+Usage: python refund_worker.py BASE_URL STORE BACKEND LEASE OUT ORDER:AMOUNT...
 
-``STORE`` is ``sqlite:PATH`` or ``redis:URL|PREFIX``. Each order is refunded with idempotency key
-``key-ORDER`` and a freshly generated refund number, as a real caller would after a restart; one
-JSON line per finished refund is appended to ``OUT`` (flushed at once, so a killed worker leaves
-what it finished). The repository root must be on ``PYTHONPATH``.
+``STORE`` is ``sqlite:PATH`` or ``redis:URL|PREFIX``; ``LEASE`` the claim lease in seconds. Each
+order is refunded with idempotency key ``key-ORDER`` and a freshly generated refund number, as a
+real caller would after a restart; one JSON line per finished refund is appended to ``OUT``
+(flushed at once, so a killed worker leaves what it finished). The repository root must be on ``PYTHONPATH``.
 """
 
 from __future__ import annotations
@@ -33,14 +33,14 @@ def _store(spec: str) -> IdempotencyStore:
     return RedisStore(url, prefix=prefix)
 
 
-async def main(base_url: str, store_spec: str, out: str, orders: list[tuple[str, int]]) -> None:
+async def main(base_url: str, store_spec: str, lease: float, out: str, orders: list[tuple[str, int]]) -> None:
     store = _store(store_spec)
     client = FakeRefundClient(
         base_url=base_url,
         transport=HttpxTransport(),
         store=store,
         policy=RetryPolicy(initial_delay=0.01, max_delay=0.05, attempts=6),
-        lease=1.0,
+        lease=lease,
     )
     limiter = anyio.CapacityLimiter(CONCURRENCY)
     with open(out, "a", encoding="utf-8") as sink:  # noqa: ASYNC230 - tiny appends
@@ -66,6 +66,6 @@ async def main(base_url: str, store_spec: str, out: str, orders: list[tuple[str,
 
 
 if __name__ == "__main__":
-    base_url, store_spec, backend, out, *specs = sys.argv[1:]
+    base_url, store_spec, backend, lease, out, *specs = sys.argv[1:]
     parsed = [(spec.split(":")[0], int(spec.split(":")[1])) for spec in specs]
-    anyio.run(main, base_url, store_spec, out, parsed, backend=backend)
+    anyio.run(main, base_url, store_spec, float(lease), out, parsed, backend=backend)

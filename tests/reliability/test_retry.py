@@ -327,3 +327,13 @@ async def test_cancellation_during_settling_propagates() -> None:
     assert scope.cancelled_caught
     assert not outcome_box
     assert not errors
+
+
+async def test_a_refusal_after_an_attempt_that_may_have_executed_is_settled_not_final() -> None:
+    calls: list[str] = []
+    found = Outcome(fields={"refund_status_0": "SUCCESS"})
+    retry, _ = middleware()
+    refusal = ProviderError("REFUND_NO_MISMATCH", "another refund has this number", retryable=False)
+    outcome = await retry(refund(settler(found, calls)), Script([http(500), refusal]))
+    assert calls == ["R1"]
+    assert outcome.settled_by_query
