@@ -240,7 +240,7 @@ KeyFor = Callable[[int, RefundRequest], "str | None"]
 
 def refund_many(
     client: RefundingClient,
-    requests: Iterable[RefundRequest] | AsyncIterable[RefundRequest],
+    requests: Iterable[RefundRequest | InvalidRequest] | AsyncIterable[RefundRequest | InvalidRequest],
     *,
     concurrency: int = 32,
     rate: float | RateLimiter | None = None,
@@ -286,7 +286,7 @@ class RefundBatch:
         self,
         *,
         client: RefundingClient,
-        requests: Iterable[RefundRequest] | AsyncIterable[RefundRequest],
+        requests: Iterable[RefundRequest | InvalidRequest] | AsyncIterable[RefundRequest | InvalidRequest],
         concurrency: int,
         limiter: RateLimiter | None,
         ordered: bool,

@@ -1,0 +1,213 @@
+"""Configuration for the ``paykit`` command: a TOML file plus environment variables → a client.
+
+Sections and keys are the client constructors' keywords::
+
+    [wechatpay]                      # WeChatPayClient
+    appid = "wx..."  mch_id = "..."  api_key = "..."  sign_type = "MD5"
+    base_url = "https://api.mch.weixin.qq.com"  ca_file = "..."
+    cert_file = "apiclient_cert.pem"  key_file = "apiclient_key.pem"    # or:
+    p12_file = "apiclient_cert.p12"   p12_password = "..."               # defaults to mch_id
+
+    [payjs]                          # PayJSClient
+    mchid = "..."  key = "..."  base_url = "https://payjs.cn"
+
+    [eftpay]                         # EftPayClient
+    user_confirm_key = "..."  secret = "..."  base_url = "https://..."  tid = "..."
+
+Every key may instead come from ``PAYKIT_<PROVIDER>_<KEY>`` (``PAYKIT_WECHATPAY_API_KEY``,
+``PAYKIT_PAYJS_KEY``, ``PAYKIT_EFTPAY_SECRET`` ...); the environment wins over the file. Error
+messages name keys, never the values of secrets.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .errors import PaykitError
+from .pipeline.core import Middleware
+from .pipeline.retry import RetryPolicy
+from .pipeline.stores.base import IdempotencyStore
+from .transport.base import Transport
+from .transport.tls import ClientCertificate
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 only
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+
+__all__ = ["PROVIDERS", "ConfigError", "ProviderSettings", "build_client", "env_name", "load_settings"]
+
+PROVIDERS = ("wechatpay", "payjs", "eftpay")
+
+_COMMON = ("base_url", "ca_file", "max_connections")
+_KEYS: Mapping[str, tuple[str, ...]] = {
+    "wechatpay": (
+        "appid",
+        "mch_id",
+        "api_key",
+        "sign_type",
+        "sub_appid",
+        "sub_mch_id",
+        "cert_file",
+        "key_file",
+        "key_password",
+        "p12_file",
+        "p12_password",
+        *_COMMON,
+    ),
+    "payjs": ("mchid", "key", *_COMMON),
+    "eftpay": ("user_confirm_key", "secret", "tid", *_COMMON),
+}
+_REQUIRED: Mapping[str, tuple[str, ...]] = {
+    "wechatpay": ("appid", "mch_id", "api_key"),
+    "payjs": ("mchid", "key"),
+    "eftpay": ("user_confirm_key", "secret", "base_url"),
+}
+#: Keys whose values are never shown.
+SECRET_KEYS = frozenset({"api_key", "key", "secret", "p12_password", "key_password"})
+
+
+class ConfigError(Exception):
+    """A configuration problem, described in one line without any secret value."""
+
+
+def env_name(provider: str, key: str) -> str:
+    """The environment variable that may hold ``key`` of ``[provider]``."""
+    return f"PAYKIT_{provider.upper()}_{key.upper()}"
+
+
+@attrs.frozen(kw_only=True)
+class ProviderSettings:
+    """One provider's settings after merging the file and the environment."""
+
+    provider: str
+    values: Mapping[str, str] = attrs.field(repr=False)
+
+    def __repr__(self) -> str:
+        shown = {k: ("***" if k in SECRET_KEYS else v) for k, v in self.values.items()}
+        return f"ProviderSettings(provider={self.provider!r}, values={shown!r})"
+
+
+def load_settings(
+    provider: str, config_file: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None
+) -> ProviderSettings:
+    """Read ``[provider]`` from ``config_file`` (optional) and the environment."""
+    if provider not in PROVIDERS:
+        raise ConfigError(f"unknown provider {provider!r}; expected one of {', '.join(PROVIDERS)}")
+    environ = os.environ if environ is None else environ
+    values: dict[str, str] = {}
+    if config_file is not None:
+        values.update(_read_section(Path(config_file), provider))
+    for key in _KEYS[provider]:
+        from_env = environ.get(env_name(provider, key))
+        if from_env:
+            values[key] = from_env
+    missing = [k for k in _REQUIRED[provider] if not values.get(k)]
+    if missing:
+        hints = ", ".join(f"{k} (or {env_name(provider, k)})" for k in missing)
+        raise ConfigError(f"[{provider}] is missing {hints}")
+    return ProviderSettings(provider=provider, values=values)
+
+
+def _read_section(path: Path, provider: str) -> dict[str, str]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        # The parser's message carries a position, never the file's content.
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    section = data.get(provider)
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"[{provider}] in {str(path)!r} must be a table")
+    unknown = sorted(set(section) - set(_KEYS[provider]))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(unknown)} in [{provider}]; expected {', '.join(_KEYS[provider])}"
+        )
+    values: dict[str, str] = {}
+    for key, value in section.items():
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ConfigError(f"[{provider}] {key} must be a string")
+        values[key] = str(value)
+    return values
+
+
+def build_client(
+    settings: ProviderSettings,
+    *,
+    idempotency_store: IdempotencyStore | None = None,
+    middleware: Sequence[Middleware] = (),
+    max_connections: int | None = None,
+    retry: RetryPolicy | None = None,
+    transport: Transport | None = None,
+) -> Any:
+    """The provider client for ``settings``; :class:`ConfigError` if they are unusable."""
+    from .providers.eftpay import EftPayClient
+    from .providers.payjs import PayJSClient
+    from .providers.wechatpay import WeChatPayClient
+
+    v = dict(settings.values)
+    options: dict[str, Any] = {"middleware": list(middleware)}
+    if idempotency_store is not None:
+        options["idempotency_store"] = idempotency_store
+    if retry is not None:
+        options["retry"] = retry
+    if transport is not None:
+        options["transport"] = transport
+    if v.get("base_url"):
+        options["base_url"] = v["base_url"]
+    if v.get("ca_file"):
+        options["ca_file"] = v["ca_file"]
+    connections = max_connections if max_connections is not None else _int(v, "max_connections")
+    if connections is not None:
+        options["max_connections"] = connections
+    provider = settings.provider
+    try:
+        if provider == "wechatpay":
+            for key in ("sign_type", "sub_appid", "sub_mch_id"):
+                if v.get(key):
+                    options[key] = v[key]
+            cert = _certificate(v)
+            if cert is not None:
+                options["cert"] = cert
+            return WeChatPayClient(v["appid"], v["mch_id"], v["api_key"], **options)
+        if provider == "payjs":
+            return PayJSClient(v["mchid"], v["key"], **options)
+        if v.get("tid"):
+            options["tid"] = v["tid"]
+        return EftPayClient(v["user_confirm_key"], v["secret"], **options)
+    except PaykitError as exc:
+        # Validation messages name the field, never a secret's value.
+        raise ConfigError(f"[{provider}] {exc.message}") from None
+
+
+def _certificate(v: Mapping[str, str]) -> ClientCertificate | None:
+    if v.get("p12_file"):
+        if v.get("cert_file") or v.get("key_file"):
+            raise ConfigError("[wechatpay] give either p12_file or cert_file + key_file, not both")
+        return ClientCertificate.from_pkcs12(v["p12_file"], v.get("p12_password") or v["mch_id"])
+    if v.get("cert_file") or v.get("key_file"):
+        if not (v.get("cert_file") and v.get("key_file")):
+            raise ConfigError("[wechatpay] cert_file and key_file go together")
+        return ClientCertificate.from_pem(v["cert_file"], v["key_file"], v.get("key_password") or None)
+    return None
+
+
+def _int(v: Mapping[str, str], key: str) -> int | None:
+    text = v.get(key)
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"{key} must be a positive whole number")
+    return int(text)

@@ -1,0 +1,133 @@
+"""CSV rows → refund requests for ``paykit refunds run``.
+
+The header row names the provider's ``refund()`` fields (``out_trade_no,total_fee,refund_fee``
+for WeChat Pay; ``payjs_order_id`` for PAYJS; ``paytype,payment_type,out_trade_no,
+transaction_amount,total_fee`` for eftPay; optional ones such as ``out_refund_no`` /
+``refund_no`` or ``refund_desc`` may be added). Empty cells are left out. A row that cannot be
+turned into a request becomes an :class:`~paykit_async.batch.InvalidRequest` with a clear reason,
+so it fails on its own while the others proceed. Rows are read lazily, one at a time.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .batch import InvalidRequest
+
+__all__ = ["FIELDS", "CsvRefunds", "HeaderError", "convert_row"]
+
+#: The refund() fields of each provider that may appear as CSV columns (all but idempotency_key).
+FIELDS: Mapping[str, tuple[str, ...]] = {
+    "wechatpay": (
+        "out_trade_no",
+        "transaction_id",
+        "total_fee",
+        "refund_fee",
+        "out_refund_no",
+        "refund_fee_type",
+        "refund_desc",
+        "refund_account",
+        "notify_url",
+        "detail",
+    ),
+    "payjs": ("payjs_order_id",),
+    "eftpay": (
+        "paytype",
+        "payment_type",
+        "out_trade_no",
+        "transaction_amount",
+        "total_fee",
+        "refund_no",
+        "tid",
+        "refund_desc",
+    ),
+}
+_INT_FIELDS = {"wechatpay": frozenset({"total_fee", "refund_fee"})}
+_JSON_FIELDS = {"wechatpay": frozenset({"detail"})}
+
+
+class HeaderError(ValueError):
+    """The CSV file as a whole is unusable (no header, unknown columns)."""
+
+
+@attrs.frozen(kw_only=True)
+class CsvRefunds:
+    """The refund requests in ``path`` for ``provider``: iterate for ``(row number, request)``.
+
+    Row numbers count data rows from 1 (the header is row 0).
+    """
+
+    path: Path
+    provider: str
+
+    def header(self) -> list[str]:
+        with self._open() as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+        if not header or not any(cell.strip() for cell in header):
+            raise HeaderError(f"{self.path}: no header row naming the {self.provider} refund fields")
+        columns = [cell.strip() for cell in header]
+        allowed = FIELDS[self.provider]
+        unknown = [c for c in columns if c not in allowed]
+        if unknown:
+            raise HeaderError(
+                f"{self.path}: unknown column(s) {', '.join(repr(c) for c in unknown)}; "
+                f"{self.provider} refunds take {', '.join(allowed)}"
+            )
+        if len(set(columns)) != len(columns):
+            raise HeaderError(f"{self.path}: a column appears twice")
+        return columns
+
+    def count(self) -> int:
+        """How many data rows the file has (one pass, constant memory)."""
+        with self._open() as handle:
+            return max(0, sum(1 for _ in csv.reader(handle)) - 1)
+
+    def __iter__(self) -> Iterator[tuple[int, Mapping[str, Any] | InvalidRequest]]:
+        columns = self.header()
+        with self._open() as handle:
+            reader = csv.reader(handle)
+            next(reader, None)
+            for number, cells in enumerate(reader, start=1):
+                yield number, convert_row(self.provider, columns, cells, number)
+
+    def _open(self) -> Any:
+        return self.path.open(newline="", encoding="utf-8-sig")
+
+
+def convert_row(
+    provider: str, columns: Sequence[str], cells: Sequence[str], number: int
+) -> Mapping[str, Any] | InvalidRequest:
+    """One CSV row as ``refund()`` keyword arguments, or an InvalidRequest saying what is wrong."""
+    raw = dict(zip(columns, cells, strict=False))
+    if len(cells) != len(columns):
+        return InvalidRequest(
+            reason=f"row {number}: {len(cells)} cell(s) for {len(columns)} column(s)", fields=raw
+        )
+    request: dict[str, Any] = {}
+    for column, cell in raw.items():
+        text = cell.strip()
+        if not text:
+            continue
+        if column in _INT_FIELDS.get(provider, ()):
+            if not text.isdigit():
+                return InvalidRequest(
+                    reason=f"row {number}: {column} must be a whole number of fen, got {text!r}", fields=raw
+                )
+            request[column] = int(text)
+        elif column in _JSON_FIELDS.get(provider, ()):
+            try:
+                request[column] = json.loads(text)
+            except ValueError:
+                return InvalidRequest(reason=f"row {number}: {column} is not valid JSON", fields=raw)
+        else:
+            request[column] = text
+    if not request:
+        return InvalidRequest(reason=f"row {number}: empty row", fields=raw)
+    return request
