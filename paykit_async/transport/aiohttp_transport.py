@@ -51,6 +51,7 @@ class AiohttpTransport:
         self._settings: TransportSettings | None = None
         self._ssl_context: ssl.SSLContext | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
     def __repr__(self) -> str:
@@ -68,14 +69,8 @@ class AiohttpTransport:
         self._settings = settings
 
     def _open_session(
-        self, settings: TransportSettings, ssl_context: ssl.SSLContext
+        self, settings: TransportSettings, ssl_context: ssl.SSLContext, loop: asyncio.AbstractEventLoop
     ) -> aiohttp.ClientSession:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            raise ValidationError(
-                "AiohttpTransport runs on asyncio only; use HttpxTransport under trio"
-            ) from None
         import aiohttp
 
         timeouts = settings.timeouts
@@ -92,7 +87,7 @@ class AiohttpTransport:
             trust_env=False,
             raise_for_status=False,
         )
-        self._session = session
+        self._session, self._loop = session, loop
         return session
 
     async def send(self, request: WireRequest) -> WireResponse:
@@ -103,7 +98,20 @@ class AiohttpTransport:
             raise ValidationError("transport used after aclose(); its client is closed")
         import aiohttp
 
-        session = self._session if self._session is not None else self._open_session(settings, ssl_context)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise ValidationError(
+                "AiohttpTransport runs on asyncio only; use HttpxTransport under trio"
+            ) from None
+        session = self._session
+        if session is None:
+            session = self._open_session(settings, ssl_context, loop)
+        elif loop is not self._loop:
+            raise ValidationError(
+                "AiohttpTransport is bound to the event loop of its first request; "
+                "create the client inside the loop that uses it"
+            )
         limit = settings.max_response_bytes
         try:
             async with session.request(

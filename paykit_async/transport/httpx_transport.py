@@ -85,6 +85,9 @@ class HttpxTransport:
             async with client.stream(
                 request.method, request.url, content=request.content, headers=request.headers
             ) as response:
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > limit:
+                    raise TransportError(f"reply larger than {limit} bytes refused", sent=True)
                 chunks: list[bytes] = []
                 size = 0
                 # Decoded bytes (gzip/deflate undone), counted as they arrive: the cap also

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import pytest
 
 from paykit_async.errors import TransportError, ValidationError
@@ -280,3 +282,58 @@ def test_transport_repr_shows_no_settings(tls_files: TLSFiles) -> None:
         transport = make()
         transport.configure(_settings(tls_files))
         assert repr(transport) in ("<HttpxTransport configured>", "<AiohttpTransport configured>")
+
+
+@EVERY_LOOP_AND_TRANSPORT
+async def test_reply_cut_short_is_a_transport_error_with_unknown_outcome(
+    scripted: ScriptedServer, tls_files: TLSFiles, transport_name: str
+) -> None:
+    # The server promises 1000 bytes and sends 10, then has to drop the connection.
+    scripted.app.reply_with(200, {"Content-Length": "1000"}, b"<xml><a>1<")
+    transport = _configured(transport_name, _settings(tls_files))
+    try:
+        with pytest.raises(TransportError) as caught:
+            await transport.send(WireRequest(url=f"{scripted.base_url}/cut"))
+        assert caught.value.sent is None
+        # The transport stays usable after a broken connection.
+        scripted.app.reply_with(200, {}, b"whole")
+        response = await transport.send(WireRequest(url=f"{scripted.base_url}/again"))
+        assert response.content == b"whole"
+    finally:
+        await transport.aclose()
+
+
+@EVERY_LOOP_AND_TRANSPORT
+async def test_caller_cancellation_propagates_and_the_transport_stays_usable(
+    scripted: ScriptedServer, tls_files: TLSFiles, transport_name: str
+) -> None:
+    scripted.app.respond = delayed_reply(3.0, (200, {}, b"late"))
+    transport = _configured(transport_name, _settings(tls_files))
+    try:
+        with anyio.move_on_after(0.2) as scope:
+            await transport.send(WireRequest(url=f"{scripted.base_url}/slow"))
+        assert scope.cancelled_caught
+        scripted.app.respond = None
+        scripted.app.reply_with(200, {}, b"next")
+        response = await transport.send(WireRequest(url=f"{scripted.base_url}/next"))
+        assert response.content == b"next"
+    finally:
+        await transport.aclose()
+
+
+def test_aiohttp_transport_refuses_a_second_event_loop(scripted: ScriptedServer) -> None:
+    transport = AiohttpTransport()
+    transport.configure(TransportSettings())
+    request = WireRequest(url=f"{scripted.http_base_url}/x")
+    scripted.app.respond = lambda _request: (200, {}, b"ok")
+
+    async def send_once() -> bytes:
+        return (await transport.send(request)).content
+
+    async def send_then_close() -> None:
+        with pytest.raises(ValidationError, match="event loop"):
+            await transport.send(request)
+        await transport.aclose()
+
+    assert asyncio.run(send_once()) == b"ok"
+    asyncio.run(send_then_close())
