@@ -28,7 +28,7 @@ _CHUNK = 64 * 1024
 def _require_aiohttp() -> None:
     try:
         import aiohttp  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - the extra is installed in the test env
+    except ImportError as exc:
         raise ImportError(
             "AiohttpTransport needs aiohttp: pip install 'paykit_async[aiohttp]' "
             "(or use the default HttpxTransport)"

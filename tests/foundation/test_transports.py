@@ -6,6 +6,8 @@ import asyncio
 import gzip
 import socket
 import ssl
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -337,3 +339,19 @@ def test_aiohttp_transport_refuses_a_second_event_loop(scripted: ScriptedServer)
 
     assert asyncio.run(send_once()) == b"ok"
     asyncio.run(send_then_close())
+
+
+def test_aiohttp_is_imported_only_when_the_transport_is_used() -> None:
+    code = (
+        "import sys, paykit_async, paykit_async.transport\n"
+        "assert 'aiohttp' not in sys.modules, 'aiohttp imported eagerly'\n"
+        "paykit_async.transport.AiohttpTransport()\n"
+        "assert 'aiohttp' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_missing_aiohttp_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "aiohttp", None)
+    with pytest.raises(ImportError, match=r"paykit_async\[aiohttp\]"):
+        AiohttpTransport()
