@@ -24,6 +24,7 @@ from paykit_async.signing import KeyedMd5Signer
 from paykit_async.transport import ClientCertificate, WireRequest, WireResponse
 
 from ..servers import RecordedRequest, Reply, Responder, ScriptedServer, TLSFiles
+from .transports import EVERY_LOOP_AND_TRANSPORT, TRANSPORTS
 
 pytestmark = pytest.mark.anyio
 
@@ -187,8 +188,9 @@ def p12_certificate(tls_files: TLSFiles) -> ClientCertificate:
     return ClientCertificate.from_pkcs12(tls_files.client_p12_file, tls_files.client_p12_password)
 
 
+@EVERY_LOOP_AND_TRANSPORT
 async def test_base_client_order_over_mutual_tls(
-    scripted: ScriptedServer, tls_files: TLSFiles, p12_certificate: ClientCertificate
+    scripted: ScriptedServer, tls_files: TLSFiles, p12_certificate: ClientCertificate, transport_name: str
 ) -> None:
     events: list[str] = []
     scripted.app.respond = _flaky_then_ok(2)
@@ -198,6 +200,7 @@ async def test_base_client_order_over_mutual_tls(
         cert=p12_certificate,
         ca_file=tls_files.ca_file,
         middleware=[_recording_middleware("user", events)],
+        transport=TRANSPORTS[transport_name](),
         clock=FakeClock(),
     ) as client:
         outcome = await client.refund("R-42")
