@@ -46,6 +46,7 @@ from .batch import (
 from .cli_config import PROVIDERS, ConfigError, ProviderSettings, build_client, env_name, load_settings
 from .cli_rows import CsvRefunds, HeaderError, convert_row
 from .errors import PaykitError, RefundOutcomeUnknown
+from .pipeline.retry import RetryPolicy
 
 __all__ = ["cli", "main"]
 
@@ -180,6 +181,13 @@ def refunds() -> None:
 )
 @click.option("--concurrency", "-c", default=16, show_default=True, help="Refunds in flight.")
 @click.option("--rate", "-r", type=float, help="At most this many requests per second (WeChat: about 150).")
+@click.option("--retry-attempts", default=4, show_default=True, help="Requests per refund at most.")
+@click.option(
+    "--retry-delay",
+    default=0.5,
+    show_default=True,
+    help="First retry wait in seconds (doubles, capped at 8).",
+)
 @click.option("--dry-run", is_flag=True, help="Check the file and the configuration; send nothing.")
 def refunds_run(
     csv_file: Path,
@@ -190,6 +198,8 @@ def refunds_run(
     out: Path | None,
     concurrency: int,
     rate: float | None,
+    retry_attempts: int,
+    retry_delay: float,
     dry_run: bool,
 ) -> None:
     """Refund every row of FILE.csv, exactly once, resumable after a crash.
@@ -206,6 +216,9 @@ def refunds_run(
         _fail("--concurrency must be >= 1")
     if rate is not None and not rate > 0:
         _fail("--rate must be > 0")
+    if retry_attempts < 1 or not retry_delay >= 0:
+        _fail("--retry-attempts must be >= 1 and --retry-delay >= 0")
+    retry = RetryPolicy(attempts=retry_attempts, initial_delay=retry_delay, max_delay=max(8.0, retry_delay))
     rows = CsvRefunds(path=csv_file, provider=provider)
     try:
         rows.header()
@@ -222,7 +235,7 @@ def refunds_run(
         else:
             with _journal_lock(journal_path):
                 status = anyio.run(
-                    lambda: _run_batch(settings, rows, sink, journal_path, batch, concurrency, rate)
+                    lambda: _run_batch(settings, rows, sink, journal_path, batch, concurrency, rate, retry)
                 )
     sys.exit(status)
 
@@ -235,6 +248,7 @@ async def _run_batch(
     batch: str,
     concurrency: int,
     rate: float | None,
+    retry: RetryPolicy,
 ) -> int:
     from .pipeline.stores.sqlite import SQLiteStore
 
@@ -245,6 +259,7 @@ async def _run_batch(
             idempotency_store=store,
             middleware=[count_attempts],
             max_connections=max(concurrency, 10),
+            retry=retry,
         )
     except ConfigError as exc:
         await store.aclose()
