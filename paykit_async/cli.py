@@ -45,7 +45,7 @@ from .batch import (
 )
 from .cli_config import PROVIDERS, ConfigError, ProviderSettings, build_client, env_name, load_settings
 from .cli_rows import CsvRefunds, HeaderError, convert_row
-from .errors import PaykitError, RefundOutcomeUnknown
+from .errors import PaykitError, RefundOutcomeUnknown, ValidationError
 from .pipeline.retry import RetryPolicy
 
 __all__ = ["cli", "main"]
@@ -580,6 +580,8 @@ def _single_call(
         result = anyio.run(run)
     except RefundOutcomeUnknown as exc:
         _fail(f"outcome unknown for refund {exc.refund_no}: {exc.message}", status=1)
+    except ValidationError as exc:
+        _fail(f"{type(exc).__name__}: {exc} (nothing was sent)")
     except PaykitError as exc:
         _fail(f"{type(exc).__name__}: {exc}", status=1)
     except TypeError as exc:

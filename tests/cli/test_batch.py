@@ -405,3 +405,33 @@ async def test_a_refusal_after_an_attempt_that_may_have_executed_is_not_a_defini
     assert transport.executions[outcome.refund_no or ""] == 1
     assert outcome.status is BatchStatus.UNKNOWN
     assert outcome.error_code == "RefundOutcomeUnknown"
+
+
+async def test_cancelled_refunds_stay_recorded_in_the_clients_idempotency_store() -> None:
+    from paykit_async.pipeline.stores import MemoryStore, RecordState
+
+    store = MemoryStore()
+    transport = LedgerTransport()
+    requests = [_request(i, "hang") for i in range(20)]
+
+    def key(index: int, request: Any) -> str:
+        return f"cancel-test:{index}"
+
+    async with FakeRefundClient(transport, idempotency_store=store) as client:
+        batch = refund_many(client, requests, concurrency=4, idempotency_key=key)
+        with anyio.CancelScope() as scope:
+            async with batch as outcomes:
+                await transport.wait_for(lambda t: t.active >= 4)
+                scope.cancel()
+                async for _ in outcomes:
+                    pytest.fail("nothing completes: every refund hangs")
+        assert transport.active == 0
+    assert sorted(batch.in_flight) == [0, 1, 2, 3]
+    for index, refund_no in batch.in_flight.items():
+        record = await store.get(f"cancel-test:{index}")
+        assert record is not None
+        # Left in flight with its refund number, claim released: the next run resumes it.
+        assert record.state is RecordState.IN_FLIGHT
+        assert record.refund_no == refund_no
+        assert record.lease_expires == 0.0
+    assert await store.get("cancel-test:4") is None

@@ -1,0 +1,101 @@
+"""``paykit demo``, single calls, the simulator group, and configuration loading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from paykit_async.batch import BatchStatus
+from paykit_async.cli_config import ConfigError, build_client, env_name, load_settings
+from paykit_async.demo import run_demo
+from paykit_async.simulator import DEMO_PAYJS, SimulatorConfig
+
+from .helpers import live_simulator, run_paykit, seed_wechat_orders
+
+
+@pytest.mark.slow
+def test_paykit_demo_exits_0_with_a_clean_ledger() -> None:
+    result = run_paykit("demo", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "duplicate payouts         0" in result.stderr
+    assert "ledger check passed" in result.stderr
+    assert "3,000" in result.stderr
+
+
+@pytest.mark.anyio
+async def test_the_demo_scenario_checks_the_ledger(anyio_backend: str) -> None:
+    report = await run_demo(orders=60, concurrency=8, fault_rate=0.03, seed=3)
+    assert report.ok
+    assert report.duplicate_payouts == 0
+    assert report.total == 180
+    assert (
+        report.count(BatchStatus.SUCCEEDED)
+        + report.count(BatchStatus.UNKNOWN)
+        + report.count(BatchStatus.FAILED)
+        == 180
+    )
+    assert sum(p.retries for p in report.providers) > 0
+
+
+def test_single_refund_query_and_close_commands(tmp_path: Path) -> None:
+    with live_simulator(SimulatorConfig(completion_delay=0.0)) as live:
+        (row,) = seed_wechat_orders(live.simulator, 1)
+        live.simulator.add_wechatpay_order("UNPAID1", 100, paid=False, created_at=0.0)
+        config = live.config_file(tmp_path)
+        refund = run_paykit(
+            "refund", "-p", "wechatpay", "--config", config,
+            f"out_trade_no={row['out_trade_no']}", f"total_fee={row['total_fee']}", "refund_fee=50",
+            "out_refund_no=RCLI0001",
+        )  # fmt: skip
+        assert refund.returncode == 0, refund.stderr
+        assert json.loads(refund.stdout)["out_refund_no"] == "RCLI0001"
+        query = run_paykit("query", "-p", "wechatpay", "--config", config, "out_refund_no=RCLI0001")
+        assert query.returncode == 0, query.stderr
+        assert "RCLI0001" in query.stdout
+        close = run_paykit("close", "-p", "wechatpay", "--config", config, "out_trade_no=UNPAID1")
+        assert close.returncode == 0, close.stderr
+        refused = run_paykit(
+            "refund", "-p", "wechatpay", "--config", config,
+            f"out_trade_no={row['out_trade_no']}", f"total_fee={row['total_fee']}", "refund_fee=999999",
+        )  # fmt: skip
+        # Refused before sending: bad input, exit status 2, one error line (after the refund number).
+        assert refused.returncode == 2
+        assert refused.stderr.strip().splitlines()[-1].startswith("paykit: error: ValidationError")
+        assert "nothing was sent" in refused.stderr
+        declined = run_paykit(
+            "refund", "-p", "wechatpay", "--config", config,
+            "out_trade_no=NOSUCHORDER", "total_fee=100", "refund_fee=100",
+        )  # fmt: skip
+        assert declined.returncode == 1, declined.stderr
+        assert "ProviderError" in declined.stderr
+        bad_field = run_paykit("query", "-p", "wechatpay", "--config", config, "colour=red")
+        assert bad_field.returncode == 2
+        no_close = run_paykit("close", "-p", "eftpay", "--config", config, "out_trade_no=X")
+        assert no_close.returncode == 2
+        assert "eftPay has no close-order call" in no_close.stderr
+        snapshot = live.simulator.snapshot()
+    assert snapshot.refund("wechatpay", "RCLI0001").amount == 50
+    assert snapshot.duplicate_payouts == 0
+
+
+def test_the_simulator_group_is_attached() -> None:
+    result = run_paykit("simulator", "serve", "--help")
+    assert result.returncode == 0
+    assert "--auto-orders" in result.stdout
+
+
+def test_settings_merge_file_and_environment_and_hide_secrets(tmp_path: Path) -> None:
+    config = tmp_path / "paykit.toml"
+    config.write_text('[payjs]\nmchid = "1500000001"\nkey = "from-file"\n', encoding="utf-8")
+    settings = load_settings("payjs", config, environ={env_name("payjs", "key"): DEMO_PAYJS.key})
+    assert settings.values == {"mchid": "1500000001", "key": DEMO_PAYJS.key}
+    assert DEMO_PAYJS.key not in repr(settings)
+    client = build_client(settings)
+    assert type(client).__name__ == "PayJSClient"
+    assert env_name("wechatpay", "api_key") == "PAYKIT_WECHATPAY_API_KEY"
+    with pytest.raises(ConfigError, match="missing secret"):
+        load_settings("eftpay", None, environ={env_name("eftpay", "user_confirm_key"): "K1"})
+    with pytest.raises(ConfigError, match="unknown provider"):
+        load_settings("stripe", None, environ={})
