@@ -234,9 +234,18 @@ def refunds_run(
             status = _dry_run(settings, rows, sink)
         else:
             with _journal_lock(journal_path):
-                status = anyio.run(
-                    lambda: _run_batch(settings, rows, sink, journal_path, batch, concurrency, rate, retry)
-                )
+                try:
+                    status = anyio.run(
+                        lambda: _run_batch(
+                            settings, rows, sink, journal_path, batch, concurrency, rate, retry
+                        )
+                    )
+                except KeyboardInterrupt:
+                    _fail(
+                        f"interrupted; every started row is in the journal {journal_path}: "
+                        "run the same command again to resume",
+                        status=130,
+                    )
     sys.exit(status)
 
 

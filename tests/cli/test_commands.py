@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from .helpers import live_simulator, run_paykit, seed_wechat_orders
 def test_paykit_demo_exits_0_with_a_clean_ledger() -> None:
     result = run_paykit("demo", timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "duplicate payouts         0" in result.stderr
+    assert re.search(r"duplicate payouts\s+0 ", result.stderr)
     assert "ledger check passed" in result.stderr
     assert "3,000" in result.stderr
 
