@@ -304,6 +304,8 @@ class RefundBatch:
         self._buffer = buffer
         self._rule = refund_number_rule(client)
         self._fields = _RefundFields.of(client)
+        pipeline = getattr(client, "pipeline", None)
+        self._counts_attempts = count_attempts in getattr(pipeline, "middlewares", ())
         self._source: Iterator[object] | AsyncIterator[object] = (
             aiter(requests) if isinstance(requests, AsyncIterable) else iter(requests)
         )
@@ -452,24 +454,27 @@ class RefundBatch:
         if self._on_start is not None:
             await self._on_start(index, fixed, refund_no)
         cell = [0]
+        counted = self._counts_attempts
         token = _attempt_counter.set(cell)
         began = anyio.current_time()
         try:
             result = await self._client.refund(**kwargs)
         except (ValidationError, IdempotencyConflict) as error:
             status = BatchStatus.INVALID
-            outcome = _failure(index, fixed, refund_no, status, error, cell[0] or None, began)
+            outcome = _failure(index, fixed, refund_no, status, error, cell[0] if counted else None, began)
         except RefundOutcomeUnknown as error:
             status = BatchStatus.UNKNOWN
-            outcome = _failure(index, fixed, refund_no or error.refund_no, status, error, cell[0], began)
+            outcome = _failure(
+                index, fixed, refund_no or error.refund_no, status, error, cell[0] if counted else None, began
+            )
         except PaykitError as error:
             # A definite refusal unless the provider may have acted (e.g. a SignatureError).
             status = BatchStatus.UNKNOWN if error.outcome_unknown else BatchStatus.FAILED
-            outcome = _failure(index, fixed, refund_no, status, error, cell[0] or None, began)
+            outcome = _failure(index, fixed, refund_no, status, error, cell[0] if counted else None, began)
         except Exception as error:
             # An unexpected error after the request may have gone out: never call it a failure.
             status = BatchStatus.UNKNOWN
-            outcome = _failure(index, fixed, refund_no, status, error, cell[0] or None, began)
+            outcome = _failure(index, fixed, refund_no, status, error, cell[0] if counted else None, began)
         else:
             outcome = BatchOutcome(
                 index=index,
@@ -477,7 +482,7 @@ class RefundBatch:
                 status=BatchStatus.SUCCEEDED,
                 refund_no=refund_no,
                 result=result,
-                attempts=cell[0] or getattr(result, "attempts", None),
+                attempts=cell[0] if counted else getattr(result, "attempts", None),
                 elapsed=anyio.current_time() - began,
             )
         finally:

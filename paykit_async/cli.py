@@ -303,8 +303,9 @@ async def _run_batch(
                 async with batch_run as outcomes:
                     async for outcome in outcomes:
                         counts[outcome.status.value] += 1
-                        replayed += bool(getattr(outcome.result, "replayed", False))
-                        sink.write(json.dumps(_result_line(outcome), default=_json_default) + "\n")
+                        line = _result_line(outcome)
+                        replayed += line["replayed"]
+                        sink.write(json.dumps(line, default=_json_default) + "\n")
                         sink.flush()
                         progress.advance(task)
     finally:
@@ -388,7 +389,8 @@ def _result_line(outcome: BatchOutcome) -> dict[str, Any]:
         "error_code": outcome.error_code,
         "error_message": outcome.error_message,
         "attempts": outcome.attempts,
-        "replayed": bool(getattr(result, "replayed", False)),
+        # Replayed from the journal: the provider was not called (count_attempts counted 0).
+        "replayed": outcome.ok and (bool(getattr(result, "replayed", False)) or outcome.attempts == 0),
         "settled_by_query": bool(getattr(result, "settled_by_query", False)),
     }
 

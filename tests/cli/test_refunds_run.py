@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from paykit_async.simulator import DEMO_WECHATPAY, FaultPlan, FaultRule, LedgerSnapshot, SimulatorConfig
+from paykit_async.simulator import (
+    DEMO_PAYJS,
+    DEMO_WECHATPAY,
+    FaultPlan,
+    FaultRule,
+    LedgerSnapshot,
+    SimulatorConfig,
+)
 
 from .helpers import (
     FAULTS,
@@ -263,3 +270,48 @@ def test_secrets_may_come_from_the_environment_and_dry_run_sends_nothing(tmp_pat
         # Results went to stdout; the journal sits next to the CSV by default.
         assert len(real.stdout.splitlines()) == 3
         assert (tmp_path / "refunds.csv.journal.db").exists()
+
+
+def test_payjs_and_eftpay_batches_from_csv(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    from paykit_async.simulator import DEMO_EFTPAY
+
+    with live_simulator(SimulatorConfig(completion_delay=0.0)) as live:
+        payjs_rows, eftpay_rows = [], []
+        for i in range(10):
+            live.simulator.add_payjs_order(f"PJ{i:030d}", 300 + i)
+            payjs_rows.append({"payjs_order_id": f"PJ{i:030d}"})
+            live.simulator.add_eftpay_order(f"E{i:05d}", Decimal("12.34"))
+            eftpay_rows.append(
+                {
+                    "paytype": "WeChat",
+                    "payment_type": "WECHATCN",
+                    "out_trade_no": f"E{i:05d}",
+                    "transaction_amount": "5.10",
+                    "total_fee": "12.34",
+                }
+            )
+        config = tmp_path / "paykit.toml"
+        config.write_text(
+            f'[payjs]\nmchid = "{DEMO_PAYJS.mchid}"\nkey = "{DEMO_PAYJS.key}"\n'
+            f'base_url = "{live.root}/payjs"\n'
+            f'[eftpay]\nuser_confirm_key = "{DEMO_EFTPAY.user_confirm_key}"\n'
+            f'secret = "{DEMO_EFTPAY.secret}"\nbase_url = "{live.root}/eftpay"\n',
+            encoding="utf-8",
+        )
+        for provider, rows in (("payjs", payjs_rows), ("eftpay", eftpay_rows)):
+            csv_file = write_csv(tmp_path / f"{provider}.csv", rows)
+            out = tmp_path / f"{provider}.jsonl"
+            result = run_paykit("refunds", "run", csv_file, "-p", provider, "--config", config, "--out", out)
+            assert result.returncode == 0, result.stderr
+            assert [r["status"] for r in read_results(out)] == ["succeeded"] * 10
+            again = run_paykit("refunds", "run", csv_file, "-p", provider, "--config", config, "--out", out)
+            assert again.returncode == 0, again.stderr
+            assert all(r["replayed"] for r in read_results(out))
+        snapshot = live.simulator.snapshot()
+    assert snapshot.duplicate_payouts == 0
+    assert len(snapshot.refunds) == 20
+    for i in range(10):
+        assert snapshot.order("payjs", f"PJ{i:030d}").refunded == 300 + i
+        assert snapshot.order("eftpay", f"E{i:05d}").refunded == 510
