@@ -261,6 +261,14 @@ def refund_many(
     """
     if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
         raise ValidationError(f"must be an int >= 1, got {concurrency!r}", field="concurrency")
+    pool = getattr(client, "max_connections", None)
+    if isinstance(pool, int) and concurrency > pool:
+        # More workers than connections would only queue on the pool (and hit its timeout).
+        raise ValidationError(
+            f"{concurrency} exceeds the client's connection pool ({pool}); lower it or create the "
+            "client with a larger max_connections=",
+            field="concurrency",
+        )
     limiter = RateLimiter(rate) if isinstance(rate, int | float) else rate
     return RefundBatch(
         client=client,

@@ -275,6 +275,13 @@ def test_bad_arguments_are_validation_errors() -> None:
     client = object()
     with pytest.raises(ValidationError):
         refund_many(client, [], concurrency=0)  # type: ignore[arg-type]
+
+    class PooledClient(_InstantClient):
+        max_connections = 10
+
+    with pytest.raises(ValidationError, match="connection pool"):
+        refund_many(PooledClient(), [], concurrency=11)
+    refund_many(PooledClient(), [], concurrency=10)
     with pytest.raises(ValidationError):
         RateLimiter(0)
     with pytest.raises(ValidationError):
