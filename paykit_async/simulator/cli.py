@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import attrs
@@ -34,21 +35,34 @@ def simulator() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Serve HTTPS with client certificates from this directory (created when missing).",
 )
+@click.option(
+    "--mtls-all",
+    is_flag=True,
+    help="With --tls-dir: demand a client certificate on every connection, not only for WeChat refunds.",
+)
 def serve_command(
-    host: str, port: int, config_file: Path | None, auto_orders: bool, tls_dir: Path | None
+    host: str, port: int, config_file: Path | None, auto_orders: bool, tls_dir: Path | None, mtls_all: bool
 ) -> None:
     """Serve the simulator until Ctrl-C."""
     config = load_config(config_file) if config_file else SimulatorConfig()
     if auto_orders:
         config = attrs.evolve(config, auto_orders=True)
     tls = ensure_tls_material(tls_dir) if tls_dir is not None else None
-    _banner(config, host, port, tls)
-    server = build_server(Simulator(config), host=host, port=port, tls=tls, log_level="warning")
-    server.run()
+    _banner(config, host, port, tls, mtls_all)
+    server = build_server(
+        Simulator(config),
+        host=host,
+        port=port,
+        tls=tls,
+        client_certs="all" if mtls_all else "wechatpay-refunds",
+        log_level="warning",
+    )
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutting down
+        server.run()
     click.echo("simulator stopped")
 
 
-def _banner(config: SimulatorConfig, host: str, port: int, tls: TLSMaterial | None) -> None:
+def _banner(config: SimulatorConfig, host: str, port: int, tls: TLSMaterial | None, mtls_all: bool) -> None:
     scheme = "https" if tls is not None else "http"
     shown_host = f"[{host}]" if ":" in host else host
     root = f"{scheme}://{shown_host}:{port}"
@@ -71,5 +85,6 @@ def _banner(config: SimulatorConfig, host: str, port: int, tls: TLSMaterial | No
     if config.auto_orders:
         echo("Auto orders: unknown orders are created as paid on first sight.")
     if tls is not None:
-        echo(f"TLS: trust {tls.ca_file} (ca_file=); every client must present the client certificate")
-        echo(f"     cert={tls.client_cert_file} key={tls.client_key_file}")
+        who = "every client" if mtls_all else "WeChat Pay refunds"
+        echo(f"TLS: trust ca_file={tls.ca_file}")
+        echo(f"     {who} must present cert={tls.client_cert_file} key={tls.client_key_file}")

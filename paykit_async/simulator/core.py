@@ -253,6 +253,13 @@ class Simulator:
                 return done
             await anyio.sleep(poll)
 
+    async def wait_notifications_done(self, *, poll: float = 0.02) -> tuple[Delivery, ...]:
+        """Wait until every queued notification was acknowledged or given up on."""
+        while True:
+            if not self._state.outbox.pending():
+                return self.deliveries()
+            await anyio.sleep(poll)
+
     def _notify_client(self) -> httpx.AsyncClient:
         context: ssl.SSLContext = build_ssl_context(ca_file=self.config.notify_ca_file)
         return httpx.AsyncClient(verify=context, timeout=3.0, trust_env=False, follow_redirects=False)

@@ -1,24 +1,37 @@
 """Serving the simulator over a real socket with uvicorn, optionally with mutual TLS.
 
-With a TLS directory the server demands a client certificate issued by the directory's CA on
-every connection (WeChat Pay's refund endpoints need one; the simulator's other endpoints then
-simply get one too). Missing material is generated with ``trustme`` — part of the ``simulator``
-extra — and kept in the directory so that clients can be pointed at the same files next time.
+With TLS, a client certificate that is presented must be issued by the directory's CA (checked
+in the TLS handshake). Like WeChat Pay, the WeChat refund endpoints then answer a request that
+came *without* a certificate with the HTML "No required SSL certificate was sent" page, while
+PAYJS and eftPay need none; ``client_certs="all"`` demands one on every connection instead.
+Missing material is generated with ``trustme`` — part of the ``simulator`` extra — and kept in
+the directory so that clients can be pointed at the same files next time.
+
+Threading: a server runs one asyncio event loop in its thread; the simulator's state is
+behind locks, so other threads (tests) may seed orders and read snapshots meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import ssl
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
 from .config import SimulatorConfig
 from .core import Simulator
+from .http import CLIENT_CERT_KEY
 
-__all__ = ["TLSMaterial", "build_server", "ensure_tls_material", "serve"]
+__all__ = ["TLSMaterial", "build_server", "ensure_tls_material", "serve", "serve_in_thread"]
+
+ClientCerts = Literal["wechatpay-refunds", "all"]
 
 
 @attrs.frozen(kw_only=True)
@@ -64,12 +77,30 @@ def _write(path: str, data: bytes, *, private: bool = False) -> None:
         fh.write(data)
 
 
+def _protocol_reporting_client_certs() -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol, telling the app whether the TLS peer showed a certificate.
+
+    The flag travels in the per-connection copy of the lifespan ``state`` that uvicorn puts in
+    every request scope; uvicorn has no standard scope key for the peer certificate.
+    """
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class ClientCertAwareH11Protocol(H11Protocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            peer = transport.get_extra_info("peercert")
+            self.app_state = {**self.app_state, CLIENT_CERT_KEY: bool(peer)}
+
+    return ClientCertAwareH11Protocol
+
+
 def build_server(
     simulator: Simulator,
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
     tls: TLSMaterial | None = None,
+    client_certs: ClientCerts = "wechatpay-refunds",
     log_level: str = "info",
 ) -> Any:
     """A ``uvicorn.Server`` for ``simulator.app`` (lifespan on: notifications are delivered)."""
@@ -81,7 +112,8 @@ def build_server(
             "ssl_certfile": tls.server_cert_file,
             "ssl_keyfile": tls.server_key_file,
             "ssl_ca_certs": tls.ca_file,
-            "ssl_cert_reqs": ssl.CERT_REQUIRED,
+            "ssl_cert_reqs": ssl.CERT_REQUIRED if client_certs == "all" else ssl.CERT_OPTIONAL,
+            "http": _protocol_reporting_client_certs(),
         }
     config = uvicorn.Config(
         simulator.app,
@@ -101,13 +133,48 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     tls_dir: str | os.PathLike[str] | None = None,
+    client_certs: ClientCerts = "wechatpay-refunds",
     log_level: str = "info",
 ) -> None:
-    """Run a simulator until interrupted (Ctrl-C stops it cleanly). Blocks.
-
-    The server runs one asyncio event loop in the calling thread; the simulator's state is
-    guarded by locks, so tests in other threads may seed orders and read snapshots meanwhile.
-    """
+    """Run a simulator until interrupted; Ctrl-C shuts it down gracefully and returns. Blocks."""
     simulator = Simulator(config)
     tls = ensure_tls_material(tls_dir) if tls_dir is not None else None
-    build_server(simulator, host=host, port=port, tls=tls, log_level=log_level).run()
+    server = build_server(
+        simulator, host=host, port=port, tls=tls, client_certs=client_certs, log_level=log_level
+    )
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutting down
+        server.run()
+
+
+@contextlib.contextmanager
+def serve_in_thread(
+    simulator: Simulator,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    tls: TLSMaterial | None = None,
+    client_certs: ClientCerts = "wechatpay-refunds",
+) -> Iterator[str]:
+    """Serve ``simulator`` from a background thread; yield its root URL (``port=0``: any free port).
+
+    Works from asyncio and trio tests alike (the server has its own loop). Its lifespan runs
+    the notification sender, so do not also enter ``simulator.running()``.
+    """
+    server = build_server(
+        simulator, host=host, port=port, tls=tls, client_certs=client_certs, log_level="critical"
+    )
+    thread = threading.Thread(target=server.run, name="paykit-simulator", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 15
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the simulator server did not start")
+            time.sleep(0.01)
+        bound = server.servers[0].sockets[0].getsockname()
+        scheme = "https" if tls is not None else "http"
+        shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+        yield f"{scheme}://{shown}:{bound[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)

@@ -102,7 +102,8 @@ async def test_wechatpay_refund_query_and_close(target: Target) -> None:
     target.sim.add_wechatpay_order("U1", 100, paid=False, created_at=target.sim.clock.now() - 600)
     async with target.wechat() as client:
         result = await client.refund(out_trade_no="T1", total_fee=1000, refund_fee=250, out_refund_no="R1")
-        assert result.out_refund_no == "R1" and result.refund_fee == 250
+        assert result.out_refund_no == "R1"
+        assert result.refund_fee == 250
         again = await client.refund(out_trade_no="T1", total_fee=1000, refund_fee=250, out_refund_no="R1")
         assert again.refund_id == result.refund_id
         query = await client.query_refund(out_refund_no="R1")
@@ -112,7 +113,8 @@ async def test_wechatpay_refund_query_and_close(target: Target) -> None:
             await client.refund(out_trade_no="T1", total_fee=1000, refund_fee=251, out_refund_no="R1")
         assert "不一致" in refused.value.message
     snap = target.sim.snapshot()
-    assert snap.executions == {"wechatpay:R1": 1} and snap.duplicate_payouts == 0
+    assert snap.executions == {"wechatpay:R1": 1}
+    assert snap.duplicate_payouts == 0
 
 
 async def test_wechatpay_hmac_and_refundv2(target: Target) -> None:
@@ -138,7 +140,8 @@ async def test_wechatpay_wrong_key_is_refused(target: Target) -> None:
 async def test_payjs_refund_check_and_unsigned_duplicate(target: Target) -> None:
     async with target.payjs() as client:
         result = await client.refund(payjs_order_id="P1")
-        assert result.return_code == 1 and result.payjs_order_id == "P1"
+        assert result.return_code == 1
+        assert result.payjs_order_id == "P1"
         check = await client.check(payjs_order_id="P1")
         assert check.status == 1
         # The duplicate answers return_code=1 without sign: the client must not trust it blindly.
@@ -166,7 +169,8 @@ async def test_eftpay_refund_and_query(target: Target) -> None:
             total_fee=Decimal("10.00"),
             refund_no="ER1",
         )
-        assert result.return_status == "00" and result.refund_no == "ER1"
+        assert result.return_status == "00"
+        assert result.refund_no == "ER1"
         query = await client.query(
             out_trade_no="E1", paytype="WeChat", payment_type="WECHATCN", refund_no="ER1"
         )

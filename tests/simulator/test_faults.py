@@ -41,7 +41,8 @@ def test_same_seed_same_faults() -> None:
     a, b = FaultInjector(plan), FaultInjector(plan)
     seq_a = [a.decide("payjs", "refund").kind for _ in range(200)]
     seq_b = [b.decide("payjs", "refund").kind for _ in range(200)]
-    assert seq_a == seq_b and first
+    assert seq_a == seq_b
+    assert first
     counts = {kind: seq_a.count(kind) for kind in (FaultKind.DROP_BEFORE, FaultKind.TRUNCATED, None)}
     assert all(count > 10 for count in counts.values())
 
@@ -102,12 +103,14 @@ async def test_truncated_reply_after_the_work() -> None:
 async def test_bad_signature_after_the_work() -> None:
     sim = sim_with(bad_signature=1.0)
     reply = from_xml((await send(sim)).content)
-    assert reply["result_code"] == "SUCCESS" and not wechat_reply_verified(reply)
+    assert reply["result_code"] == "SUCCESS"
+    assert not wechat_reply_verified(reply)
 
 
 async def test_retryable_codes_and_rate_limit_in_wechat_shape() -> None:
     retry = from_xml((await send(sim_with(retryable_code=1.0))).content)
-    assert retry["err_code"] in ("SYSTEMERROR", "BIZERR_NEED_RETRY") and wechat_reply_verified(retry)
+    assert retry["err_code"] in ("SYSTEMERROR", "BIZERR_NEED_RETRY")
+    assert wechat_reply_verified(retry)
     limited = from_xml((await send(sim_with(rate_limited=1.0))).content)
     assert limited["err_code"] == "FREQUENCY_LIMITED"
 
@@ -119,7 +122,8 @@ async def test_payjs_rate_limit_is_http_429_with_retry_after() -> None:
     sim = Simulator(SimulatorConfig(auto_orders=True, faults=FaultPlan(rules=(rule,))))
     async with httpx.AsyncClient(transport=sim.httpx_transport(), base_url="http://sim") as http:
         response = await http.post("/payjs/api/refund", content=payjs_request(payjs_order_id="P1"))
-    assert response.status_code == 429 and response.headers["retry-after"] == "7"
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "7"
     assert json.loads(response.content)["return_code"] == 0
     assert sim.snapshot().refunds == {}
 
@@ -134,7 +138,9 @@ def test_faults_from_toml_mapping() -> None:
             },
         }
     )
-    assert config.auto_orders and config.completion_delay == 0.5
-    assert config.faults.seed == 9 and config.faults.rules[0].drop_after == 0.25
+    assert config.auto_orders
+    assert config.completion_delay == 0.5
+    assert config.faults.seed == 9
+    assert config.faults.rules[0].drop_after == 0.25
     with pytest.raises(ValidationError):
         config_from_mapping({"simulator": {"no_such_key": 1}})

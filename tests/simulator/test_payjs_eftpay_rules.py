@@ -79,7 +79,8 @@ async def eft(
 
 async def test_payjs_refund_is_the_whole_order(http: httpx.AsyncClient, sim: Simulator) -> None:
     reply = await payjs(http, "refund", payjs_request(payjs_order_id="P1"))
-    assert reply["return_code"] == 1 and reply["payjs_order_id"] == "P1"
+    assert reply["return_code"] == 1
+    assert reply["payjs_order_id"] == "P1"
     assert payjs_verified(reply)
     assert sim.snapshot().order("payjs", "P1").refunded == 500
 
@@ -89,9 +90,11 @@ async def test_payjs_duplicate_refund_answers_unsigned_success_and_pays_once(
 ) -> None:
     await payjs(http, "refund", payjs_request(payjs_order_id="P1"))
     again = await payjs(http, "refund", payjs_request(payjs_order_id="P1"))
-    assert again["return_code"] == 1 and "sign" not in again
+    assert again["return_code"] == 1
+    assert "sign" not in again
     snap = sim.snapshot()
-    assert snap.executions == {"payjs:P1": 1} and snap.duplicate_payouts == 0
+    assert snap.executions == {"payjs:P1": 1}
+    assert snap.duplicate_payouts == 0
 
 
 async def test_payjs_duplicate_refund_can_answer_a_signed_failure(clock: ManualClock) -> None:
@@ -100,20 +103,23 @@ async def test_payjs_duplicate_refund_can_answer_a_signed_failure(clock: ManualC
     async with httpx.AsyncClient(transport=sim.httpx_transport(), base_url="http://sim") as http:
         await payjs(http, "refund", payjs_request(payjs_order_id="P1"))
         again = await payjs(http, "refund", payjs_request(payjs_order_id="P1"))
-    assert again["return_code"] == 0 and payjs_verified(again)
+    assert again["return_code"] == 0
+    assert payjs_verified(again)
 
 
 async def test_payjs_unsettled_funds_must_exceed_the_refund(http: httpx.AsyncClient, sim: Simulator) -> None:
     sim.set_balance("payjs", 500)
     reply = await payjs(http, "refund", payjs_request(payjs_order_id="P1"))
-    assert reply["return_code"] == 0 and "未结算" in reply["return_msg"]
+    assert reply["return_code"] == 0
+    assert "未结算" in reply["return_msg"]
     sim.set_balance("payjs", 501)
     assert (await payjs(http, "refund", payjs_request(payjs_order_id="P1")))["return_code"] == 1
 
 
 async def test_payjs_wrong_key_is_refused(http: httpx.AsyncClient, sim: Simulator) -> None:
     reply = await payjs(http, "refund", payjs_request(key="wrong", payjs_order_id="P1"))
-    assert reply["return_code"] == 0 and "sign" not in reply
+    assert reply["return_code"] == 0
+    assert "sign" not in reply
     assert sim.snapshot().refunds == {}
 
 
@@ -132,7 +138,8 @@ async def test_payjs_reverse_within_seven_days_refunds_paid_micropay(
     sim.add_payjs_order("M1", 300, kind="micropay")
     sim.add_payjs_order("M2", 300, kind="micropay", created_at=START - 8 * DAY)
     ok = await payjs(http, "reverse", payjs_request(payjs_order_id="M1"))
-    assert ok["return_code"] == 1 and payjs_verified(ok)
+    assert ok["return_code"] == 1
+    assert payjs_verified(ok)
     assert sim.snapshot().order("payjs", "M1").refunded == 300
     assert (await payjs(http, "reverse", payjs_request(payjs_order_id="M2")))["return_code"] == 0
     assert (await payjs(http, "reverse", payjs_request(payjs_order_id="P1")))["return_code"] == 0
@@ -140,7 +147,8 @@ async def test_payjs_reverse_within_seven_days_refunds_paid_micropay(
 
 async def test_payjs_check(http: httpx.AsyncClient) -> None:
     reply = await payjs(http, "check", payjs_request(payjs_order_id="P1"))
-    assert reply["status"] == 1 and reply["total_fee"] == 500
+    assert reply["status"] == 1
+    assert reply["total_fee"] == 500
     assert payjs_verified(reply)
 
 
@@ -149,11 +157,13 @@ async def test_payjs_check(http: httpx.AsyncClient) -> None:
 
 async def test_eftpay_refund_processing_then_closed(http: httpx.AsyncClient, clock: ManualClock) -> None:
     reply = await eft(http, clock, **eft_refund(transaction_amount="10.01"))
-    assert reply["return_status"] == "00" and reply["trade_status"] == "TRADE_PROCESSING"
+    assert reply["return_status"] == "00"
+    assert reply["trade_status"] == "TRADE_PROCESSING"
     assert eft_reply_verified(reply)
     clock.advance(31)
     status = await eft(http, clock, service="service.unified.RefundStatusQuery", refund_no="R1")
-    assert status["refund_status"] == "SUCCESS" and status["trade_status"] == "TRADE_CLOSED"
+    assert status["refund_status"] == "SUCCESS"
+    assert status["trade_status"] == "TRADE_CLOSED"
     query = await eft(
         http,
         clock,
@@ -163,7 +173,8 @@ async def test_eftpay_refund_processing_then_closed(http: httpx.AsyncClient, clo
         paytype="WeChat",
         payment_type="WECHATCN",
     )
-    assert query["trade_type"] == "SALE" and query["trade_status"] == "TRADE_CLOSED"
+    assert query["trade_type"] == "SALE"
+    assert query["trade_status"] == "TRADE_CLOSED"
     assert eft_reply_verified(query)
 
 
@@ -180,7 +191,8 @@ async def test_eftpay_partial_refund_ends_trade_refund(http: httpx.AsyncClient, 
         paytype="WeChat",
         payment_type="WECHATCN",
     )
-    assert query["trade_type"] == "REFUND" and query["trade_status"] == "TRADE_REFUND"
+    assert query["trade_type"] == "REFUND"
+    assert query["trade_status"] == "TRADE_REFUND"
 
 
 async def test_eftpay_trade_fail_when_configured(clock: ManualClock) -> None:
@@ -198,9 +210,11 @@ async def test_eftpay_idempotent_and_mismatch(
     second = await eft(http, clock, **eft_refund())
     assert first["refund_trade_no"] == second["refund_trade_no"]
     other = await eft(http, clock, **eft_refund(transaction_amount="0.02"))
-    assert other["return_status"] not in ("00", "") and eft_reply_verified(other)
+    assert other["return_status"] not in ("00", "")
+    assert eft_reply_verified(other)
     snap = sim.snapshot()
-    assert snap.executions == {"eftpay:R1": 1} and snap.order("eftpay", "T1").refunded == 1
+    assert snap.executions == {"eftpay:R1": 1}
+    assert snap.order("eftpay", "T1").refunded == 1
 
 
 async def test_eftpay_never_refunds_more_than_the_order(http: httpx.AsyncClient, clock: ManualClock) -> None:
@@ -218,7 +232,8 @@ async def test_eftpay_time_more_than_ten_minutes_away_is_refused(
     late = await eft(http, clock, time=eft_time(now - timedelta(minutes=11)), **eft_refund())
     utc = await eft(http, clock, time=(now - timedelta(hours=8)).strftime("%Y%m%d%H%M%S"), **eft_refund())
     near = await eft(http, clock, time=eft_time(now + timedelta(minutes=9)), **eft_refund())
-    assert late["return_status"] != "00" and "sign" not in late
+    assert late["return_status"] != "00"
+    assert "sign" not in late
     assert utc["return_status"] != "00"
     assert near["return_status"] == "00"
 
@@ -227,7 +242,8 @@ async def test_eftpay_wrong_secret_is_refused(
     http: httpx.AsyncClient, sim: Simulator, clock: ManualClock
 ) -> None:
     reply = await eft(http, clock, secret="wrong", **eft_refund())
-    assert reply["return_status"] != "00" and "sign" not in reply
+    assert reply["return_status"] != "00"
+    assert "sign" not in reply
     assert sim.snapshot().refunds == {}
 
 

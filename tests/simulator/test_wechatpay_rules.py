@@ -50,8 +50,10 @@ async def test_refund_is_accepted_then_completes_after_the_delay(
     http: httpx.AsyncClient, sim: Simulator, clock: ManualClock
 ) -> None:
     reply = await post(http, REFUND, refund(op_user_id="1900000109"))  # a legacy field, ignored
-    assert reply["return_code"] == "SUCCESS" and reply["result_code"] == "SUCCESS"
-    assert reply["out_refund_no"] == "R1" and reply["refund_fee"] == "300"
+    assert reply["return_code"] == "SUCCESS"
+    assert reply["result_code"] == "SUCCESS"
+    assert reply["out_refund_no"] == "R1"
+    assert reply["refund_fee"] == "300"
     assert wechat_reply_verified(reply)
 
     query = await post(http, QUERY, wechat_request(out_refund_no="R1"))
@@ -121,7 +123,8 @@ async def test_same_refund_number_different_amount_is_refused(
 async def test_refunds_never_exceed_the_order(http: httpx.AsyncClient, sim: Simulator) -> None:
     assert (await post(http, REFUND, refund("R1", fee="600")))["result_code"] == "SUCCESS"
     over = await post(http, REFUND, refund("R2", fee="401"))
-    assert over["result_code"] == "FAIL" and over["err_code"] == "ERROR"
+    assert over["result_code"] == "FAIL"
+    assert over["err_code"] == "ERROR"
     assert (await post(http, REFUND, refund("R3", fee="400")))["result_code"] == "SUCCESS"
     assert sim.snapshot().order("wechatpay", "T1").refunded == 1000
 
