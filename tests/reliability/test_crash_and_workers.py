@@ -1,6 +1,7 @@
 """Real processes: a worker killed with SIGKILL mid-refund and restarted (SQLiteStore), and two
-workers racing over the same keys (RedisStore). The provider and its ledger live in this process,
-served over real HTTP on 127.0.0.1, so what the workers did is judged by what the provider executed.
+workers racing over the same keys (RedisStore, and SQLiteStore on one file). The provider and its
+ledger live in this process, served over real HTTP on 127.0.0.1, so what the workers did is judged
+by what the provider executed.
 """
 
 from __future__ import annotations
@@ -130,13 +131,18 @@ def test_sigkill_mid_refund_then_restart_executes_every_refund_once(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("store_kind", ["redis", "sqlite"])
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_two_workers_racing_over_the_same_keys_refund_each_once(
-    backend: str, tmp_path: Path, worker_env: dict[str, str], redis_url: str, redis_prefix: str
+    backend: str, store_kind: str, tmp_path: Path, worker_env: dict[str, str], request: pytest.FixtureRequest
 ) -> None:
     orders = _orders(60)
     provider = FakeProvider(orders=orders, fault_rate=0.2, seed=11, faults=HTTP_FAULTS)
-    store = f"redis:{redis_url}|{redis_prefix}"
+    if store_kind == "redis":
+        redis_url = request.getfixturevalue("redis_url")
+        store = f"redis:{redis_url}|{request.getfixturevalue('redis_prefix')}"
+    else:
+        store = f"sqlite:{tmp_path / 'shared.db'}"
     outs = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
     reversed_orders = dict(reversed(list(orders.items())))
     with serve_asgi(provider, tls=None) as base_url:

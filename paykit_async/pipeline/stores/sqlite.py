@@ -82,38 +82,32 @@ class SQLiteStore:
 
     async def claim(self, key: str, *, refund_no: str, fingerprint: str, owner: str, lease: float) -> Claim:
         def claim(db: sqlite3.Connection) -> Claim:
-            now = self._time()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                row = db.execute(_SELECT, (key,)).fetchone()
-                if row is None:
+            now = self._time()  # inside the write transaction: after any wait for the lock
+            row = db.execute(_SELECT, (key,)).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO paykit_idempotency (key, refund_no, fingerprint, state, owner,"
+                    " lease_expires, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (key, refund_no, fingerprint, _IN_FLIGHT, owner, now + lease, now, now),
+                )
+                acquired = True
+            else:
+                record = _record(row)
+                acquired = (
+                    record.state is RecordState.IN_FLIGHT
+                    and record.fingerprint == fingerprint
+                    and (record.lease_expires <= now or record.owner == owner)
+                )
+                if acquired:
                     db.execute(
-                        "INSERT INTO paykit_idempotency (key, refund_no, fingerprint, state, owner,"
-                        " lease_expires, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (key, refund_no, fingerprint, _IN_FLIGHT, owner, now + lease, now, now),
+                        "UPDATE paykit_idempotency SET owner = ?, lease_expires = ?, updated_at = ?"
+                        " WHERE key = ?",
+                        (owner, now + lease, now, key),
                     )
-                    acquired = True
-                else:
-                    record = _record(row)
-                    acquired = (
-                        record.state is RecordState.IN_FLIGHT
-                        and record.fingerprint == fingerprint
-                        and (record.lease_expires <= now or record.owner == owner)
-                    )
-                    if acquired:
-                        db.execute(
-                            "UPDATE paykit_idempotency SET owner = ?, lease_expires = ?, updated_at = ?"
-                            " WHERE key = ?",
-                            (owner, now + lease, now, key),
-                        )
-                row = db.execute(_SELECT, (key,)).fetchone()
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            row = db.execute(_SELECT, (key,)).fetchone()
             return Claim(record=_record(row), acquired=acquired)
 
-        return await self._run(claim)
+        return await self._write(claim)
 
     async def finish(self, key: str, *, owner: str, result: RecordedOutcome | RecordedError) -> bool:
         state = RecordState.SUCCEEDED if isinstance(result, RecordedOutcome) else RecordState.FAILED
@@ -127,7 +121,7 @@ class SQLiteStore:
             )
             return cursor.rowcount == 1
 
-        return await self._run(finish)
+        return await self._write(finish)
 
     async def release(self, key: str, *, owner: str) -> None:
         def release(db: sqlite3.Connection) -> None:
@@ -137,7 +131,7 @@ class SQLiteStore:
                 (self._time(), key, owner, RecordState.IN_FLIGHT.value),
             )
 
-        await self._run(release)
+        await self._write(release)
 
     async def get(self, key: str) -> IdempotencyRecord | None:
         def get(db: sqlite3.Connection) -> IdempotencyRecord | None:
@@ -167,6 +161,23 @@ class SQLiteStore:
 
         return await anyio.to_thread.run_sync(locked)
 
+    async def _write(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Runs ``work`` in one ``BEGIN IMMEDIATE`` transaction: the write lock is taken (waiting
+        up to the busy timeout) before anything is read, so reads and writes see one state."""
+
+        def transaction(db: sqlite3.Connection) -> _T:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(db)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            return result
+
+        return await self._run(transaction)
+
     def _connect(self) -> sqlite3.Connection:
         if self._closed:
             raise RuntimeError("this SQLiteStore is closed")
@@ -175,15 +186,29 @@ class SQLiteStore:
                 self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
             )
             try:
-                db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-                db.execute("PRAGMA journal_mode = WAL")
-                db.execute("PRAGMA synchronous = FULL")
-                db.execute(_SCHEMA)
+                self._set_up(db)
             except BaseException:
                 db.close()
                 raise
             self._connection = db
         return self._connection
+
+    def _set_up(self, db: sqlite3.Connection) -> None:
+        # Switching a new file to WAL while another process opens it can fail with "database is
+        # locked" without waiting on the busy handler, so the set-up itself is retried.
+        give_up_at = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+                if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = FULL")
+                db.execute(_SCHEMA)
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > give_up_at:
+                    raise
+                time.sleep(0.01)
 
 
 def _record(row: tuple[str, str, str, str, str, float, str | None]) -> IdempotencyRecord:
