@@ -72,6 +72,7 @@ class BaseClient:
         self.retry_policy = retry if retry is not None else RetryPolicy()
         self.retry_budget = retry_budget if retry_budget is not None else RetryBudget()
         self.idempotency_store = idempotency_store
+        self.max_connections = max_connections
         self.transport: Transport = transport if transport is not None else HttpxTransport()
         self.transport.configure(
             TransportSettings(
