@@ -64,7 +64,8 @@ def decode_xml(body: bytes, *, max_bytes: int = MAX_XML_BYTES) -> dict[str, str]
     """Parse a flat XML document into ``{name: text}``; attacks and nesting are ``DecodeError``.
 
     Built on pyexpat directly rather than xmltodict: for a 30-field reply it is about three times
-    faster (24 µs against 75 µs here), and replies are parsed on every request.
+    faster (24 µs against 75 µs here), and replies are parsed on every request. The simplest
+    documents (nearly every reply) take a regular-expression fast path that agrees with expat.
     """
     if len(body) > max_bytes:
         raise DecodeError(f"XML reply larger than {max_bytes} bytes refused")
@@ -74,7 +75,48 @@ def decode_xml(body: bytes, *, max_bytes: int = MAX_XML_BYTES) -> dict[str, str]
             "the provider answered with an HTML page, not XML: the client certificate was likely "
             "rejected or missing (or a proxy intercepted the request)"
         )
-    return _FlatParser().parse(body)
+    fields = _parse_simple(body)
+    return fields if fields is not None else _FlatParser().parse(body)
+
+
+# The fast path. Provider replies are nearly always the simplest flat XML: ASCII element names,
+# each holding plain text or one CDATA section, nothing else. Two regular expressions read that
+# in about half the time expat needs with a Python callback per element. Anything else — a
+# declaration, a DOCTYPE, entity or character references, comments, attributes, a carriage
+# return (which expat normalises), a character XML forbids, a repeated or nested element,
+# malformed or non-UTF-8 input — makes the fast path give up, and expat then produces the
+# result or the error. So the fast path can only ever return what expat would.
+_SIMPLE_NAME = "[A-Za-z_][A-Za-z0-9_]*"
+_NOT_SIMPLE = "\x00-\x08\x0b-\x1f\ufffe\uffff"  # control characters, CR included
+_PLAIN_TEXT = f"[^<&\\]{_NOT_SIMPLE}]*"
+_CDATA_TEXT = f"[^\\]{_NOT_SIMPLE}]*(?:\\](?!\\]>)[^\\]{_NOT_SIMPLE}]*)*"
+_SIMPLE_ROOT = re.compile(f"<({_SIMPLE_NAME})>")
+# One element, or (group 4) any character that is neither an element nor whitespace: since
+# findall tries every position, only whitespace between elements can be skipped silently.
+_SIMPLE_ITEM = re.compile(
+    f"<({_SIMPLE_NAME})>(?:<!\\[CDATA\\[({_CDATA_TEXT})\\]\\]>|({_PLAIN_TEXT}))</\\1>|([^ \\t\\n])"
+)
+
+
+def _parse_simple(body: bytes) -> dict[str, str] | None:
+    """``{name: text}`` of the simplest flat documents, or None to let expat decide."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    root = _SIMPLE_ROOT.match(text)
+    if root is None:
+        return None
+    close = f"</{root.group(1)}>"
+    end = len(text) - len(close)
+    if end < root.end() or not text.endswith(close):
+        return None
+    fields: dict[str, str] = {}
+    for name, cdata, plain, other in _SIMPLE_ITEM.findall(text, root.end(), end):
+        if other or name in fields:
+            return None
+        fields[name] = cdata or plain
+    return fields
 
 
 class _FlatParser:
