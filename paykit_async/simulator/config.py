@@ -104,6 +104,14 @@ def _positive(_inst: object, attribute: attrs.Attribute[float], value: float) ->
         raise ValidationError(f"{attribute.name} must not be negative", field=attribute.name)
 
 
+REFUND_OUTCOMES = ("success", "closed", "change", "fail")
+
+
+def _outcome(_inst: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if value not in REFUND_OUTCOMES:
+        raise ValidationError(f"must be one of {', '.join(REFUND_OUTCOMES)}", field=attribute.name)
+
+
 @attrs.frozen(kw_only=True)
 class SimulatorConfig:
     """Everything the simulator does, as one immutable value.
@@ -122,9 +130,7 @@ class SimulatorConfig:
     auto_orders: bool = False
     payjs_auto_order_amount: int = 100
     completion_delay: float = attrs.field(default=1.0, validator=_positive)
-    refund_outcome: str = attrs.field(
-        default="success", validator=attrs.validators.in_(("success", "closed", "change", "fail"))
-    )
+    refund_outcome: str = attrs.field(default="success", validator=_outcome)
     payjs_unsigned_duplicate: bool = True
     wechatpay_max_refunds: int = 50
     wechatpay_close_after: float = 300.0
@@ -198,7 +204,9 @@ def config_from_mapping(data: Mapping[str, Any], **overrides: Any) -> SimulatorC
             kwargs["faults"] = FaultPlan(rules=rules, **faults)
         kwargs.update(overrides)
         return SimulatorConfig(**kwargs)
-    except TypeError as exc:
+    except ValidationError:
+        raise
+    except (TypeError, ValueError) as exc:
         raise ValidationError(f"bad simulator configuration: {exc}", field="config") from None
 
 
