@@ -29,8 +29,12 @@ CLIENT_CERT_KEY = "paykit.simulator.client_cert"
 MAX_BODY = 1 << 20
 
 
-class ConnectionDropped(Exception):
-    """Raised inside the in-process transport where a real server would close the connection."""
+class ConnectionDropped(ConnectionResetError):
+    """Raised in process where a real server would close the connection mid-reply.
+
+    An ``OSError``, so that a plain ``httpx.ASGITransport(app=sim.app)`` under paykit's
+    ``HttpxTransport`` still surfaces it as a network error (``TransportError``).
+    """
 
 
 @attrs.frozen(kw_only=True)
@@ -103,7 +107,8 @@ async def send_truncated(scope: Scope, send: Send, reply: HttpReply) -> None:
     """Start ``reply`` and stop half-way, as a connection that dies mid-reply.
 
     Over a socket the server closes the connection when the app returns with the body
-    incomplete; in process (no socket to close) :class:`ConnectionDropped` is raised instead.
+    incomplete. In process there is no socket to close: :class:`ConnectionDropped` is raised.
+    A server that runs lifespans puts ``state`` in the scope; ``httpx.ASGITransport`` does not.
     """
     if scope.get(IN_PROCESS_KEY):
         raise ConnectionDropped("the simulator dropped the connection")
@@ -111,6 +116,8 @@ async def send_truncated(scope: Scope, send: Send, reply: HttpReply) -> None:
         {"type": "http.response.start", "status": reply.status, "headers": _headers(reply, len(reply.body))}
     )
     await send({"type": "http.response.body", "body": reply.body[: len(reply.body) // 2], "more_body": True})
+    if "state" not in scope:
+        raise ConnectionDropped("the simulator dropped the connection")
 
 
 def reply_from(

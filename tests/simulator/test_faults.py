@@ -144,3 +144,28 @@ def test_faults_from_toml_mapping() -> None:
     assert config.faults.rules[0].drop_after == 0.25
     with pytest.raises(ValidationError):
         config_from_mapping({"simulator": {"no_such_key": 1}})
+
+
+async def test_a_plain_asgi_transport_sees_drops_as_transport_errors() -> None:
+    from paykit_async import HttpxTransport, RetryPolicy
+    from paykit_async.providers.wechatpay import WeChatPayClient
+    from paykit_async.simulator import DEMO_WECHATPAY
+
+    sim = sim_with(drop_after=1.0)
+    transport = HttpxTransport(httpx_transport=httpx.ASGITransport(app=sim.app))
+    async with WeChatPayClient(
+        DEMO_WECHATPAY.appid,
+        DEMO_WECHATPAY.mch_id,
+        DEMO_WECHATPAY.api_key,
+        base_url="http://sim/wechatpay",
+        transport=transport,
+        retry=RetryPolicy.none(),
+    ) as client:
+        # The reply is lost after the refund was made: the client settles it by a refund query.
+        result = await client.refund(out_trade_no="T1", total_fee=1000, refund_fee=100, out_refund_no="R1")
+    assert result.out_refund_no == "R1"
+    assert [(r.endpoint, r.fault) for r in sim.requests()] == [
+        ("refund", "drop_after"),
+        ("refundquery", None),
+    ]
+    assert sim.snapshot().executions == {"wechatpay:R1": 1}
