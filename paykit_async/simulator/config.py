@@ -41,11 +41,6 @@ import attrs
 from ..errors import ValidationError
 from .faults import FaultPlan, FaultRule
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
-
 __all__ = [
     "DEMO_EFTPAY",
     "DEMO_PAYJS",
@@ -168,7 +163,15 @@ _SIMULATOR_KEYS = {
 
 
 def load_config(path: str | os.PathLike[str], **overrides: Any) -> SimulatorConfig:
-    """Read a TOML file into a :class:`SimulatorConfig`; ``overrides`` win over the file."""
+    """Read a TOML file into a :class:`SimulatorConfig`; ``overrides`` win over the file.
+
+    Uses ``tomllib`` (Python 3.11+) or ``tomli`` on 3.10, imported only here so that the
+    simulator itself needs neither.
+    """
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10 only
+        import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
