@@ -47,7 +47,14 @@ def serve_command(
     config = load_config(config_file) if config_file else SimulatorConfig()
     if auto_orders:
         config = attrs.evolve(config, auto_orders=True)
-    tls = ensure_tls_material(tls_dir) if tls_dir is not None else None
+    try:
+        import uvicorn  # noqa: F401 - checked here for a clear message
+
+        tls = ensure_tls_material(tls_dir) if tls_dir is not None else None
+    except ImportError as exc:
+        raise click.ClickException(
+            f'the simulator server needs {exc.name}: pip install "paykit_async[simulator]"'
+        ) from None
     _banner(config, host, port, tls, mtls_all)
     server = build_server(
         Simulator(config),
