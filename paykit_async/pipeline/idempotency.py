@@ -55,7 +55,8 @@ class IdempotencyMiddleware:
     after it — keep it longer than one call with all its retries and waits (the default retry
     policy's deadline is 60 s). ``wait`` bounds how long a call waits for another worker holding a
     live claim on the same key before raising :class:`RefundOutcomeUnknown`.
-    Operations without a key, and non-refund operations, pass straight through.
+    Operations without a key, and non-refund operations, pass straight through. When a key
+    already has a refund number, that number replaces the operation's (also one the caller chose).
     """
 
     def __init__(self, store: IdempotencyStore, *, lease: float = 120.0, wait: float = 30.0) -> None:
