@@ -23,6 +23,7 @@ import secrets
 import time
 
 import anyio
+import anyio.lowlevel
 import attrs
 
 from ..errors import IdempotencyConflict, ProviderError, RefundOutcomeUnknown, ValidationError
@@ -119,9 +120,18 @@ class IdempotencyMiddleware:
         give_up_at = time.monotonic() + self.wait
         pause = 0.02
         while True:
-            claim = await self.store.claim(
-                key, refund_no=refund_no, fingerprint=fingerprint, owner=owner, lease=self.lease
-            )
+            # Shielded, so a cancellation cannot strand a claim the store made but we never saw;
+            # a claim won just as the caller was cancelled is released at once.
+            with anyio.CancelScope(shield=True), anyio.fail_after(_SHIELDED_BOOKKEEPING_SECONDS):
+                claim = await self.store.claim(
+                    key, refund_no=refund_no, fingerprint=fingerprint, owner=owner, lease=self.lease
+                )
+            if claim.acquired:
+                try:
+                    await anyio.lowlevel.checkpoint_if_cancelled()
+                except BaseException:
+                    await self._release(key, owner)
+                    raise
             record = claim.record
             if record.fingerprint != fingerprint:
                 raise IdempotencyConflict(

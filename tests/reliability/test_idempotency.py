@@ -15,7 +15,15 @@ from paykit_async.pipeline.clock import FakeClock
 from paykit_async.pipeline.core import Operation
 from paykit_async.pipeline.idempotency import IdempotencyMiddleware, request_fingerprint
 from paykit_async.pipeline.retry import RetryPolicy
-from paykit_async.pipeline.stores import IdempotencyStore, MemoryStore, RecordState
+from paykit_async.pipeline.stores import (
+    Claim,
+    IdempotencyRecord,
+    IdempotencyStore,
+    MemoryStore,
+    RecordedError,
+    RecordedOutcome,
+    RecordState,
+)
 from paykit_async.transport.wire import WireRequest, WireResponse
 
 from .fake_provider import FakeDialect, FakeProvider, FakeRefundClient, FakeTransport
@@ -339,3 +347,50 @@ def _as_kwargs(operation: Operation) -> dict[str, object]:
         "refund_no_field": operation.refund_no_field,
         "idempotency_key": operation.idempotency_key,
     }
+
+
+class SlowClaims:
+    """Wraps a store so that claims take a while (as over a slow network)."""
+
+    def __init__(self, inner: IdempotencyStore, started: anyio.Event) -> None:
+        self.inner = inner
+        self.started = started
+
+    async def claim(self, key: str, *, refund_no: str, fingerprint: str, owner: str, lease: float) -> Claim:
+        self.started.set()
+        await anyio.sleep(0.05)
+        return await self.inner.claim(
+            key, refund_no=refund_no, fingerprint=fingerprint, owner=owner, lease=lease
+        )
+
+    async def finish(self, key: str, *, owner: str, result: RecordedOutcome | RecordedError) -> bool:
+        return await self.inner.finish(key, owner=owner, result=result)
+
+    async def release(self, key: str, *, owner: str) -> None:
+        await self.inner.release(key, owner=owner)
+
+    async def get(self, key: str) -> IdempotencyRecord | None:
+        return await self.inner.get(key)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_cancellation_during_a_claim_strands_nothing(store: IdempotencyStore) -> None:
+    started = anyio.Event()
+    provider = FakeProvider(orders=ORDERS)
+    slow = SlowClaims(store, started)
+    client = FakeRefundClient(base_url="https://fake.test", transport=FakeTransport(provider), store=slow)
+    operation = client.refund_operation(order_id="O1", amount=100, key="k1")
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client.pipeline, operation)
+            await started.wait()
+            scope.cancel()
+    assert scope.cancelled_caught
+    assert provider.requests["/refund"] == 0
+    record = await store.get("k1")
+    assert record is not None  # the claim completed despite the cancellation ...
+    assert record.lease_expires == 0.0  # ... and was released, so the next call need not wait
+    outcome = await client.refund(order_id="O1", amount=100, key="k1")
+    assert outcome.fields["refund_no"] == operation.refund_no
