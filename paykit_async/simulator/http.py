@@ -118,10 +118,3 @@ async def send_truncated(scope: Scope, send: Send, reply: HttpReply) -> None:
     await send({"type": "http.response.body", "body": reply.body[: len(reply.body) // 2], "more_body": True})
     if "state" not in scope:
         raise ConnectionDropped("the simulator dropped the connection")
-
-
-def reply_from(
-    status: int, body: bytes, content_type: str, headers: Mapping[str, str] | None = None
-) -> HttpReply:
-    """Shorthand for :class:`HttpReply`."""
-    return HttpReply(status=status, body=body, content_type=content_type, headers=dict(headers or {}))
