@@ -52,7 +52,7 @@ from .errors import (
 )
 from .pipeline.clock import Clock, MonotonicClock
 from .pipeline.core import Handler, Operation, Outcome
-from .refund_numbers import new_refund_no
+from .refund_numbers import RefundNumberRule
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
@@ -132,49 +132,10 @@ class BatchOutcome:
 # --------------------------------------------------------------------------- refund numbers
 
 
-@attrs.frozen(kw_only=True)
-class RefundNumberRule:
-    """Where a client's refund number lives and how to mint one.
-
-    ``field`` is the request field holding it; ``max_length`` the provider's limit; when
-    ``generated`` is False the provider has no merchant refund number and ``field`` is the
-    order identifier that makes the refund unique (PAYJS refunds an order in full, by
-    ``payjs_order_id``).
-    """
-
-    field: str
-    max_length: int = 32
-    generated: bool = True
-
-    def fix(self, request: RefundRequest) -> tuple[RefundRequest, str | None]:
-        """The request with its refund number filled in, and that number."""
-        current = request.get(self.field)
-        if current not in (None, ""):
-            return request, str(current)
-        if not self.generated:
-            return request, None
-        number = new_refund_no(length=min(32, self.max_length))
-        return {**request, self.field: number}, number
-
-
-_RULES_BY_CLASS_NAME = {
-    "WeChatPayClient": RefundNumberRule(field="out_refund_no", max_length=64),
-    "EftPayClient": RefundNumberRule(field="refund_no", max_length=28),
-    "PayJSClient": RefundNumberRule(field="payjs_order_id", generated=False),
-}
-
-
 def refund_number_rule(client: object) -> RefundNumberRule | None:
-    """The refund-number rule for ``client``: its ``refund_number_rule`` attribute if it has
-    one, else the rule of the provider client it is (or derives from), else None."""
+    """The refund-number rule a client declares (``refund_number_rule``), or None."""
     rule = getattr(client, "refund_number_rule", None)
-    if isinstance(rule, RefundNumberRule):
-        return rule
-    for klass in type(client).__mro__:
-        found = _RULES_BY_CLASS_NAME.get(klass.__name__)
-        if found is not None:
-            return found
-    return None
+    return rule if isinstance(rule, RefundNumberRule) else None
 
 
 # --------------------------------------------------------------------------- attempts

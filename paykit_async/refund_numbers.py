@@ -5,8 +5,12 @@ from __future__ import annotations
 import base64
 import secrets
 import time
+from collections.abc import Mapping
+from typing import Any
 
-__all__ = ["new_refund_no"]
+import attrs
+
+__all__ = ["RefundNumberRule", "new_refund_no"]
 
 
 def new_refund_no(*, prefix: str = "R", length: int = 32) -> str:
@@ -25,3 +29,28 @@ def new_refund_no(*, prefix: str = "R", length: int = 32) -> str:
     # Base32 of random bytes: uniform over [A-Z2-7] and one call into the OS CSPRNG.
     tail = base64.b32encode(secrets.token_bytes(missing * 5 // 8 + 5)).decode("ascii")
     return head + tail[:missing]
+
+
+@attrs.frozen(kw_only=True)
+class RefundNumberRule:
+    """Where a provider's refund number lives in ``refund()``'s arguments and how to mint one.
+
+    ``field`` is the keyword holding it; ``max_length`` the provider's limit. When ``generated``
+    is False the provider has no merchant refund number and ``field`` is the order identifier
+    that makes the refund unique (PAYJS refunds an order in full, by ``payjs_order_id``).
+    Each provider client declares its rule as the class attribute ``refund_number_rule``.
+    """
+
+    field: str
+    max_length: int = 32
+    generated: bool = True
+
+    def fix(self, request: Mapping[str, Any]) -> tuple[Mapping[str, Any], str | None]:
+        """The request with its refund number filled in (minted if absent), and that number."""
+        current = request.get(self.field)
+        if current not in (None, ""):
+            return request, str(current)
+        if not self.generated:
+            return request, None
+        number = new_refund_no(length=min(32, self.max_length))
+        return {**request, self.field: number}, number

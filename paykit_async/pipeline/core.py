@@ -58,6 +58,8 @@ class Operation:
     ``time``) and the signature, which the exchange adds. ``refund_no_field`` names the field
     holding the refund number for refunds (``out_refund_no``, ``refund_no``, ...); the retry layer
     re-sends that number unchanged and the idempotency layer fixes it before the first attempt.
+    ``refund_no_generated`` is True when the client minted that number for this call (the caller
+    gave none): only then may an idempotency key replace it with the number recorded earlier.
     """
 
     provider: str
@@ -65,6 +67,7 @@ class Operation:
     url: str
     fields: Mapping[str, str]
     refund_no_field: str | None = None
+    refund_no_generated: bool = False
     idempotency_key: str | None = None
     settle: Settler | None = attrs.field(default=None, eq=False, repr=False)
     attempt: int = 1

@@ -39,11 +39,14 @@ _SHIELDED_BOOKKEEPING_SECONDS = 10.0
 
 
 def request_fingerprint(operation: Operation) -> str:
-    """A stable SHA-256 of the provider, operation name and business fields, minus the refund number.
+    """A stable SHA-256 of the provider, operation name and business fields.
 
-    The refund number is left out because a client may mint a fresh one per call; the key fixes it.
+    A refund number the client minted for this call is left out (each call mints a fresh one; the
+    key fixes which one is used). A number the caller chose is part of the request: the same key
+    with another number — or, for PAYJS, another order — is a conflict.
     """
-    fields = {k: v for k, v in operation.fields.items() if k != operation.refund_no_field}
+    excluded = operation.refund_no_field if operation.refund_no_generated else None
+    fields = {k: v for k, v in operation.fields.items() if k != excluded}
     document = {"provider": operation.provider, "name": operation.name, "fields": fields}
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

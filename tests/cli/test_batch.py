@@ -289,31 +289,28 @@ def test_bad_arguments_are_validation_errors() -> None:
 
 
 def test_refund_number_rules_follow_the_provider() -> None:
-    class WeChatPayClient:
-        pass
+    from paykit_async.providers.eftpay import EftPayClient
+    from paykit_async.providers.payjs import PayJSClient
+    from paykit_async.providers.wechatpay import WeChatPayClient
 
-    class EftPayClient:
-        pass
-
-    class PayJSClient:
-        pass
-
-    wechat = refund_number_rule(WeChatPayClient())
+    # The rule is declared by each client class, so it is found on instances without any I/O.
+    wechat = refund_number_rule(WeChatPayClient.__new__(WeChatPayClient))
     assert wechat is not None
     assert wechat.field == "out_refund_no"
     fixed, number = wechat.fix({"total_fee": 1})
     assert number is not None
     assert fixed["out_refund_no"] == number
     assert len(number) <= 64
-    eft = refund_number_rule(EftPayClient())
+    eft = refund_number_rule(EftPayClient.__new__(EftPayClient))
     assert eft is not None
     _, number = eft.fix({})
     assert number is not None
     assert eft.field == "refund_no"
     assert len(number) <= 28
-    payjs = refund_number_rule(PayJSClient())
+    payjs = refund_number_rule(PayJSClient.__new__(PayJSClient))
     assert payjs == RefundNumberRule(field="payjs_order_id", generated=False)
     assert payjs.fix({"payjs_order_id": "X1"}) == ({"payjs_order_id": "X1"}, "X1")
+    assert payjs.fix({}) == ({}, None)
     assert refund_number_rule(object()) is None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from paykit_async.errors import IdempotencyConflict
 from paykit_async.pipeline import FakeClock
 from paykit_async.pipeline.stores import MemoryStore
 from paykit_async.providers.payjs import PayJSClient
@@ -38,17 +39,16 @@ async def test_a_keyed_refund_is_replayed_without_calling_payjs_again(payjs_serv
     assert len(payjs_server.app.requests) == 1
 
 
-async def test_one_key_reused_for_another_order_refunds_that_order(payjs_server: ScriptedServer) -> None:
-    # The foundation's fingerprint leaves the refund-number field out; for PAYJS that field is the
-    # order itself, so without scoping the key a second order would get the first order's result.
+async def test_one_key_reused_for_another_order_is_a_conflict(payjs_server: ScriptedServer) -> None:
+    # For PAYJS the order is the refund's identity, so it is part of the request fingerprint: a
+    # key reused for another order must neither replay the first order's result nor refund it.
     routes = Routes(payjs_server)
     routes.add("refund", refund_reply())
-    routes.add("refund", refund_reply(order_id=OTHER_ORDER))
     store = MemoryStore()
     async with make_client(payjs_server, store) as client:
         first = await client.refund(payjs_order_id=ORDER_ID, idempotency_key="same-key")
-        second = await client.refund(payjs_order_id=OTHER_ORDER, idempotency_key="same-key")
-    assert (first.payjs_order_id, second.payjs_order_id) == (ORDER_ID, OTHER_ORDER)
-    one, two = payjs_server.app.requests
-    received(one, "refund", ORDER_ID)
-    received(two, "refund", OTHER_ORDER)
+        with pytest.raises(IdempotencyConflict):
+            await client.refund(payjs_order_id=OTHER_ORDER, idempotency_key="same-key")
+    assert first.payjs_order_id == ORDER_ID
+    (only,) = payjs_server.app.requests
+    received(only, "refund", ORDER_ID)

@@ -284,6 +284,7 @@ class FakeRefundClient:
             url=f"{self.base_url}/refund",
             fields={"order_id": order_id, "amount": str(amount), "refund_no": refund_no or new_refund_no()},
             refund_no_field="refund_no",
+            refund_no_generated=refund_no is None,
             idempotency_key=key,
             settle=self._settle,
         )

@@ -48,13 +48,14 @@ def make_client(
     return client, clock
 
 
-def test_the_fingerprint_is_sha256_of_canonical_json_without_the_refund_number() -> None:
+def test_the_fingerprint_is_sha256_of_canonical_json_without_a_minted_refund_number() -> None:
     op = Operation(
         provider="wechatpay",
         name="refund",
         url="https://x.test/refund",
         fields={"total_fee": "100", "out_refund_no": "R1", "refund_fee": "50", "desc": "退款"},
         refund_no_field="out_refund_no",
+        refund_no_generated=True,
     )
     canonical = (
         '{"fields":{"desc":"退款","refund_fee":"50","total_fee":"100"},'
@@ -67,6 +68,7 @@ def test_the_fingerprint_is_sha256_of_canonical_json_without_the_refund_number()
         url="https://elsewhere.test/refund",
         fields={"refund_fee": "50", "desc": "退款", "out_refund_no": "R2", "total_fee": "100"},
         refund_no_field="out_refund_no",
+        refund_no_generated=True,
     )
     assert request_fingerprint(renumbered) == request_fingerprint(op)
     other = Operation(
@@ -75,9 +77,34 @@ def test_the_fingerprint_is_sha256_of_canonical_json_without_the_refund_number()
         url="https://x.test/refund",
         fields={"total_fee": "100", "out_refund_no": "R1", "refund_fee": "51", "desc": "退款"},
         refund_no_field="out_refund_no",
+        refund_no_generated=True,
     )
     assert request_fingerprint(other) != request_fingerprint(op)
     assert json.loads(canonical)["fields"]  # the expected text is valid JSON
+
+
+def test_a_refund_number_the_caller_chose_is_part_of_the_fingerprint() -> None:
+    chosen = {"total_fee": "100", "out_refund_no": "R1", "refund_fee": "50"}
+    op = Operation(
+        provider="wechatpay",
+        name="refund",
+        url="https://x.test/refund",
+        fields=chosen,
+        refund_no_field="out_refund_no",
+    )
+    canonical = (
+        '{"fields":{"out_refund_no":"R1","refund_fee":"50","total_fee":"100"},'
+        '"name":"refund","provider":"wechatpay"}'
+    )
+    assert request_fingerprint(op) == hashlib.sha256(canonical.encode()).hexdigest()
+    other_number = Operation(
+        provider="wechatpay",
+        name="refund",
+        url="https://x.test/refund",
+        fields={**chosen, "out_refund_no": "R2"},
+        refund_no_field="out_refund_no",
+    )
+    assert request_fingerprint(other_number) != request_fingerprint(op)
 
 
 async def test_the_same_key_and_request_replays_without_calling_the_provider(store: IdempotencyStore) -> None:
@@ -326,6 +353,7 @@ async def test_base_client_puts_the_store_outermost(anyio_backend: str) -> None:
         url=client._url("/refund"),
         fields=fields,
         refund_no_field="refund_no",
+        refund_no_generated=True,
         idempotency_key="k",
     )
     first = await client._call(operation)
@@ -334,6 +362,13 @@ async def test_base_client_puts_the_store_outermost(anyio_backend: str) -> None:
     )
     assert second.replayed
     assert second.fields["refund_no"] == first.fields["refund_no"] == "R-A"
+    assert list(provider.ledger) == ["R-A"]
+    # A number the caller chose is part of the request: another one under the same key conflicts.
+    chosen = Operation(
+        **{**_as_kwargs(operation), "fields": {**fields, "refund_no": "R-C"}, "refund_no_generated": False}
+    )
+    with pytest.raises(IdempotencyConflict):
+        await client._call(chosen)
     assert list(provider.ledger) == ["R-A"]
     await client.aclose()
 
@@ -345,6 +380,7 @@ def _as_kwargs(operation: Operation) -> dict[str, object]:
         "url": operation.url,
         "fields": operation.fields,
         "refund_no_field": operation.refund_no_field,
+        "refund_no_generated": operation.refund_no_generated,
         "idempotency_key": operation.idempotency_key,
     }
 

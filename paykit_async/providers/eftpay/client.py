@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...client_base import BaseClient, ClientOptions
 from ...errors import DecodeError, ValidationError
 from ...pipeline.core import Operation, Outcome
-from ...refund_numbers import new_refund_no
+from ...refund_numbers import RefundNumberRule, new_refund_no
 from .amounts import format_amount
 from .dialect import EftPayDialect, EftPayOutcome, ReplyVerifier, SignatureRule, utc_now
 from .fields import (
@@ -53,6 +53,7 @@ class EftPayClient(BaseClient):
     """
 
     provider = "eftpay"
+    refund_number_rule: ClassVar[RefundNumberRule] = RefundNumberRule(field="refund_no", max_length=28)
 
     def __init__(
         self,
@@ -114,7 +115,7 @@ class EftPayClient(BaseClient):
             tid=tid,
             refund_desc=refund_desc,
         )
-        return await self._send_refund("refund", fields, idempotency_key)
+        return await self._send_refund("refund", fields, idempotency_key, generated=refund_no is None)
 
     async def apply_refund(
         self,
@@ -154,7 +155,7 @@ class EftPayClient(BaseClient):
             refund_desc=refund_desc,
         )
         fields["notify_url"] = check_notify_url(notify_url)
-        return await self._send_refund("apply_refund", fields, idempotency_key)
+        return await self._send_refund("apply_refund", fields, idempotency_key, generated=refund_no is None)
 
     async def query(
         self,
@@ -258,7 +259,7 @@ class EftPayClient(BaseClient):
         return fields
 
     async def _send_refund(
-        self, name: str, fields: dict[str, str], idempotency_key: str | None
+        self, name: str, fields: dict[str, str], idempotency_key: str | None, *, generated: bool
     ) -> RefundResult:
         operation = Operation(
             provider=self.provider,
@@ -266,6 +267,7 @@ class EftPayClient(BaseClient):
             url=self._service_url,
             fields=fields,
             refund_no_field="refund_no",
+            refund_no_generated=generated,
             idempotency_key=idempotency_key,
             settle=self._settle_refund,
         )

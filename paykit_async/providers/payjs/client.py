@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import attrs
 from typing_extensions import Unpack
@@ -10,6 +10,7 @@ from typing_extensions import Unpack
 from ...client_base import BaseClient, ClientOptions
 from ...errors import DecodeError, RefundOutcomeUnknown
 from ...pipeline.core import Operation, Outcome
+from ...refund_numbers import RefundNumberRule
 from .dialect import PayJSDialect, make_signer
 from .errors import RefundNotProven
 from .models import CheckResult, CloseResult, PaymentNotification, RefundResult, ReverseResult, structure
@@ -39,6 +40,7 @@ class PayJSClient(BaseClient):
     """
 
     provider = _PROVIDER
+    refund_number_rule: ClassVar[RefundNumberRule] = RefundNumberRule(field="payjs_order_id", generated=False)
 
     def __init__(
         self,
@@ -60,8 +62,8 @@ class PayJSClient(BaseClient):
         """Refund the whole of a paid order.
 
         With an ``idempotency_store`` on the client, ``idempotency_key`` records the outcome and
-        replays it to later calls with the same key and order (the store key is scoped to the
-        order: ``"<key>#payjs:<payjs_order_id>"``).
+        replays it to later calls with the same key; the order is the refund's identity, so the
+        same key with another order raises ``IdempotencyConflict``.
 
         PAYJS refunds only while the merchant's unsettled balance exceeds the amount. A refusal
         raises ``ProviderError`` (code ``"FAIL"``, PAYJS's text in ``message``); an outcome that
@@ -120,7 +122,7 @@ class PayJSClient(BaseClient):
             name=endpoint,
             url=self._url(f"/api/{endpoint}"),
             fields={"mchid": self.mchid, "payjs_order_id": order_id},
-            idempotency_key=_scoped_key(idempotency_key, order_id),
+            idempotency_key=idempotency_key,
         )
         if money_moving:
             operation = attrs.evolve(
@@ -144,23 +146,11 @@ class PayJSClient(BaseClient):
         )
 
 
-def _scoped_key(idempotency_key: str | None, order_id: str) -> str | None:
-    """Tie a caller's idempotency key to the order it refunds.
-
-    The idempotency layer fingerprints a request *without* its refund-number field, and for PAYJS
-    that field is the order itself: an unscoped key reused for another order would replay (or
-    resume) the first order's refund. Scoped, each order has its own record under the key.
-    """
-    if idempotency_key is None or idempotency_key == "":
-        return idempotency_key
-    return f"{idempotency_key}#payjs:{order_id}"
-
-
 def _order_id_if_missing(outcome: Outcome, operation: Operation) -> dict[str, str]:
     """PAYJS marks ``payjs_order_id`` optional in refund replies: fall back to the requested one.
 
-    Safe because the dialect refuses a reply naming another order, and idempotency keys are
-    scoped to the order. ``raw`` still holds only what was received.
+    Safe because the dialect refuses a reply naming another order, and an idempotency key is
+    bound to its order by the request fingerprint. ``raw`` still holds only what was received.
     """
     if outcome.fields.get("payjs_order_id") in (None, ""):
         return {"payjs_order_id": operation.fields["payjs_order_id"]}

@@ -4,12 +4,12 @@ refund notifications over WeChat Pay API v2 (XML, MD5 or HMAC-SHA256 signatures,
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from ...client_base import BaseClient, ClientOptions
 from ...errors import DecodeError, ProviderError, ValidationError
 from ...pipeline.core import Operation, Outcome
-from ...refund_numbers import new_refund_no
+from ...refund_numbers import RefundNumberRule, new_refund_no
 from ...transport.tls import ClientCertificate
 from .dialect import SIGN_TYPES, WeChatPayDialect
 from .failover import BACKUP_BASE_URL, FailoverMiddleware
@@ -52,6 +52,7 @@ class WeChatPayClient(BaseClient):
     """
 
     provider = "wechatpay"
+    refund_number_rule: ClassVar[RefundNumberRule] = RefundNumberRule(field="out_refund_no", max_length=64)
 
     def __init__(
         self,
@@ -169,6 +170,7 @@ class WeChatPayClient(BaseClient):
             url=self._refund_url if detail is None else self._refundv2_url,
             fields=fields,
             refund_no_field="out_refund_no",
+            refund_no_generated=out_refund_no is None,
             idempotency_key=idempotency_key,
             settle=self._settle,
         )
