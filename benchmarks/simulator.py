@@ -2,7 +2,8 @@
 
 The simulator does real work per request (verifies the signature, applies the ledger's refund
 rules, signs its reply), so it, not the client, sets the pace: the row shows what a test suite
-or a demo can expect, not the client's ceiling.
+or a demo can expect, not the client's ceiling. The raw clients replay one pre-built refund, which
+the simulator answers as an idempotent repeat, so no paykit/raw ratio is given here.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def _free_port() -> int:
 def run_simulator(tls_dir: Path, *, quick: bool = False) -> list[ThroughputRow]:
     concurrency = 64
     counts = dict.fromkeys(KINDS, 300 if quick else 2000)
-    counts["raw-httpx"] = counts["paykit-httpx"] = 300 if quick else 1000
+    counts["raw-httpx"] = counts["paykit-httpx"] = 300 if quick else 600
     runs = 1 if quick else 3
     port = _free_port()
     with started(["-m", "benchmarks.sim_server", "--tls-dir", str(tls_dir), "--port", str(port)]):
@@ -36,4 +37,6 @@ def run_simulator(tls_dir: Path, *, quick: bool = False) -> list[ThroughputRow]:
             )
             for kind in KINDS
         }
-    return rows_for("simulator (uvicorn)", measured, counts, concurrency, runs)
+    # No ratio: the raw clients replay one pre-built refund (cheap for the simulator) while paykit
+    # sends a new refund of a new order each time, so the two do not cost the server the same.
+    return rows_for("simulator (uvicorn)", measured, counts, concurrency, runs, compare=False)

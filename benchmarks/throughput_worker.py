@@ -83,6 +83,37 @@ async def _measure(call: Call, count: int, concurrency: int, warmup: int) -> dic
     return {"count": count, "wall": wall, "cpu": cpu, "errors": errors}
 
 
+async def _measure_batch(
+    client: Any, count: int, concurrency: int, warmup: int, distinct_orders: bool
+) -> dict[str, Any]:
+    """Like :func:`_measure`, through ``refund_many`` instead of a hand-written worker pool."""
+    from .fixtures import paykit_name
+
+    refund_many = paykit_name("refund_many", "batch")
+
+    def requests(start: int, n: int) -> Any:
+        for i in range(start, start + n):
+            order = f"T{os.getpid()}X{i:012d}" if distinct_orders else "1217752501201407033233368018"
+            yield {"total_fee": 100, "refund_fee": 100, "out_trade_no": order, "out_refund_no": _refund_no(i)}
+
+    async def run_batch(start: int, n: int) -> int:
+        errors = 0
+        async with refund_many(client, requests(start, n), concurrency=concurrency) as outcomes:
+            async for outcome in outcomes:
+                if not outcome.ok:
+                    errors += 1
+                    if len(_FIRST_ERRORS) < 3:
+                        _FIRST_ERRORS.append(f"{outcome.error_code}: {outcome.error_message}")
+        return errors
+
+    await run_batch(10**9, warmup)
+    gc.collect()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    errors = await run_batch(0, count)
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    return {"count": count, "wall": wall, "cpu": cpu, "errors": errors}
+
+
 async def run(
     kind: str,
     url: str,
@@ -124,14 +155,14 @@ async def run(
                 return response.content
 
             return await _measure(call, count, concurrency, warmup)
-    if kind in ("paykit-aiohttp", "paykit-httpx"):
+    if kind in ("paykit-aiohttp", "paykit-httpx", "paykit-aiohttp-batch"):
         from paykit_async import ClientCertificate, RetryBudget, RetryPolicy
 
         from .fixtures import paykit_name
 
         WeChatPayClient = paykit_name("WeChatPayClient", "providers.wechatpay")
         transport: Any = None
-        if kind == "paykit-aiohttp":
+        if kind.startswith("paykit-aiohttp"):
             transport = paykit_name("AiohttpTransport", "transport.aiohttp_transport")()
         options: dict[str, Any] = {}
         if retry_delay is not None:
@@ -161,6 +192,8 @@ async def run(
                 )
                 return result
 
+            if kind == "paykit-aiohttp-batch":
+                return await _measure_batch(client, count, concurrency, warmup, distinct_orders)
             return await _measure(call, count, concurrency, warmup)
     raise SystemExit(f"unknown kind {kind!r}")
 
