@@ -1,5 +1,11 @@
-"""paykit_async: asyncio-native refunds and order closing for PAYJS, WeChat Pay v2 and eftPay."""
+"""paykit_async: asyncio-native refunds and order closing for PAYJS, WeChat Pay v2 and eftPay.
 
+Every reply and notification signature is verified in constant time, refunds are exactly-once
+under retries and crashes (refund numbers fixed before the first attempt, idempotency stores),
+and :mod:`paykit_async.simulator` is a faithful local fake of all three providers.
+"""
+
+from .batch import BatchOutcome, BatchStatus, InvalidRequest, RefundBatch, refund_many
 from .errors import (
     DecodeError,
     HTTPStatusError,
@@ -13,6 +19,7 @@ from .errors import (
 )
 from .pipeline import (
     FakeClock,
+    Handler,
     LoggingMiddleware,
     Middleware,
     Operation,
@@ -20,35 +27,75 @@ from .pipeline import (
     RetryBudget,
     RetryPolicy,
 )
+from .pipeline.idempotency import IdempotencyMiddleware
+from .pipeline.stores import IdempotencyStore, MemoryStore, RedisStore, SQLiteStore
+from .providers.eftpay import EftPayClient, TradeStatus
+from .providers.payjs import PayJSClient, RefundNotProven, UnsignedReplyError
+from .providers.wechatpay import RefundDetail, RefundGoods, WeChatPayClient
+from .refund_numbers import RefundNumberRule, new_refund_no
 from .signing import KeyedHmacSha256Signer, KeyedMd5Signer, PrefixedSha256Signer, Signer
-from .transport import ClientCertificate, HttpxTransport, Timeouts, Transport
+from .transport import (
+    AiohttpTransport,
+    ClientCertificate,
+    HttpxTransport,
+    Timeouts,
+    Transport,
+    TransportSettings,
+    WireRequest,
+    WireResponse,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AiohttpTransport",
+    "BatchOutcome",
+    "BatchStatus",
     "ClientCertificate",
     "DecodeError",
+    "EftPayClient",
     "FakeClock",
     "HTTPStatusError",
+    "Handler",
     "HttpxTransport",
     "IdempotencyConflict",
+    "IdempotencyMiddleware",
+    "IdempotencyStore",
+    "InvalidRequest",
     "KeyedHmacSha256Signer",
     "KeyedMd5Signer",
     "LoggingMiddleware",
+    "MemoryStore",
     "Middleware",
     "Operation",
     "Outcome",
+    "PayJSClient",
     "PaykitError",
     "PrefixedSha256Signer",
     "ProviderError",
+    "RedisStore",
+    "RefundBatch",
+    "RefundDetail",
+    "RefundGoods",
+    "RefundNotProven",
+    "RefundNumberRule",
     "RefundOutcomeUnknown",
     "RetryBudget",
     "RetryPolicy",
+    "SQLiteStore",
     "SignatureError",
     "Signer",
     "Timeouts",
+    "TradeStatus",
     "Transport",
     "TransportError",
+    "TransportSettings",
+    "UnsignedReplyError",
     "ValidationError",
+    "WeChatPayClient",
+    "WireRequest",
+    "WireResponse",
     "__version__",
+    "new_refund_no",
+    "refund_many",
 ]

@@ -347,7 +347,7 @@ def _dry_run(settings: ProviderSettings, rows: CsvRefunds, sink: IO[str]) -> int
     return 0 if bad == 0 else 1
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class _FieldCheck:
     """Checks a request's fields against the client's refund() keywords, without sending."""
 
@@ -362,8 +362,8 @@ class _FieldCheck:
             p for p in inspect.signature(client.refund).parameters.values() if p.name != "idempotency_key"
         ]
         return cls(
-            frozenset(p.name for p in params),
-            frozenset(p.name for p in params if p.default is p.empty),
+            accepted=frozenset(p.name for p in params),
+            required=frozenset(p.name for p in params if p.default is p.empty),
         )
 
     def __call__(self, request: Mapping[str, Any]) -> str | None:
