@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from paykit_async.errors import IdempotencyConflict
@@ -35,7 +36,9 @@ async def test_a_keyed_refund_is_replayed_without_calling_payjs_again(payjs_serv
     async with make_client(payjs_server, store) as client:
         first = await client.refund(payjs_order_id=ORDER_ID, idempotency_key="refund-order-1")
         again = await client.refund(payjs_order_id=ORDER_ID, idempotency_key="refund-order-1")
-    assert first == again
+    assert attrs.evolve(again, attempts=first.attempts, replayed=False) == first
+    assert (first.attempts, first.replayed) == (1, False)
+    assert (again.attempts, again.replayed) == (0, True)
     assert len(payjs_server.app.requests) == 1
 
 

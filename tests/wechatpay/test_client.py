@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
 
 from paykit_async import (
     ClientCertificate,
@@ -18,6 +23,7 @@ from paykit_async import (
     RetryPolicy,
     SignatureError,
     TransportError,
+    ValidationError,
 )
 from paykit_async.providers.wechatpay import RefundDetail, RefundGoods, WeChatPayClient
 
@@ -90,7 +96,7 @@ def err(code: str) -> Script:
 
 
 @pytest.fixture
-def wechat(scripted: ScriptedServer) -> Iterator[WeChatServer]:
+def wechat(scripted: ScriptedServer) -> WeChatServer:
     return WeChatServer(scripted)
 
 
@@ -160,6 +166,30 @@ async def test_hmac_refund_with_pkcs12_certificate(
     assert sent["refund_account"] == "REFUND_SOURCE_RECHARGE_FUNDS"
     assert sent["notify_url"] == "https://example.com/notify"
     assert result.out_refund_no == "R-2026|001@x*"
+
+
+def _p12_protected_by(scripted: ScriptedServer, path: Path, password: str) -> Path:
+    key = serialization.load_pem_private_key(Path(scripted.tls.client_key_file).read_bytes(), None)
+    assert isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
+    certificate = x509.load_pem_x509_certificate(Path(scripted.tls.client_cert_file).read_bytes())
+    encryption = serialization.BestAvailableEncryption(password.encode())
+    path.write_bytes(pkcs12.serialize_key_and_certificates(b"apiclient", key, certificate, None, encryption))
+    return path
+
+
+async def test_a_p12_path_opens_with_the_mch_id_as_password(
+    wechat: WeChatServer, make_client: Factory, scripted: ScriptedServer, tmp_path: Path
+) -> None:
+    # WeChat's apiclient_cert.p12 is protected by the merchant id: cert= may just be its path.
+    p12 = _p12_protected_by(scripted, tmp_path / "apiclient_cert.p12", MCH_ID)
+    wechat.then(refund_ok())
+    async with make_client(cert=str(p12)) as client:
+        result = await client.refund(out_trade_no="T1001", total_fee=300, refund_fee=100)
+    assert result.refund_id
+    with pytest.raises(ValidationError) as caught:
+        WeChatPayClient(APPID, "1900000110", API_KEY, cert=p12)  # another mch_id: wrong password
+    assert caught.value.field == "cert"
+    assert "1900000110" not in str(caught.value)
 
 
 async def test_wechatpy_accepts_our_signature(wechat: WeChatServer, make_client: Factory) -> None:

@@ -167,7 +167,9 @@ def _money_result(model: type[_MoneyResult], outcome: Outcome, operation: Operat
         return structure(
             model,
             outcome.fields,
+            attempts=outcome.attempts,
             settled_by_query=outcome.settled_by_query,
+            replayed=outcome.replayed,
             **_order_id_if_missing(outcome, operation),
         )
     except DecodeError as error:

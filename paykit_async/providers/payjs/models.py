@@ -34,6 +34,7 @@ class RefundResult:
     ``refund`` is 1 when newer PAYJS replies say the order had already been refunded (still a
     success: the refund exists). ``settled_by_query`` is True when no verified refund reply
     arrived and a verified ``check`` proved the refund instead; ``raw`` then holds the check reply.
+    ``attempts`` counts the requests sent (0 when ``replayed`` from an idempotency store).
     """
 
     return_code: int
@@ -42,7 +43,9 @@ class RefundResult:
     out_trade_no: str | None = None
     transaction_id: str | None = None
     refund: int | None = None
+    attempts: int = 1
     settled_by_query: bool = False
+    replayed: bool = False
     raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
 
 
@@ -67,7 +70,9 @@ class ReverseResult:
     return_code: int
     payjs_order_id: str
     return_msg: str | None = None
+    attempts: int = 1
     settled_by_query: bool = False
+    replayed: bool = False
     raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
 
 

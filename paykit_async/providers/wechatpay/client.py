@@ -3,6 +3,7 @@ refund notifications over WeChat Pay API v2 (XML, MD5 or HMAC-SHA256 signatures,
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, ClassVar
 
@@ -39,10 +40,12 @@ _CLOSE_PATH = "/pay/closeorder"
 class WeChatPayClient(BaseClient):
     """A WeChat Pay v2 merchant (or service provider with ``sub_mch_id``) client.
 
-    Refunds need the merchant API certificate (``cert=ClientCertificate.from_pkcs12(...)``);
-    without it ``refund`` raises :class:`ValidationError` before any I/O (a plain ``http://``
-    ``base_url``, i.e. a local simulator, is exempt). ``out_refund_no`` is fixed before the first
-    attempt and every retry re-sends it with identical amounts; a refund whose reply was lost is
+    Refunds need the merchant API certificate: ``cert=ClientCertificate.from_pem(...)`` or
+    ``ClientCertificate.from_pkcs12(...)``, or simply the path of ``apiclient_cert.p12``, which is
+    opened with the ``mch_id`` as its password (WeChat's default). Without it ``refund`` raises
+    :class:`ValidationError` before any I/O (a plain ``http://`` ``base_url``, i.e. a local
+    simulator, is exempt). ``out_refund_no`` is fixed before the first attempt and every retry
+    re-sends it with identical amounts; a refund whose reply was lost is
     settled by a refund query on that number. With ``backup_base_url`` (WeChat's is
     :data:`BACKUP_BASE_URL`) an attempt whose connection to ``base_url`` failed before anything
     was sent is re-sent there.
@@ -61,7 +64,7 @@ class WeChatPayClient(BaseClient):
         api_key: str,
         *,
         sign_type: str = "MD5",
-        cert: ClientCertificate | None = None,
+        cert: ClientCertificate | str | os.PathLike[str] | None = None,
         sub_appid: str | None = None,
         sub_mch_id: str | None = None,
         base_url: str = DEFAULT_BASE_URL,
@@ -80,8 +83,19 @@ class WeChatPayClient(BaseClient):
             raise ValidationError("must be the non-empty v2 API key", field="api_key")
         if sign_type not in SIGN_TYPES:
             raise ValidationError(f"must be one of {', '.join(SIGN_TYPES)}", field="sign_type")
+        if isinstance(cert, str | os.PathLike):
+            # WeChat's apiclient_cert.p12 is protected by the merchant id.
+            try:
+                cert = ClientCertificate.from_pkcs12(cert, mch_id)
+            except ValidationError as error:
+                raise ValidationError(
+                    f"{error.message} (a .p12 path opens with the mch_id)", field="cert"
+                ) from None
         if cert is not None and not isinstance(cert, ClientCertificate):
-            raise ValidationError("must be a ClientCertificate (from_pem / from_pkcs12)", field="cert")
+            raise ValidationError(
+                "must be a ClientCertificate (from_pem / from_pkcs12) or the path of apiclient_cert.p12",
+                field="cert",
+            )
         middleware = list(options.get("middleware", ()))
         if backup_base_url is not None:
             if not backup_base_url.startswith("https://"):
@@ -145,7 +159,7 @@ class WeChatPayClient(BaseClient):
         if not self._refunds_allowed:
             raise ValidationError(
                 "refunds need the merchant API certificate: pass "
-                "cert=ClientCertificate.from_pkcs12('apiclient_cert.p12', mch_id)",
+                "cert='apiclient_cert.p12' (password: the mch_id) or a ClientCertificate",
                 field="cert",
             )
         if idempotency_key is not None and (not isinstance(idempotency_key, str) or not idempotency_key):
