@@ -188,7 +188,7 @@ class EftPayHandler(ProviderHandler):
                 or existing.order_total != total
             ):
                 raise _Refused("REFUND_NO_CONFLICT", "refund_no was used with different amounts")
-            existing.requests += 1
+            ledger.count_repeat_request(existing)
             return
         if total != order.total:
             raise _Refused("PARAM_ERROR", "total_fee does not match the order")
@@ -298,11 +298,13 @@ class EftPayHandler(ProviderHandler):
     # -- notifications ------------------------------------------------------------------------
 
     def refund_completed(self, refund: Refund) -> None:
-        order = self.state.ledger.order(self.name, order_no=refund.order_no)
+        ledger = self.state.ledger
+        order = ledger.order(self.name, order_no=refund.order_no)
         assert order is not None
         if refund.state == "SUCCESS":
-            done = sum(r.amount for r in self.state.ledger.refunds_of(order) if r.state == "SUCCESS")
-            refund.fields["final_status"] = "TRADE_CLOSED" if done >= order.total else "TRADE_REFUND"
+            done = sum(r.amount for r in ledger.refunds_of(order) if r.state == "SUCCESS")
+            final_status = "TRADE_CLOSED" if done >= order.total else "TRADE_REFUND"
+            refund = ledger.annotate_refund(refund, final_status=final_status)
         if not refund.notify_url:
             return
         body: dict[str, str] = self._refund_fields(order, refund) | {

@@ -3,6 +3,8 @@
 Amounts are integers in the smallest unit (fen / cents; eftPay's ``Decimal`` amounts are
 converted exactly). The provider handlers hold :attr:`Ledger.lock` while they check a rule and
 act on it, so a check-then-refund is atomic even with concurrent requests from several threads.
+Orders and refunds are frozen: the ledger changes one by storing an evolved copy, so a handler
+that needs the latest state reads it back from the ledger.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import itertools
 import threading
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 import attrs
 
@@ -47,9 +50,9 @@ def cents_text(cents: int) -> str:
     return f"{cents // 100}.{cents % 100:02d}"
 
 
-@attrs.define(kw_only=True)
+@attrs.frozen(kw_only=True)
 class Order:
-    """A paid (or unpaid) order at one provider. Mutable; only touched under the ledger lock."""
+    """A paid (or unpaid) order at one provider."""
 
     provider: str
     order_no: str
@@ -64,11 +67,11 @@ class Order:
     """PAYJS: ``native``/``jsapi`` (refund, close) or ``micropay``/``facepay`` (also reverse)."""
     paytype: str = "WeChat"
     payment_type: str = "WECHATCN"
-    extra: dict[str, str] = attrs.field(factory=dict)
-    refund_nos: list[str] = attrs.field(factory=list)
+    extra: Mapping[str, str] = attrs.field(factory=dict)
+    refund_nos: tuple[str, ...] = ()
 
 
-@attrs.define(kw_only=True)
+@attrs.frozen(kw_only=True)
 class Refund:
     """One refund number's refund. ``requests`` counts accepted requests, ``executions`` payouts."""
 
@@ -83,7 +86,7 @@ class Refund:
     state: str = "PROCESSING"
     completed_at: float | None = None
     notify_url: str = ""
-    fields: dict[str, str] = attrs.field(factory=dict)
+    fields: Mapping[str, str] = attrs.field(factory=dict)
     """Request fields worth echoing in queries and notifications (refund_account, service...)."""
     requests: int = 1
     executions: int = 1
@@ -162,6 +165,22 @@ class Ledger:
             self._by_provider_no[(order.provider, order.provider_no)] = order
             return order
 
+    def _update_order(self, order: Order, **changes: Any) -> Order:
+        """Store the current copy of ``order`` with ``changes``; return it. Call under the lock."""
+        return self.add_order(attrs.evolve(self._orders[(order.provider, order.order_no)], **changes))
+
+    def _update_refund(self, refund: Refund, **changes: Any) -> Refund:
+        """Store the current copy of ``refund`` with ``changes``; return it. Call under the lock."""
+        key = (refund.provider, refund.refund_no)
+        updated = attrs.evolve(self._refunds[key], **changes)
+        self._refunds[key] = updated
+        return updated
+
+    def close_order(self, order: Order) -> Order:
+        """Mark ``order`` closed; return the updated order."""
+        with self.lock:
+            return self._update_order(order, closed=True)
+
     def order(self, provider: str, *, order_no: str = "", provider_no: str = "") -> Order | None:
         """Find an order by merchant number, else by provider number."""
         with self.lock:
@@ -199,22 +218,34 @@ class Ledger:
     def add_refund(self, order: Order, refund: Refund) -> Refund:
         """Execute a new refund: record it and its payout."""
         with self.lock:
-            key = (refund.provider, refund.refund_no)
-            self._refunds[key] = refund
-            order.refund_nos.append(refund.refund_no)
+            self._refunds[(refund.provider, refund.refund_no)] = refund
+            current = self._orders[(order.provider, order.order_no)]
+            self._update_order(current, refund_nos=(*current.refund_nos, refund.refund_no))
             self._payout_log.append((refund.provider, refund.refund_no, refund.amount))
             return refund
 
+    def count_repeat_request(self, refund: Refund) -> Refund:
+        """Count one more accepted request for an existing refund; return the updated refund."""
+        with self.lock:
+            current = self._refunds[(refund.provider, refund.refund_no)]
+            return self._update_refund(current, requests=current.requests + 1)
+
+    def annotate_refund(self, refund: Refund, **fields: str) -> Refund:
+        """Add or replace echoed request ``fields`` of ``refund``; return the updated refund."""
+        with self.lock:
+            current = self._refunds[(refund.provider, refund.refund_no)]
+            return self._update_refund(current, fields={**current.fields, **fields})
+
+    def mark_completed(self, refund: Refund, outcome: str, now: float) -> Refund:
+        """Move ``refund`` to its final state ``outcome`` at ``now``; return the updated refund."""
+        with self.lock:
+            return self._update_refund(refund, state=outcome, completed_at=now)
+
     def complete_due(self, now: float, outcome: str) -> list[Refund]:
         """Move PROCESSING refunds whose time has come to ``outcome``; return them."""
-        done: list[Refund] = []
         with self.lock:
-            for refund in self._refunds.values():
-                if refund.state == "PROCESSING" and refund.complete_at <= now:
-                    refund.state = outcome
-                    refund.completed_at = now
-                    done.append(refund)
-        return done
+            due = [r for r in self._refunds.values() if r.state == "PROCESSING" and r.complete_at <= now]
+            return [self.mark_completed(refund, outcome, now) for refund in due]
 
     def snapshot(self) -> LedgerSnapshot:
         """A consistent frozen copy."""

@@ -2,6 +2,7 @@
 
 Each provider decides the body and what counts as acknowledged; the outbox keeps the schedule
 (delays from :attr:`SimulatorConfig.notify_schedule`) and a record of every attempt for tests.
+Notifications are frozen: the outbox stores an evolved copy after each change.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ __all__ = ["Delivery", "Notification", "Outbox", "deliver_due"]
 Acknowledged = Callable[[int, bytes], bool]
 
 
-@attrs.define(kw_only=True)
+@attrs.frozen(kw_only=True)
 class Notification:
-    """One callback to deliver. Mutable bookkeeping lives under the outbox lock."""
+    """One callback to deliver, with its delivery bookkeeping (updated only by the outbox)."""
 
     id: int
     provider: str
@@ -62,7 +63,8 @@ class Outbox:
     def __init__(self, schedule: tuple[float, ...]) -> None:
         self._schedule = schedule or (0.0,)
         self._lock = threading.Lock()
-        self._items: list[Notification] = []
+        self._items: dict[int, Notification] = {}
+        """By id, oldest first."""
         self._serial = 0
 
     def add(
@@ -80,48 +82,48 @@ class Outbox:
         """Queue a notification; its first attempt is due ``schedule[0]`` seconds from ``now``."""
         with self._lock:
             self._serial += 1
-            self._items.append(
-                Notification(
-                    id=self._serial,
-                    provider=provider,
-                    kind=kind,
-                    reference=reference,
-                    url=url,
-                    body=body,
-                    content_type=content_type,
-                    acknowledged=acknowledged,
-                    due_at=now + self._schedule[0],
-                    created_at=now,
-                )
+            self._items[self._serial] = Notification(
+                id=self._serial,
+                provider=provider,
+                kind=kind,
+                reference=reference,
+                url=url,
+                body=body,
+                content_type=content_type,
+                acknowledged=acknowledged,
+                due_at=now + self._schedule[0],
+                created_at=now,
             )
 
     def take_due(self, now: float) -> list[Notification]:
         """Mark the due, undelivered notifications in flight and return them."""
         with self._lock:
             due = [
-                n for n in self._items if not (n.delivered or n.given_up or n.in_flight) and n.due_at <= now
+                attrs.evolve(n, in_flight=True)
+                for n in self._items.values()
+                if not (n.delivered or n.given_up or n.in_flight) and n.due_at <= now
             ]
-            for n in due:
-                n.in_flight = True
+            self._items.update((n.id, n) for n in due)
             return due
 
     def record(self, notification: Notification, *, ok: bool, error: str, now: float) -> None:
         """Record one attempt and schedule the next (or give up after the last)."""
         with self._lock:
-            notification.in_flight = False
-            notification.attempts += 1
-            notification.last_error = error
+            current = self._items[notification.id]
+            attempts = current.attempts + 1
+            updated = attrs.evolve(current, in_flight=False, attempts=attempts, last_error=error)
             if ok:
-                notification.delivered = True
-            elif notification.attempts >= len(self._schedule):
-                notification.given_up = True
+                updated = attrs.evolve(updated, delivered=True)
+            elif attempts >= len(self._schedule):
+                updated = attrs.evolve(updated, given_up=True)
             else:
-                notification.due_at = notification.created_at + self._schedule[notification.attempts]
+                updated = attrs.evolve(updated, due_at=current.created_at + self._schedule[attempts])
+            self._items[current.id] = updated
 
     def pending(self) -> bool:
         """Whether anything is still to be delivered."""
         with self._lock:
-            return any(not (n.delivered or n.given_up) for n in self._items)
+            return any(not (n.delivered or n.given_up) for n in self._items.values())
 
     def deliveries(self) -> tuple[Delivery, ...]:
         """Every notification so far, oldest first."""
@@ -139,7 +141,7 @@ class Outbox:
                     given_up=n.given_up,
                     last_error=n.last_error,
                 )
-                for n in self._items
+                for n in self._items.values()
             )
 
 

@@ -155,7 +155,7 @@ class PayJSHandler(ProviderHandler):
         order = self._order(order_id)
         existing = self.state.ledger.refund(self.name, order_id)
         if existing is not None:
-            existing.requests += 1
+            self.state.ledger.count_repeat_request(existing)
             if self.state.config.payjs_unsigned_duplicate:
                 return {"return_code": 1, "return_msg": ALREADY_REFUNDED, "refund": 1, _UNSIGNED: True}
             raise _Refused(ALREADY_REFUNDED, "ALREADY_REFUNDED")
@@ -188,7 +188,7 @@ class PayJSHandler(ProviderHandler):
             raise _Refused("订单超过30天，无法关闭", "TOO_OLD")
         if order.paid:
             raise _Refused("订单已支付，无法关闭", "ORDERPAID")
-        order.closed = True
+        self.state.ledger.close_order(order)
         return {"return_code": 1, "return_msg": "关闭成功", "payjs_order_id": order.order_no}
 
     def _reverse(self, order_id: str) -> dict[str, Any]:
@@ -199,7 +199,7 @@ class PayJSHandler(ProviderHandler):
             raise _Refused("订单超过7天，无法撤销", "TOO_OLD")
         if order.paid and self.state.ledger.refund(self.name, order_id) is None:
             self._pay_out(order)
-        order.closed = True
+        self.state.ledger.close_order(order)
         return {"return_code": 1, "return_msg": "撤销成功", "payjs_order_id": order.order_no}
 
     def _check(self, order_id: str) -> dict[str, Any]:

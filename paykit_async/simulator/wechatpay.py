@@ -203,8 +203,7 @@ class WeChatPayHandler(ProviderHandler):
                 or existing.order_total != total_fee
             ):
                 raise _Refused("PARAM_ERROR", AMOUNT_MISMATCH)
-            existing.requests += 1
-            return self._refund_reply(order, existing)
+            return self._refund_reply(order, ledger.count_repeat_request(existing))
         if not order.paid:
             raise _Refused("ERROR", "订单未支付")
         if total_fee != order.total:
@@ -330,7 +329,7 @@ class WeChatPayHandler(ProviderHandler):
             raise _Refused("ORDERCLOSED", "订单已关闭，无法重复关闭")
         if self.state.now() - order.created_at < self.state.config.wechatpay_close_after:
             raise _Refused("ERROR", "订单生成后不能马上调用关单接口，最短调用时间间隔为5分钟")
-        order.closed = True
+        self.state.ledger.close_order(order)
         return {"result_msg": "OK"}
 
     # -- notifications ------------------------------------------------------------------------
