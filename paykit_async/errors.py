@@ -86,6 +86,20 @@ class HTTPStatusError(PaykitError):
         # A 5xx may come after the provider did the work; 429 and 4xx refuse before it.
         self.outcome_unknown = status_code >= 500
 
+    @classmethod
+    def from_reply(
+        cls, provider: str, operation: str, status_code: int, headers: Mapping[str, str], body: bytes
+    ) -> HTTPStatusError:
+        """The error for a reply with an unexpected status, honouring its ``Retry-After`` hint."""
+        from .pipeline.retry import parse_retry_after
+
+        return cls(
+            f"{provider} answered HTTP {status_code} to {operation}",
+            status_code=status_code,
+            retry_after=parse_retry_after(headers.get("retry-after")),
+            body=body[:2048],
+        )
+
 
 class DecodeError(PaykitError):
     """The reply body could not be decoded: not XML/JSON, an HTML certificate page, an XML attack.

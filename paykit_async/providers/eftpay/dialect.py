@@ -19,7 +19,6 @@ import attrs
 from ...codecs.json import CONTENT_TYPE, decode_json, encode_json
 from ...errors import DecodeError, HTTPStatusError, ProviderError, SignatureError
 from ...pipeline.core import Operation, Outcome
-from ...pipeline.retry import parse_retry_after
 from ...signing import PrefixedSha256Signer, is_blank
 from ...transport.wire import WireRequest, WireResponse
 
@@ -153,11 +152,8 @@ class EftPayDialect:
 
     def decode(self, operation: Operation, response: WireResponse) -> EftPayOutcome:
         if response.status_code != 200:
-            raise HTTPStatusError(
-                f"eftPay {operation.name} answered HTTP {response.status_code}",
-                status_code=response.status_code,
-                retry_after=parse_retry_after(response.headers.get("retry-after")),
-                body=response.content[:2048],
+            raise HTTPStatusError.from_reply(
+                "eftPay", operation.name, response.status_code, response.headers, response.content
             )
         fields = {name: as_text(value) for name, value in decode_json(response.content).items()}
         return classify_reply(

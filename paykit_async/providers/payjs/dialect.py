@@ -31,7 +31,6 @@ from ...codecs.form import encode_form
 from ...codecs.json import decode_json
 from ...errors import DecodeError, HTTPStatusError, ProviderError, SignatureError
 from ...pipeline.core import Operation, Outcome
-from ...pipeline.retry import parse_retry_after
 from ...signing import KeyedMd5Signer, is_php_empty
 from ...transport.wire import WireRequest, WireResponse
 from .errors import UnsignedReplyError
@@ -41,7 +40,6 @@ __all__ = ["FAIL", "PayJSDialect", "make_signer", "return_code_of"]
 #: The ``ProviderError.code`` of every ``return_code=0`` reply (PAYJS has no error codes).
 FAIL = "FAIL"
 
-_BODY_EXCERPT = 2048
 
 
 def make_signer(key: str) -> KeyedMd5Signer:
@@ -82,11 +80,8 @@ class PayJSDialect:
 
     def decode(self, operation: Operation, response: WireResponse) -> Outcome:
         if response.status_code != 200:
-            raise HTTPStatusError(
-                f"PAYJS {operation.name} answered HTTP {response.status_code}",
-                status_code=response.status_code,
-                retry_after=parse_retry_after(response.headers.get("retry-after")),
-                body=response.content[:_BODY_EXCERPT],
+            raise HTTPStatusError.from_reply(
+                "PAYJS", operation.name, response.status_code, response.headers, response.content
             )
         fields = decode_json(response.content)
         return_code = return_code_of(fields)

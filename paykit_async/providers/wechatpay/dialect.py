@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from ...codecs.xml import CONTENT_TYPE, decode_xml, encode_xml
 from ...errors import DecodeError, HTTPStatusError, ProviderError, SignatureError
 from ...pipeline.core import Operation, Outcome
-from ...pipeline.retry import parse_retry_after
 from ...signing import KeyedHmacSha256Signer, KeyedMd5Signer
 from ...transport.wire import WireRequest, WireResponse
 from .errors import provider_error
@@ -74,11 +73,8 @@ class WeChatPayDialect:
         if response.status_code != 200:
             if _looks_like_html(content) and 400 <= response.status_code < 500:
                 raise _certificate_error()
-            raise HTTPStatusError(
-                f"WeChat Pay answered HTTP {response.status_code} to {operation.name}",
-                status_code=response.status_code,
-                retry_after=parse_retry_after(response.headers.get("retry-after")),
-                body=content[:2048],
+            raise HTTPStatusError.from_reply(
+                "WeChat Pay", operation.name, response.status_code, response.headers, content
             )
         if _looks_like_html(content):
             raise _certificate_error()
