@@ -22,11 +22,19 @@ __all__ = ["BASELINE", "KINDS", "ThroughputRow", "measure_kind", "plan", "rows_f
 
 #: The raw client each paykit transport is compared with.
 BASELINE = {
+    "transport-aiohttp": "raw-aiohttp",
     "paykit-aiohttp": "raw-aiohttp",
     "paykit-aiohttp-batch": "raw-aiohttp",
     "paykit-httpx": "raw-httpx",
 }
-KINDS = ("raw-aiohttp", "paykit-aiohttp", "paykit-aiohttp-batch", "raw-httpx", "paykit-httpx")
+KINDS = (
+    "raw-aiohttp",
+    "transport-aiohttp",
+    "paykit-aiohttp",
+    "paykit-aiohttp-batch",
+    "raw-httpx",
+    "paykit-httpx",
+)
 
 
 @attrs.frozen(kw_only=True)

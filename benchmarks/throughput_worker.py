@@ -4,8 +4,10 @@ Run by :mod:`benchmarks.throughput`; prints one JSON object: count, wall seconds
 seconds (``time.process_time`` of this process, warm-up excluded) and errors.
 
 Kinds: ``raw-aiohttp`` / ``raw-httpx`` post a pre-built, pre-signed body (the baselines);
+``transport-aiohttp`` sends the same body through paykit's ``AiohttpTransport`` alone;
 ``paykit-aiohttp`` / ``paykit-httpx`` call ``WeChatPayClient.refund`` on ``AiohttpTransport`` /
-the default ``HttpxTransport``.
+the default ``HttpxTransport``; ``paykit-aiohttp-batch`` drives the same client with
+``refund_many``.
 """
 
 from __future__ import annotations
@@ -155,6 +157,31 @@ async def run(
                 return response.content
 
             return await _measure(call, count, concurrency, warmup)
+    if kind == "transport-aiohttp":
+        # paykit's AiohttpTransport alone, sending the same pre-built body: where the time goes
+        # between raw aiohttp and the full client.
+        from paykit_async import ClientCertificate
+        from paykit_async.transport import TransportSettings, WireRequest
+
+        from .fixtures import paykit_name
+
+        transport = paykit_name("AiohttpTransport", "transport.aiohttp_transport")()
+        cert = ClientCertificate.from_pem(tls_dir / "client.pem", tls_dir / "client.key")
+        transport.configure(
+            TransportSettings(certificate=cert, ca_file=str(tls_dir / "ca.pem"), max_connections=concurrency)
+        )
+        request = WireRequest(url=target, headers=headers, content=prebuilt_body())
+
+        async def send(_i: int) -> Any:
+            response = await transport.send(request)
+            if response.status_code != 200:
+                raise RuntimeError(f"HTTP {response.status_code}")
+            return response
+
+        try:
+            return await _measure(send, count, concurrency, warmup)
+        finally:
+            await transport.aclose()
     if kind in ("paykit-aiohttp", "paykit-httpx", "paykit-aiohttp-batch"):
         from paykit_async import ClientCertificate, RetryBudget, RetryPolicy
 
