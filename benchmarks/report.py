@@ -87,13 +87,13 @@ def cost_table(rows: Sequence[CostRow]) -> str:
 def throughput_table(rows: Sequence[ThroughputRow]) -> str:
     out = [
         "| Target | Client | Concurrency | Refunds | Refunds/s | Client CPU µs/refund | vs raw client "
-        "| Errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| Server CPU µs/request | Errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         out.append(
             f"| {r.target} | {r.kind} | {r.concurrency} | {r.count:,} × {r.runs} | {_num(r.per_second, 0)} "
-            f"| {_num(r.cpu_us, 0)} | {_ratio(r.ratio)} | {r.errors} |"
+            f"| {_num(r.cpu_us, 0)} | {_ratio(r.ratio)} | {_num(r.server_cpu_us, 0)} | {r.errors} |"
         )
     return "\n".join(out)
 

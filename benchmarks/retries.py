@@ -36,7 +36,7 @@ def run_retries(tls_dir: Path, *, quick: bool = False) -> list[RetryRow]:
     rows = []
     for fault_rate in (0.0, 0.1):
         endpoint = ["-m", "benchmarks.endpoint", "--tls-dir", str(tls_dir), "--echo"]
-        with started([*endpoint, "--fault-rate", str(fault_rate)]) as port:
+        with started([*endpoint, "--fault-rate", str(fault_rate)]) as (port, _pid):
             worker = [
                 "-m", "benchmarks.batch_worker", "--transport", "aiohttp",
                 "--url", f"https://127.0.0.1:{port}", "--tls-dir", str(tls_dir),

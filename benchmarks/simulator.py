@@ -29,12 +29,19 @@ def run_simulator(tls_dir: Path, *, quick: bool = False) -> list[ThroughputRow]:
     counts["raw-httpx"] = counts["paykit-httpx"] = 300 if quick else 600
     runs = 1 if quick else 3
     port = _free_port()
-    with started(["-m", "benchmarks.sim_server", "--tls-dir", str(tls_dir), "--port", str(port)]):
+    with started(["-m", "benchmarks.sim_server", "--tls-dir", str(tls_dir), "--port", str(port)]) as (_, pid):
         url = f"https://127.0.0.1:{port}/wechatpay"
         kinds = [kind for kind in KINDS if not kind.startswith("transport-")]
         measured = {
             kind: measure_kind(
-                kind, url, tls_dir, counts[kind], concurrency, runs, extra=["--distinct-orders"]
+                kind,
+                url,
+                tls_dir,
+                counts[kind],
+                concurrency,
+                runs,
+                extra=["--distinct-orders"],
+                server_pid=pid,
             )
             for kind in kinds
         }

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from .processes import run_json, started
+from .processes import cpu_seconds, run_json, started
 
 __all__ = ["BASELINE", "KINDS", "ThroughputRow", "measure_kind", "plan", "rows_for", "run_throughput"]
 
@@ -51,6 +51,7 @@ class ThroughputRow:
     errors: int
     ratio: float | None = None
     first_error: str = ""
+    server_cpu_us: float | None = None
 
 
 def plan(quick: bool) -> list[tuple[int, dict[str, int]]]:
@@ -75,10 +76,28 @@ def plan(quick: bool) -> list[tuple[int, dict[str, int]]]:
 
 
 def measure_kind(
-    kind: str, url: str, tls_dir: Path, count: int, concurrency: int, runs: int, extra: Sequence[str] = ()
+    kind: str,
+    url: str,
+    tls_dir: Path,
+    count: int,
+    concurrency: int,
+    runs: int,
+    extra: Sequence[str] = (),
+    *,
+    server_pid: int | None = None,
 ) -> dict[str, Any]:
-    samples = [
-        run_json(
+    """Median over ``runs`` fresh worker processes; with ``server_pid``, also the server's CPU per
+    request during the timed phase (so without the warm-up and its TLS handshakes)."""
+    samples = []
+    server_cpus = []
+    for _ in range(runs):
+        marks: dict[str, float] = {}
+
+        def on_mark(name: str, marks: dict[str, float] = marks) -> None:
+            if server_pid is not None:
+                marks[name] = cpu_seconds(server_pid)
+
+        sample = run_json(
             [
                 "-m",
                 "benchmarks.throughput_worker",
@@ -93,10 +112,12 @@ def measure_kind(
                 "--concurrency",
                 str(concurrency),
                 *extra,
-            ]
+            ],
+            on_mark=on_mark,
         )
-        for _ in range(runs)
-    ]
+        samples.append(sample)
+        if "start" in marks and "end" in marks:
+            server_cpus.append((marks["end"] - marks["start"]) / int(sample["count"]) * 1e6)  # type: ignore[call-overload]
     rates = [float(s["count"]) / float(s["wall"]) for s in samples]  # type: ignore[arg-type]
     cpus = [float(s["cpu"]) / float(s["count"]) * 1e6 for s in samples]  # type: ignore[arg-type]
     errors = sum(int(s["errors"]) for s in samples)  # type: ignore[call-overload]
@@ -106,6 +127,7 @@ def measure_kind(
         "cpu_us": statistics.median(cpus),
         "errors": errors,
         "first_error": first[0] if first else "",
+        "server_cpu_us": statistics.median(server_cpus) if server_cpus else None,
     }
 
 
@@ -135,6 +157,7 @@ def rows_for(
                 errors=int(m["errors"]),
                 ratio=None if base is None else m["per_second"] / measured[base]["per_second"],
                 first_error=m["first_error"],
+                server_cpu_us=m.get("server_cpu_us"),
             )
         )
     return rows
@@ -144,11 +167,12 @@ def run_throughput(tls_dir: Path, *, quick: bool = False, runs: int | None = Non
     """Measure every kind at every concurrency against one endpoint process."""
     runs = runs if runs is not None else (1 if quick else 3)
     rows: list[ThroughputRow] = []
-    with started(["-m", "benchmarks.endpoint", "--tls-dir", str(tls_dir), "--echo"]) as port:
+    with started(["-m", "benchmarks.endpoint", "--tls-dir", str(tls_dir), "--echo"]) as (port, pid):
         url = f"https://127.0.0.1:{port}"
         for concurrency, counts in plan(quick):
             measured = {
-                kind: measure_kind(kind, url, tls_dir, counts[kind], concurrency, runs) for kind in KINDS
+                kind: measure_kind(kind, url, tls_dir, counts[kind], concurrency, runs, server_pid=pid)
+                for kind in KINDS
             }
             rows += rows_for("local TLS endpoint", measured, counts, concurrency, runs)
     return rows

@@ -58,6 +58,12 @@ def _ssl_context(tls_dir: Path) -> ssl.SSLContext:
 _FIRST_ERRORS: list[str] = []
 
 
+def _mark(name: str) -> None:
+    """Tell the parent process that the timed phase starts or ends (it reads the server's CPU)."""
+    sys.stdout.write(f"MARK {name}\n")
+    sys.stdout.flush()
+
+
 async def _drive(call: Call, count: int, concurrency: int, start: int = 0) -> int:
     numbers = iter(range(start, start + count))
     errors = 0
@@ -79,9 +85,11 @@ async def _drive(call: Call, count: int, concurrency: int, start: int = 0) -> in
 async def _measure(call: Call, count: int, concurrency: int, warmup: int) -> dict[str, Any]:
     await _drive(call, warmup, concurrency, start=10**9)
     gc.collect()
+    _mark("start")
     cpu0, wall0 = time.process_time(), time.perf_counter()
     errors = await _drive(call, count, concurrency)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    _mark("end")
     return {"count": count, "wall": wall, "cpu": cpu, "errors": errors}
 
 
@@ -110,9 +118,11 @@ async def _measure_batch(
 
     await run_batch(10**9, warmup)
     gc.collect()
+    _mark("start")
     cpu0, wall0 = time.process_time(), time.perf_counter()
     errors = await run_batch(0, count)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    _mark("end")
     return {"count": count, "wall": wall, "cpu": cpu, "errors": errors}
 
 
