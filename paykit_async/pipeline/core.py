@@ -59,7 +59,8 @@ class Operation:
     holding the refund number for refunds (``out_refund_no``, ``refund_no``, ...); the retry layer
     re-sends that number unchanged and the idempotency layer fixes it before the first attempt.
     ``refund_no_generated`` is True when the client minted that number for this call (the caller
-    gave none): only then may an idempotency key replace it with the number recorded earlier.
+    gave none): only then may an idempotency key replace it with the number recorded earlier; a
+    number the caller chose must match the recorded one.
     """
 
     provider: str

@@ -39,14 +39,12 @@ _SHIELDED_BOOKKEEPING_SECONDS = 10.0
 
 
 def request_fingerprint(operation: Operation) -> str:
-    """A stable SHA-256 of the provider, operation name and business fields.
+    """A stable SHA-256 of the provider, operation name and business fields, minus the refund number.
 
-    A refund number the client minted for this call is left out (each call mints a fresh one; the
-    key fixes which one is used). A number the caller chose is part of the request: the same key
-    with another number — or, for PAYJS, another order — is a conflict.
+    The refund number is left out because a client may mint a fresh one per call; the key fixes
+    it. A number the *caller* chose is checked against the recorded one separately.
     """
-    excluded = operation.refund_no_field if operation.refund_no_generated else None
-    fields = {k: v for k, v in operation.fields.items() if k != excluded}
+    fields = {k: v for k, v in operation.fields.items() if k != operation.refund_no_field}
     document = {"provider": operation.provider, "name": operation.name, "fields": fields}
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
@@ -87,7 +85,13 @@ class IdempotencyMiddleware:
             )
         fingerprint = request_fingerprint(operation)
         owner = secrets.token_hex(16)
-        record = await self._acquire(key, refund_no=refund_no, fingerprint=fingerprint, owner=owner)
+        record = await self._acquire(
+            key,
+            refund_no=refund_no,
+            chosen=not operation.refund_no_generated,
+            fingerprint=fingerprint,
+            owner=owner,
+        )
         if record.state is RecordState.SUCCEEDED:
             return _replay(record)
         if record.state is RecordState.FAILED:
@@ -118,8 +122,14 @@ class IdempotencyMiddleware:
         await self._finish(key, owner, result_ok)
         return outcome
 
-    async def _acquire(self, key: str, *, refund_no: str, fingerprint: str, owner: str) -> IdempotencyRecord:
-        """Claims ``key``, waiting (polling) while another worker holds a live claim on it."""
+    async def _acquire(
+        self, key: str, *, refund_no: str, chosen: bool, fingerprint: str, owner: str
+    ) -> IdempotencyRecord:
+        """Claims ``key``, waiting (polling) while another worker holds a live claim on it.
+
+        The key conflicts when the request differs, or when the caller chose a refund number (or,
+        for PAYJS, an order) other than the one recorded; a client-minted number is replaced.
+        """
         give_up_at = time.monotonic() + self.wait
         pause = 0.02
         while True:
@@ -136,7 +146,9 @@ class IdempotencyMiddleware:
                     await self._release(key, owner)
                     raise
             record = claim.record
-            if record.fingerprint != fingerprint:
+            if record.fingerprint != fingerprint or (chosen and record.refund_no != refund_no):
+                if claim.acquired:
+                    await self._release(key, owner)
                 raise IdempotencyConflict(
                     "this idempotency key was used for a different request; nothing was sent",
                     key=key,
