@@ -9,7 +9,9 @@ the simulator answers as an idempotent repeat, so no paykit/raw ratio is given h
 from __future__ import annotations
 
 import socket
+import statistics
 from pathlib import Path
+from typing import Any
 
 from .processes import started
 from .throughput import KINDS, ThroughputRow, measure_kind, rows_for
@@ -24,27 +26,44 @@ def _free_port() -> int:
 
 
 def run_simulator(tls_dir: Path, *, quick: bool = False) -> list[ThroughputRow]:
+    """Each run against a fresh simulator process, so that no run inherits a ledger grown by the
+    ones before it (the simulator's work per request grows with its ledger)."""
     concurrency = 64
     counts = dict.fromkeys(KINDS, 300 if quick else 2000)
     counts["raw-httpx"] = counts["paykit-httpx"] = 300 if quick else 600
     runs = 1 if quick else 3
-    port = _free_port()
-    with started(["-m", "benchmarks.sim_server", "--tls-dir", str(tls_dir), "--port", str(port)]) as (_, pid):
-        url = f"https://127.0.0.1:{port}/wechatpay"
-        kinds = [kind for kind in KINDS if not kind.startswith("transport-")]
-        measured = {
-            kind: measure_kind(
-                kind,
-                url,
-                tls_dir,
-                counts[kind],
-                concurrency,
-                runs,
-                extra=["--distinct-orders"],
-                server_pid=pid,
-            )
-            for kind in kinds
-        }
+    kinds = [kind for kind in KINDS if not kind.startswith("transport-")]
+    samples: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+    for _ in range(runs):
+        for kind in kinds:
+            port = _free_port()
+            server = ["-m", "benchmarks.sim_server", "--tls-dir", str(tls_dir), "--port", str(port)]
+            with started(server) as (_, pid):
+                url = f"https://127.0.0.1:{port}/wechatpay"
+                samples[kind].append(
+                    measure_kind(
+                        kind,
+                        url,
+                        tls_dir,
+                        counts[kind],
+                        concurrency,
+                        1,
+                        extra=["--distinct-orders"],
+                        server_pid=pid,
+                    )
+                )
+    measured = {kind: _median(runs_of_kind) for kind, runs_of_kind in samples.items()}
     # No ratio: the raw clients replay one pre-built refund (cheap for the simulator) while paykit
     # sends a new refund of a new order each time, so the two do not cost the server the same.
     return rows_for("simulator (uvicorn)", measured, counts, concurrency, runs, compare=False)
+
+
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    servers = [r["server_cpu_us"] for r in runs if r["server_cpu_us"] is not None]
+    return {
+        "per_second": statistics.median(r["per_second"] for r in runs),
+        "cpu_us": statistics.median(r["cpu_us"] for r in runs),
+        "errors": sum(r["errors"] for r in runs),
+        "first_error": next((r["first_error"] for r in runs if r["first_error"]), ""),
+        "server_cpu_us": statistics.median(servers) if servers else None,
+    }
