@@ -9,12 +9,11 @@ the simulator answers as an idempotent repeat, so no paykit/raw ratio is given h
 from __future__ import annotations
 
 import socket
-import statistics
 from pathlib import Path
 from typing import Any
 
 from .processes import started
-from .throughput import KINDS, ThroughputRow, measure_kind, rows_for
+from .throughput import KINDS, ThroughputRow, measure_kind, median_of, rows_for
 
 __all__ = ["run_simulator"]
 
@@ -52,18 +51,7 @@ def run_simulator(tls_dir: Path, *, quick: bool = False) -> list[ThroughputRow]:
                         server_pid=pid,
                     )
                 )
-    measured = {kind: _median(runs_of_kind) for kind, runs_of_kind in samples.items()}
+    measured = {kind: median_of(runs_of_kind) for kind, runs_of_kind in samples.items()}
     # No ratio: the raw clients replay one pre-built refund (cheap for the simulator) while paykit
     # sends a new refund of a new order each time, so the two do not cost the server the same.
     return rows_for("simulator (uvicorn)", measured, counts, concurrency, runs, compare=False)
-
-
-def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    servers = [r["server_cpu_us"] for r in runs if r["server_cpu_us"] is not None]
-    return {
-        "per_second": statistics.median(r["per_second"] for r in runs),
-        "cpu_us": statistics.median(r["cpu_us"] for r in runs),
-        "errors": sum(r["errors"] for r in runs),
-        "first_error": next((r["first_error"] for r in runs if r["first_error"]), ""),
-        "server_cpu_us": statistics.median(servers) if servers else None,
-    }

@@ -18,7 +18,16 @@ import attrs
 
 from .processes import cpu_seconds, run_json, started
 
-__all__ = ["BASELINE", "KINDS", "ThroughputRow", "measure_kind", "plan", "rows_for", "run_throughput"]
+__all__ = [
+    "BASELINE",
+    "KINDS",
+    "ThroughputRow",
+    "measure_kind",
+    "median_of",
+    "plan",
+    "rows_for",
+    "run_throughput",
+]
 
 #: The raw client each paykit transport is compared with.
 BASELINE = {
@@ -164,15 +173,34 @@ def rows_for(
 
 
 def run_throughput(tls_dir: Path, *, quick: bool = False, runs: int | None = None) -> list[ThroughputRow]:
-    """Measure every kind at every concurrency against one endpoint process."""
+    """Measure every kind at every concurrency against one endpoint process.
+
+    Runs are interleaved (kind A, B, C, then A, B, C again) so that a slow spell on the machine
+    does not land on one kind only; each row is the median of its runs.
+    """
     runs = runs if runs is not None else (1 if quick else 3)
     rows: list[ThroughputRow] = []
     with started(["-m", "benchmarks.endpoint", "--tls-dir", str(tls_dir), "--echo"]) as (port, pid):
         url = f"https://127.0.0.1:{port}"
         for concurrency, counts in plan(quick):
-            measured = {
-                kind: measure_kind(kind, url, tls_dir, counts[kind], concurrency, runs, server_pid=pid)
-                for kind in KINDS
-            }
+            samples: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
+            for _ in range(runs):
+                for kind in KINDS:
+                    samples[kind].append(
+                        measure_kind(kind, url, tls_dir, counts[kind], concurrency, 1, server_pid=pid)
+                    )
+            measured = {kind: median_of(runs_of_kind) for kind, runs_of_kind in samples.items()}
             rows += rows_for("local TLS endpoint", measured, counts, concurrency, runs)
     return rows
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One measurement from several results of :func:`measure_kind` (medians, errors summed)."""
+    servers = [r["server_cpu_us"] for r in runs if r["server_cpu_us"] is not None]
+    return {
+        "per_second": statistics.median(r["per_second"] for r in runs),
+        "cpu_us": statistics.median(r["cpu_us"] for r in runs),
+        "errors": sum(r["errors"] for r in runs),
+        "first_error": next((r["first_error"] for r in runs if r["first_error"]), ""),
+        "server_cpu_us": statistics.median(servers) if servers else None,
+    }
