@@ -7,6 +7,7 @@ under a minute) only prints, unless ``--output`` is given.
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import sys
 import tempfile
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     output = args.output if args.output is not None else (None if args.quick else README)
 
     started = time.perf_counter()
+    started_at = datetime.datetime.now(datetime.timezone.utc)
     load = os.getloadavg()
     sections: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory(prefix="paykit-bench-") as directory:
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
     elapsed = time.perf_counter() - started
-    text = report.render(sections, report.machine(load), quick=args.quick, elapsed=elapsed)
+    text = report.render(sections, report.machine(load, started_at), quick=args.quick, elapsed=elapsed)
     sys.stdout.write(text + "\n")
     if output is not None:
         report.write_into(output, text)

@@ -43,8 +43,9 @@ def _cpu_model() -> str:
     return match.group(1).strip() if match else "unknown"
 
 
-def machine(load: tuple[float, float, float] | None = None) -> str:
+def machine(load: tuple[float, float, float] | None = None, started_at: _dt.datetime | None = None) -> str:
     """A short list: date, CPU, Python, package versions, load average when the run started."""
+    when = started_at if started_at is not None else _dt.datetime.now(_dt.timezone.utc)
     versions = []
     for name in PACKAGES:
         try:
@@ -52,7 +53,7 @@ def machine(load: tuple[float, float, float] | None = None) -> str:
         except metadata.PackageNotFoundError:
             versions.append(f"{name} (not installed)")
     lines = [
-        f"- Date: {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- Date: {when:%Y-%m-%d %H:%M} UTC (start of the run)",
         f"- CPU: {os.cpu_count()} × {_cpu_model()}",
         f"- Python {platform.python_version()} ({platform.python_implementation()}) on {platform.system()} "
         f"{platform.release()}",
