@@ -29,8 +29,8 @@ __all__ = [
     "paykit_name",
     "wechat_refund_fields",
     "wechat_refund_reply",
-    "wechat_reply_xml",
     "wechat_sign_md5",
+    "wechat_xml",
 ]
 
 WECHAT_APPID = "wx8888888888888888"
@@ -56,7 +56,8 @@ def wechat_sign_md5(fields: Mapping[str, str], key: str = WECHAT_API_KEY) -> str
     return hashlib.md5(text.encode()).hexdigest().upper()
 
 
-def wechat_reply_xml(fields: Mapping[str, str]) -> bytes:
+def wechat_xml(fields: Mapping[str, str]) -> bytes:
+    """Flat ``<xml>`` with every value in CDATA, as WeChat Pay writes replies (and requests)."""
     body = "".join(f"<{k}><![CDATA[{v}]]></{k}>" for k, v in fields.items())
     return f"<xml>{body}</xml>".encode()
 
@@ -93,7 +94,7 @@ def wechat_refund_fields(
 
 
 def wechat_refund_reply(out_refund_no: str = "R0000000000000001", *, err_code: str | None = None) -> bytes:
-    return wechat_reply_xml(wechat_refund_fields(out_refund_no, err_code=err_code))
+    return wechat_xml(wechat_refund_fields(out_refund_no, err_code=err_code))
 
 
 def payjs_refund_reply(payjs_order_id: str = "2019052709732678859") -> bytes:

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from .fixtures import WECHAT_API_KEY, WECHAT_APPID, WECHAT_MCH_ID, wechat_reply_xml, wechat_sign_md5
+from .fixtures import WECHAT_API_KEY, WECHAT_APPID, WECHAT_MCH_ID, wechat_sign_md5, wechat_xml
 
 Call = Callable[[int], Awaitable[Any]]
 REFUND_PATH = "/secapi/pay/refund"
@@ -46,7 +46,7 @@ def prebuilt_body() -> bytes:
         "refund_fee": "100",
     }
     fields["sign"] = wechat_sign_md5(fields)
-    return wechat_reply_xml(fields)
+    return wechat_xml(fields)
 
 
 def _ssl_context(tls_dir: Path) -> ssl.SSLContext:
