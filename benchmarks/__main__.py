@@ -12,6 +12,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from . import report
@@ -50,57 +51,67 @@ def main(argv: list[str] | None = None) -> int:
     started_at = datetime.datetime.now(datetime.timezone.utc)
     load = os.getloadavg()
     sections: list[tuple[str, str]] = []
+    failed = False
     with tempfile.TemporaryDirectory(prefix="paykit-bench-") as directory:
         tls_dir = Path(directory)
         make_tls_material(tls_dir)
-        if "cost" in parts:
-            from .cost import run_cost
-
-            _say("cost per operation")
-            sections.append(
-                ("Cost per operation (no network)", report.cost_table(run_cost(quick=args.quick)))
-            )
-        if "throughput" in parts:
-            from .throughput import run_throughput
-
-            _say("throughput")
-            rows = run_throughput(tls_dir, quick=args.quick, runs=args.runs)
-            sections.append(
-                ("Batch throughput: WeChat refunds over mutual TLS", report.throughput_table(rows))
-            )
-        if "simulator" in parts:
-            from .simulator import run_simulator
-
-            _say("simulator")
-            rows = run_simulator(tls_dir, quick=args.quick)
-            if rows:
-                sections.append(
-                    ("Against the simulator (uvicorn, separate process)", report.throughput_table(rows))
-                )
-        if "memory" in parts:
-            from .memory import run_memory
-
-            _say("memory")
-            sections.append(
-                ("Memory: refund_many peak RSS", report.memory_table(run_memory(tls_dir, quick=args.quick)))
-            )
-        if "retries" in parts:
-            from .retries import run_retries
-
-            _say("retries")
-            sections.append(
-                (
-                    "Retries: 10% injected SYSTEMERROR",
-                    report.retry_table(run_retries(tls_dir, quick=args.quick)),
-                )
-            )
+        for part in parts:
+            title, measure = _PARTS[part]
+            _say(title)
+            try:
+                table = measure(tls_dir, args)
+            except Exception as exc:
+                # One broken part must not cost the others' figures; the table says what failed.
+                failed = True
+                _say(f"{part} failed: {type(exc).__name__}: {exc}")
+                table = f"Not measured: `{type(exc).__name__}: {str(exc)[:300]}`"
+            sections.append((title, table))
     elapsed = time.perf_counter() - started
     text = report.render(sections, report.machine(load, started_at), quick=args.quick, elapsed=elapsed)
     sys.stdout.write(text + "\n")
     if output is not None:
         report.write_into(output, text)
         _say(f"wrote {output}")
-    return 0
+    return 1 if failed else 0
+
+
+def _cost(_tls_dir: Path, args: argparse.Namespace) -> str:
+    from .cost import run_cost
+
+    return report.cost_table(run_cost(quick=args.quick))
+
+
+def _throughput(tls_dir: Path, args: argparse.Namespace) -> str:
+    from .throughput import run_throughput
+
+    return report.throughput_table(run_throughput(tls_dir, quick=args.quick, runs=args.runs))
+
+
+def _simulator(tls_dir: Path, args: argparse.Namespace) -> str:
+    from .simulator import run_simulator
+
+    return report.throughput_table(run_simulator(tls_dir, quick=args.quick))
+
+
+def _memory(tls_dir: Path, args: argparse.Namespace) -> str:
+    from .memory import run_memory
+
+    return report.memory_table(run_memory(tls_dir, quick=args.quick))
+
+
+def _retries(tls_dir: Path, args: argparse.Namespace) -> str:
+    from .retries import run_retries
+
+    return report.retry_table(run_retries(tls_dir, quick=args.quick))
+
+
+_PARTS: dict[str, tuple[str, Callable[[Path, argparse.Namespace], str]]] = {
+    "cost": ("Cost per operation (no network)", _cost),
+    "throughput": ("Batch throughput: WeChat refunds over mutual TLS", _throughput),
+    "simulator": ("Against the simulator (uvicorn, separate process)", _simulator),
+    "memory": ("Memory: refund_many peak RSS", _memory),
+    "retries": ("Retries: 10% injected SYSTEMERROR", _retries),
+}
 
 
 def _say(message: str) -> None:
