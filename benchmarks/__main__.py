@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from . import report
 from .fixtures import make_tls_material
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     started_at = datetime.datetime.now(datetime.timezone.utc)
     load = os.getloadavg()
     sections: list[tuple[str, str]] = []
+    results: dict[str, Any] = {}
     failed = False
     with tempfile.TemporaryDirectory(prefix="paykit-bench-") as directory:
         tls_dir = Path(directory)
@@ -59,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
             title, measure = _PARTS[part]
             _say(title)
             try:
-                table = measure(tls_dir, args)
+                rows = measure(tls_dir, args)
+                table = _TABLES[part](rows)
+                results[part] = rows
             except Exception as exc:
                 # One broken part must not cost the others' figures; the table says what failed.
                 failed = True
@@ -67,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
                 table = f"Not measured: `{type(exc).__name__}: {str(exc)[:300]}`"
             sections.append((title, table))
     elapsed = time.perf_counter() - started
+    goals = report.goals(results)
+    if goals:
+        sections.insert(0, ("Goals", goals))
     text = report.render(sections, report.machine(load, started_at), quick=args.quick, elapsed=elapsed)
     sys.stdout.write(text + "\n")
     if output is not None:
@@ -75,42 +82,49 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def _cost(_tls_dir: Path, args: argparse.Namespace) -> str:
+def _cost(_tls_dir: Path, args: argparse.Namespace) -> Any:
     from .cost import run_cost
 
-    return report.cost_table(run_cost(quick=args.quick))
+    return run_cost(quick=args.quick)
 
 
-def _throughput(tls_dir: Path, args: argparse.Namespace) -> str:
+def _throughput(tls_dir: Path, args: argparse.Namespace) -> Any:
     from .throughput import run_throughput
 
-    return report.throughput_table(run_throughput(tls_dir, quick=args.quick, runs=args.runs))
+    return run_throughput(tls_dir, quick=args.quick, runs=args.runs)
 
 
-def _simulator(tls_dir: Path, args: argparse.Namespace) -> str:
+def _simulator(tls_dir: Path, args: argparse.Namespace) -> Any:
     from .simulator import run_simulator
 
-    return report.throughput_table(run_simulator(tls_dir, quick=args.quick))
+    return run_simulator(tls_dir, quick=args.quick)
 
 
-def _memory(tls_dir: Path, args: argparse.Namespace) -> str:
+def _memory(tls_dir: Path, args: argparse.Namespace) -> Any:
     from .memory import run_memory
 
-    return report.memory_table(run_memory(tls_dir, quick=args.quick))
+    return run_memory(tls_dir, quick=args.quick)
 
 
-def _retries(tls_dir: Path, args: argparse.Namespace) -> str:
+def _retries(tls_dir: Path, args: argparse.Namespace) -> Any:
     from .retries import run_retries
 
-    return report.retry_table(run_retries(tls_dir, quick=args.quick))
+    return run_retries(tls_dir, quick=args.quick)
 
 
-_PARTS: dict[str, tuple[str, Callable[[Path, argparse.Namespace], str]]] = {
+_PARTS: dict[str, tuple[str, Callable[[Path, argparse.Namespace], Any]]] = {
     "cost": ("Cost per operation (no network)", _cost),
     "throughput": ("Batch throughput: WeChat refunds over mutual TLS", _throughput),
     "simulator": ("Against the simulator (uvicorn, separate process)", _simulator),
     "memory": ("Memory: refund_many peak RSS", _memory),
     "retries": ("Retries: 10% injected SYSTEMERROR", _retries),
+}
+_TABLES: dict[str, Callable[[Any], str]] = {
+    "cost": report.cost_table,
+    "throughput": report.throughput_table,
+    "simulator": report.throughput_table,
+    "memory": report.memory_table,
+    "retries": report.retry_table,
 }
 
 

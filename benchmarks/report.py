@@ -6,16 +6,17 @@ import datetime as _dt
 import os
 import platform
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from .cost import CostRow
 from .memory import MemoryRow
 from .retries import RetryRow
 from .throughput import ThroughputRow
 
-__all__ = ["END", "START", "machine", "render", "write_into"]
+__all__ = ["END", "START", "goals", "machine", "render", "write_into"]
 
 START = "<!-- results:start (written by `python -m benchmarks`; do not edit by hand) -->"
 END = "<!-- results:end -->"
@@ -124,6 +125,43 @@ def retry_table(rows: Sequence[RetryRow]) -> str:
             f"| {r.wall:.2f} | {r.per_second:,.0f} |"
         )
     return "\n".join(out)
+
+
+def goals(results: Mapping[str, Any]) -> str:
+    """The issue's goals, each with the measured figure and whether it is met (what was run)."""
+    lines = ["| Goal | Measured | Met |", "|---|---|:---:|"]
+
+    def add(goal: str, measured: str, met: bool | None) -> None:
+        lines.append(f"| {goal} | {measured} | {'—' if met is None else ('yes' if met else 'no')} |")
+
+    throughput = {(r.kind, r.concurrency): r for r in results.get("throughput", [])}
+    for kind, goal, floor in (
+        ("paykit-aiohttp", "paykit on AiohttpTransport ≥ 0.8× raw aiohttp at concurrency 64", 0.8),
+        ("paykit-httpx", "paykit on the default HttpxTransport ≥ 0.9× raw httpx at concurrency 64", 0.9),
+    ):
+        row = throughput.get((kind, 64))
+        if row is not None and row.ratio is not None:
+            add(goal, f"{row.ratio:.3f}× ({row.per_second:,.0f} refunds/s)", row.ratio >= floor)
+    cost = {r.operation: r for r in results.get("cost", [])}
+    client = next((r for op, r in cost.items() if op.startswith("WeChat refund: client.refund() end")), None)
+    if client is not None and client.paykit_us is not None:
+        text = f"{client.paykit_us:.1f} µs with an in-memory transport"
+        paykit, transport = throughput.get(("paykit-aiohttp", 64)), throughput.get(("transport-aiohttp", 64))
+        if paykit is not None and transport is not None:
+            in_loop = paykit.cpu_us - transport.cpu_us
+            text += f"; {in_loop:.0f} µs in a real I/O loop (client CPU − transport-only CPU)"
+        add("Library CPU per WeChat refund, transport excluded, ≤ 60 µs", text, client.paykit_us <= 60)
+        if client.ratio is not None:
+            add("Faster than wechatpy for the same sign/encode/decode/verify work",
+                f"{client.ratio:.2f}× wechatpy's time", client.ratio < 1)  # fmt: skip
+    memory = results.get("memory", [])
+    if len(memory) >= 2:
+        add(
+            f"Memory flat from {memory[0].count:,} to {memory[-1].count:,} refunds (≤ 1.2×)",
+            f"{memory[-1].ratio:.2f}× peak RSS",
+            memory[-1].ratio <= 1.2,
+        )
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def render(sections: Sequence[tuple[str, str]], machine_text: str, *, quick: bool, elapsed: float) -> str:
