@@ -25,6 +25,7 @@ def test_cost_per_operation_produces_rows() -> None:
     assert all(row.peer_us is not None for row in rows if row.peer.startswith("wechatpy"))
     table = report.cost_table(rows)
     assert table.count("\n") == len(rows) + 1
+    assert "Library CPU per WeChat refund" in report.goals({"cost": rows})
 
 
 def test_readme_results_block_is_replaced(tmp_path: Path) -> None:
