@@ -12,7 +12,7 @@ import random
 import pytest
 
 from paykit_async.codecs.xml import _FlatParser, _parse_simple, decode_xml, encode_xml
-from paykit_async.errors import DecodeError
+from paykit_async.errors import DecodeError, ValidationError
 
 REPLY = (
     "<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg>"
@@ -121,3 +121,14 @@ def test_every_encoded_document_round_trips() -> None:
             for i in range(rng.randint(0, 5))
         }
         assert decode_xml(encode_xml(fields)) == fields
+
+
+@pytest.mark.parametrize("name", ["a", "_x", "return_code", "A9", "a-b", "a.b", "if", "x_1.y-z"])
+def test_encode_accepts_every_valid_element_name(name: str) -> None:
+    assert decode_xml(encode_xml({name: "v"})) == {name: "v"}
+
+
+@pytest.mark.parametrize("name", ["", "1a", "-a", ".a", "a b", "é", "a\n", "a:b", "ａ"])
+def test_encode_refuses_invalid_element_names(name: str) -> None:
+    with pytest.raises(ValidationError):
+        encode_xml({name: "v"})
