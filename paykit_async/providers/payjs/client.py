@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, TypeVar
 
-import attrs
 from typing_extensions import Unpack
 
 from ...client_base import BaseClient, ClientOptions
@@ -117,18 +116,16 @@ class PayJSClient(BaseClient):
         idempotency_key: str | None = None,
     ) -> Operation:
         order_id = check_order_id(payjs_order_id)
-        operation = Operation(
+        # Built in one go: constructing and then evolving the frozen Operation cost twice as much.
+        return Operation(
             provider=_PROVIDER,
             name=endpoint,
             url=self._url(f"/api/{endpoint}"),
             fields={"mchid": self.mchid, "payjs_order_id": order_id},
             idempotency_key=idempotency_key,
+            refund_no_field="payjs_order_id" if money_moving else None,
+            settle=self._settle_by_check if money_moving else None,
         )
-        if money_moving:
-            operation = attrs.evolve(
-                operation, refund_no_field="payjs_order_id", settle=self._settle_by_check
-            )
-        return operation
 
     async def _settle_by_check(self, operation: Operation) -> Outcome | None:
         """Decide an unknown refund/reverse outcome with a verified ``check``, or raise.
