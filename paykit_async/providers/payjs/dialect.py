@@ -41,7 +41,6 @@ __all__ = ["FAIL", "PayJSDialect", "make_signer", "return_code_of"]
 FAIL = "FAIL"
 
 
-
 def make_signer(key: str) -> KeyedMd5Signer:
     """The PAYJS signer: keyed MD5 with PHP ``array_filter`` empty rules."""
     return KeyedMd5Signer(key=key, is_empty=is_php_empty)
