@@ -14,6 +14,7 @@ import ssl
 from typing import TYPE_CHECKING
 
 from ..errors import TransportError, ValidationError
+from .base import already_configured
 from .tls import build_ssl_context
 from .wire import TransportSettings, WireRequest, WireResponse
 
@@ -59,12 +60,8 @@ class AiohttpTransport:
         return f"<AiohttpTransport {state}>"
 
     def configure(self, settings: TransportSettings) -> None:
-        if self._settings is not None:
-            if settings == self._settings:
-                return
-            raise ValidationError(
-                "this transport is already configured for another client; give each client its own"
-            )
+        if already_configured(self._settings, settings):
+            return
         self._ssl_context = build_ssl_context(settings.certificate, settings.ca_file)
         self._settings = settings
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from ..errors import ValidationError
 from .wire import TransportSettings, WireRequest, WireResponse
 
-__all__ = ["Transport"]
+__all__ = ["Transport", "already_configured"]
 
 
 @runtime_checkable
@@ -24,3 +25,16 @@ class Transport(Protocol):
     async def send(self, request: WireRequest) -> WireResponse: ...
 
     async def aclose(self) -> None: ...
+
+
+def already_configured(current: TransportSettings | None, new: TransportSettings) -> bool:
+    """Whether ``configure(new)`` has nothing to do; refuses to re-bind to other settings.
+
+    A transport holds one client's certificate and pool: sharing it between clients with
+    different settings would silently send one merchant's certificate for another.
+    """
+    if current is None:
+        return False
+    if new == current:
+        return True
+    raise ValidationError("this transport is already configured for another client; give each client its own")

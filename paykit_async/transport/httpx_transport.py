@@ -9,6 +9,7 @@ import anyio
 import httpx
 
 from ..errors import TransportError, ValidationError
+from .base import already_configured
 from .tls import build_ssl_context
 from .wire import TransportSettings, WireRequest, WireResponse
 
@@ -35,12 +36,8 @@ class HttpxTransport:
         return f"<HttpxTransport {state}>"
 
     def configure(self, settings: TransportSettings) -> None:
-        if self._settings is not None:
-            if settings == self._settings:
-                return
-            raise ValidationError(
-                "this transport is already configured for another client; give each client its own"
-            )
+        if already_configured(self._settings, settings):
+            return
         timeouts = settings.timeouts
         kwargs: dict[str, Any] = {
             "follow_redirects": False,
