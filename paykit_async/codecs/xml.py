@@ -12,7 +12,7 @@ from xml.parsers import expat as _expat
 
 from ..errors import DecodeError, ValidationError
 
-__all__ = ["CONTENT_TYPE", "MAX_XML_BYTES", "decode_xml", "encode_xml"]
+__all__ = ["CONTENT_TYPE", "MAX_XML_BYTES", "decode_xml", "encode_xml", "looks_like_html"]
 
 CONTENT_TYPE = "text/xml; charset=utf-8"
 MAX_XML_BYTES = 256 * 1024
@@ -61,6 +61,12 @@ def _cdata(text: str) -> str:
     return f"<![CDATA[{text}]]>"
 
 
+def looks_like_html(body: bytes) -> bool:
+    """Whether a body is an HTML page (WeChat's certificate errors), judged by its first bytes."""
+    head = body[:512].lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html")) or b"<html" in head
+
+
 def decode_xml(body: bytes, *, max_bytes: int = MAX_XML_BYTES) -> dict[str, str]:
     """Parse a flat XML document into ``{name: text}``; attacks and nesting are ``DecodeError``.
 
@@ -70,11 +76,12 @@ def decode_xml(body: bytes, *, max_bytes: int = MAX_XML_BYTES) -> dict[str, str]
     """
     if len(body) > max_bytes:
         raise DecodeError(f"XML reply larger than {max_bytes} bytes refused")
-    head = body[:512].lstrip().lower()
-    if head.startswith((b"<!doctype html", b"<html")) or b"<html" in head:
+    if looks_like_html(body):
+        # A gateway (or proxy) answered instead of the API, so nothing was executed.
         raise DecodeError(
             "the provider answered with an HTML page, not XML: the client certificate was likely "
-            "rejected or missing (or a proxy intercepted the request)"
+            "rejected or missing (or a proxy intercepted the request)",
+            after_send=False,
         )
     fields = _parse_simple(body)
     return fields if fields is not None else _FlatParser().parse(body)

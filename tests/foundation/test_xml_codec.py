@@ -9,7 +9,7 @@ import pytest
 import xmltodict
 
 from paykit_async.codecs import decode_xml, encode_xml
-from paykit_async.codecs.xml import MAX_XML_BYTES
+from paykit_async.codecs.xml import MAX_XML_BYTES, looks_like_html
 from paykit_async.errors import DecodeError, ValidationError
 
 AWKWARD_VALUES = {
@@ -127,6 +127,8 @@ def test_doctype_and_entities_are_refused_before_expansion(body: bytes) -> None:
     with pytest.raises(DecodeError, match="DOCTYPE") as caught:
         decode_xml(body)
     assert caught.value.retryable is False
+    assert caught.value.outcome_unknown is False  # a gateway answered: nothing was executed
+    assert looks_like_html(body)
 
 
 def test_undeclared_entity_reference_is_refused() -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 
-from ...codecs.xml import CONTENT_TYPE, decode_xml, encode_xml
+from ...codecs.xml import CONTENT_TYPE, decode_xml, encode_xml, looks_like_html
 from ...errors import DecodeError, HTTPStatusError, ProviderError, SignatureError
 from ...pipeline.core import Operation, Outcome
 from ...signing import KeyedHmacSha256Signer, KeyedMd5Signer
@@ -71,14 +71,12 @@ class WeChatPayDialect:
     def decode(self, operation: Operation, response: WireResponse) -> Outcome:
         content = response.content
         if response.status_code != 200:
-            if _looks_like_html(content) and 400 <= response.status_code < 500:
+            if looks_like_html(content) and 400 <= response.status_code < 500:
                 raise _certificate_error()
             raise HTTPStatusError.from_reply(
                 "WeChat Pay", operation.name, response.status_code, response.headers, content
             )
-        if _looks_like_html(content):
-            raise _certificate_error()
-        fields = self.verify_reply(decode_xml(content))
+        fields = self.verify_reply(decode_xml(content))  # an HTML page here is a DecodeError too
         refund_no = operation.refund_no
         if refund_no is not None and fields.get("out_refund_no", refund_no) != refund_no:
             # A verified reply about another refund: never report it as this one's outcome.
@@ -117,11 +115,6 @@ class WeChatPayDialect:
         if length == 64:
             return self._hmac.verify(fields, sign)
         return False
-
-
-def _looks_like_html(content: bytes) -> bool:
-    head = content[:512].lstrip().lower()
-    return head.startswith((b"<!doctype html", b"<html")) or b"<html" in head
 
 
 def _certificate_error() -> DecodeError:
