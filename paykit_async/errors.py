@@ -13,13 +13,16 @@
     └── RefundOutcomeUnknown  the provider may or may not have executed a refund; settle it later
                               with the same refund number (``.refund_no``), never with a new one
 
-Messages never contain API keys, secrets or certificate passwords.
+Messages never contain API keys, secrets or certificate passwords. This module imports only
+:mod:`paykit_async.retry_after` from the package (the ground floor).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+from .retry_after import parse_retry_after
 
 __all__ = [
     "DecodeError",
@@ -91,8 +94,6 @@ class HTTPStatusError(PaykitError):
         cls, provider: str, operation: str, status_code: int, headers: Mapping[str, str], body: bytes
     ) -> HTTPStatusError:
         """The error for a reply with an unexpected status, honouring its ``Retry-After`` hint."""
-        from .pipeline.retry import parse_retry_after
-
         return cls(
             f"{provider} answered HTTP {status_code} to {operation}",
             status_code=status_code,

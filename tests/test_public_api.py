@@ -5,6 +5,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import subprocess
+import sys
+from pathlib import Path
 
 import attrs
 
@@ -146,7 +149,7 @@ def test_error_tree() -> None:
 def _attrs_classes() -> list[type]:
     found: dict[str, type] = {}
     for info in pkgutil.walk_packages(paykit_async.__path__, "paykit_async."):
-        if info.name.endswith("pytest_plugin"):
+        if info.name.endswith(("pytest_plugin", "__main__")):
             continue
         module = importlib.import_module(info.name)
         for value in vars(module).values():
@@ -163,3 +166,25 @@ def test_every_attrs_class_in_the_package_is_frozen_slotted_and_keyword_only() -
         assert "__slots__" in cls.__dict__, f"{name} is not slotted"
         assert all(field.kw_only for field in attrs.fields(cls)), f"{name} is not keyword-only"
         assert cls.__setattr__ is not object.__setattr__, f"{name} is not frozen"
+
+
+def test_the_library_never_imports_the_command_line() -> None:
+    # (httpx itself imports click and rich when they are installed, so only our modules are checked.)
+    code = (
+        "import sys, paykit_async, paykit_async.simulator; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[:2] == ['paykit_async', 'cli']); "
+        "print(','.join(bad))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""
+
+
+def test_errors_is_the_ground_floor() -> None:
+    # errors.py may import only the Retry-After parser, which imports nothing from the package.
+    import ast
+
+    for module, allowed in (("errors", {"retry_after"}), ("retry_after", set())):
+        tree = ast.parse(Path(paykit_async.__file__).with_name(f"{module}.py").read_text())
+        relative = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level}
+        assert relative <= allowed, (module, relative)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from paykit_async.batch import BatchStatus
-from paykit_async.cli_config import ConfigError, build_client, env_name, load_settings
-from paykit_async.demo import run_demo
+from paykit_async.cli.config import ConfigError, build_client, env_name, load_settings
+from paykit_async.cli.demo import run_demo
 from paykit_async.simulator import DEMO_PAYJS, SimulatorConfig
 
 from .helpers import live_simulator, run_paykit, seed_wechat_orders
@@ -100,3 +103,27 @@ def test_settings_merge_file_and_environment_and_hide_secrets(tmp_path: Path) ->
         load_settings("eftpay", None, environ={env_name("eftpay", "user_confirm_key"): "K1"})
     with pytest.raises(ConfigError, match="unknown provider"):
         load_settings("stripe", None, environ={})
+
+
+def test_python_dash_m_paykit_async_is_the_paykit_command() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "paykit_async", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "refunds" in done.stdout
+    assert "demo" in done.stdout
+
+
+def test_paykit_without_the_cli_extra_says_how_to_install_it_in_one_line(tmp_path: Path) -> None:
+    # A site directory whose `click` cannot be imported stands in for an install without the extra.
+    blocker = tmp_path / "click.py"
+    blocker.write_text("raise ModuleNotFoundError('No module named click', name='click')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "paykit_async", "--help"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        'paykit: error: the paykit command needs its extra: pip install "paykit_async[cli]" (missing: click)'
+    ]

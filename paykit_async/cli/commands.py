@@ -1,4 +1,4 @@
-"""The ``paykit`` command (extra ``cli``): the demo, crash-safe CSV refund batches, single calls.
+"""The ``paykit`` command's click commands: the demo, crash-safe CSV refund batches, single calls.
 
     paykit demo                                    thousands of refunds against the in-process simulator
     paykit refunds run FILE.csv --provider P --config paykit.toml [--journal J.db] [--out R.jsonl]
@@ -36,17 +36,17 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from .batch import (
+from ..batch import (
     BatchOutcome,
     BatchStatus,
     count_attempts,
     refund_many,
     refund_number_rule,
 )
-from .cli_config import PROVIDERS, ConfigError, ProviderSettings, build_client, env_name, load_settings
-from .cli_rows import CsvRefunds, HeaderError, convert_row
-from .errors import PaykitError, RefundOutcomeUnknown, ValidationError
-from .pipeline.retry import RetryPolicy
+from ..errors import PaykitError, RefundOutcomeUnknown, ValidationError
+from ..pipeline.retry import RetryPolicy
+from .config import PROVIDERS, ConfigError, ProviderSettings, build_client, env_name, load_settings
+from .rows import CsvRefunds, HeaderError, convert_row
 
 __all__ = ["cli", "main"]
 
@@ -259,7 +259,7 @@ async def _run_batch(
     rate: float | None,
     retry: RetryPolicy,
 ) -> int:
-    from .pipeline.stores.sqlite import SQLiteStore
+    from ..pipeline.stores.sqlite import SQLiteStore
 
     store = SQLiteStore(journal_path)
     try:
@@ -573,7 +573,7 @@ def _single_call(
     async def run() -> Any:
         store = None
         if journal is not None:
-            from .pipeline.stores.sqlite import SQLiteStore
+            from ..pipeline.stores.sqlite import SQLiteStore
 
             store = SQLiteStore(journal)
         try:
@@ -626,7 +626,7 @@ def _json_default(value: object) -> object:
 
 def _attach_simulator() -> None:
     try:
-        from .simulator.cli import simulator
+        from ..simulator.cli import simulator
     except ImportError:
 
         @cli.group("simulator")
@@ -642,6 +642,3 @@ _attach_simulator()
 
 #: Environment variable names, for the documentation and ``--help`` readers.
 ENVIRONMENT = {p: env_name(p, "<KEY>") for p in PROVIDERS}
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -29,12 +29,12 @@ from typing import Any
 
 import attrs
 
-from .errors import PaykitError
-from .pipeline.core import Middleware
-from .pipeline.retry import RetryPolicy
-from .pipeline.stores.base import IdempotencyStore
-from .transport.base import Transport
-from .transport.tls import ClientCertificate
+from ..errors import PaykitError
+from ..pipeline.core import Middleware
+from ..pipeline.retry import RetryPolicy
+from ..pipeline.stores.base import IdempotencyStore
+from ..transport.base import Transport
+from ..transport.tls import ClientCertificate
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -153,9 +153,9 @@ def build_client(
     transport: Transport | None = None,
 ) -> Any:
     """The provider client for ``settings``; :class:`ConfigError` if they are unusable."""
-    from .providers.eftpay import EftPayClient
-    from .providers.payjs import PayJSClient
-    from .providers.wechatpay import WeChatPayClient
+    from ..providers.eftpay import EftPayClient
+    from ..providers.payjs import PayJSClient
+    from ..providers.wechatpay import WeChatPayClient
 
     v = dict(settings.values)
     options: dict[str, Any] = {"middleware": list(middleware)}

@@ -20,12 +20,12 @@ from typing import Any
 import anyio
 import attrs
 
-from .batch import BatchOutcome, BatchStatus, count_attempts, refund_many
-from .pipeline.retry import RetryBudget, RetryPolicy
-from .providers.eftpay import EftPayClient
-from .providers.payjs import PayJSClient
-from .providers.wechatpay import WeChatPayClient
-from .simulator import (
+from ..batch import BatchOutcome, BatchStatus, count_attempts, refund_many
+from ..pipeline.retry import RetryBudget, RetryPolicy
+from ..providers.eftpay import EftPayClient
+from ..providers.payjs import PayJSClient
+from ..providers.wechatpay import WeChatPayClient
+from ..simulator import (
     DEMO_EFTPAY,
     DEMO_PAYJS,
     DEMO_WECHATPAY,

@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 
-from .batch import InvalidRequest
+from ..batch import InvalidRequest
 
 __all__ = ["FIELDS", "CsvRefunds", "HeaderError", "convert_row"]
 
