@@ -17,6 +17,7 @@ from .errors import (
     TransportError,
     ValidationError,
 )
+from .notification_reply import NotificationReply
 from .pipeline import (
     FakeClock,
     Handler,
@@ -67,6 +68,7 @@ __all__ = [
     "LoggingMiddleware",
     "MemoryStore",
     "Middleware",
+    "NotificationReply",
     "Operation",
     "Outcome",
     "PayJSClient",

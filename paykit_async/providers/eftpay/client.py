@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...client_base import BaseClient, ClientOptions
 from ...errors import DecodeError, ValidationError
+from ...notification_reply import NotificationReply
 from ...pipeline.core import Operation, Outcome
 from ...refund_numbers import RefundNumberRule, new_refund_no
 from .amounts import format_amount
@@ -39,6 +40,7 @@ Amount = Decimal | int | str
 """An amount as the caller may give it: ``Decimal``, ``int`` or a digit string — never ``float``."""
 
 _REFUND_NO_LENGTH = 28
+_JSON_HEADERS = {"content-type": "application/json; charset=utf-8"}
 
 
 class EftPayClient(BaseClient):
@@ -217,6 +219,18 @@ class EftPayClient(BaseClient):
     def notification_reply(self, *, now: datetime | None = None) -> bytes:
         """The signed JSON body to answer a notification with, telling eftPay to stop resending."""
         return build_notification_reply(self._verifier, utc_now() if now is None else now)
+
+    def notification_success_reply(self, *, now: datetime | None = None) -> NotificationReply:
+        """:meth:`notification_reply` as a :class:`NotificationReply` (HTTP 200, signed JSON)."""
+        return NotificationReply(headers=_JSON_HEADERS, body=self.notification_reply(now=now))
+
+    @staticmethod
+    def notification_failure_reply(message: str = "fail") -> NotificationReply:
+        """A reply that makes eftPay redeliver later: HTTP 500 ``{"return_code": "fail"}``.
+
+        ``message`` is not sent, so a forger learns nothing about what failed."""
+        del message
+        return NotificationReply(status_code=500, headers=_JSON_HEADERS, body=b'{"return_code":"fail"}')
 
     def _refund_fields(
         self,

@@ -4,7 +4,7 @@ from .client import PayJSClient
 from .dialect import FAIL, PayJSDialect, make_signer
 from .errors import RefundNotProven, UnsignedReplyError
 from .models import CheckResult, CloseResult, PaymentNotification, RefundResult, ReverseResult
-from .notifications import NotificationReply, parse_payment_notification, success_reply
+from .notifications import NotificationReply, failure_reply, parse_payment_notification, success_reply
 
 __all__ = [
     "FAIL",
@@ -18,6 +18,7 @@ __all__ = [
     "RefundResult",
     "ReverseResult",
     "UnsignedReplyError",
+    "failure_reply",
     "make_signer",
     "parse_payment_notification",
     "success_reply",

@@ -13,7 +13,7 @@ from ...refund_numbers import RefundNumberRule
 from .dialect import PayJSDialect, make_signer
 from .errors import RefundNotProven
 from .models import CheckResult, CloseResult, PaymentNotification, RefundResult, ReverseResult, structure
-from .notifications import NotificationReply, parse_payment_notification, success_reply
+from .notifications import NotificationReply, failure_reply, parse_payment_notification, success_reply
 from .validation import check_credentials, check_order_id
 
 __all__ = ["PayJSClient"]
@@ -106,6 +106,13 @@ class PayJSClient(BaseClient):
     def notification_success_reply() -> NotificationReply:
         """The reply that stops PAYJS redelivering: HTTP 200, body ``success``."""
         return success_reply()
+
+    @staticmethod
+    def notification_failure_reply(message: str = "fail") -> NotificationReply:
+        """A reply that makes PAYJS redeliver later (HTTP 500). ``message`` is not sent: PAYJS reads
+        only the status and body, and a reason could tell a forger what failed."""
+        del message
+        return failure_reply()
 
     def _operation(
         self,

@@ -6,32 +6,25 @@ with body ``success`` within 3 s, so handle each ``payjs_order_id`` idempotently
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-import attrs
-
 from ...codecs.form import decode_form
 from ...errors import DecodeError, SignatureError
+from ...notification_reply import NotificationReply
 from ...signing import KeyedMd5Signer
 from .models import PaymentNotification, structure
 
-__all__ = ["NotificationReply", "parse_payment_notification", "success_reply"]
+__all__ = ["NotificationReply", "failure_reply", "parse_payment_notification", "success_reply"]
 
 _REQUIRED = ("return_code", "total_fee", "out_trade_no", "payjs_order_id", "mchid")
 
 
-@attrs.frozen(kw_only=True)
-class NotificationReply:
-    """The HTTP answer a notify_url handler sends back to PAYJS."""
-
-    status_code: int = 200
-    headers: Mapping[str, str] = attrs.field(factory=lambda: {"content-type": "text/plain; charset=utf-8"})
-    body: bytes = b"success"
-
-
 def success_reply() -> NotificationReply:
     """HTTP 200 with body ``success``: tells PAYJS to stop redelivering."""
-    return NotificationReply()
+    return NotificationReply(body=b"success")
+
+
+def failure_reply() -> NotificationReply:
+    """HTTP 500 with body ``fail``: anything but 200 ``success`` makes PAYJS redeliver."""
+    return NotificationReply(status_code=500, body=b"fail")
 
 
 def parse_payment_notification(

@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, ClassVar
 
 from ...client_base import BaseClient, ClientOptions
 from ...errors import DecodeError, ProviderError, ValidationError
+from ...notification_reply import NotificationReply
 from ...pipeline.core import Operation, Outcome
 from ...refund_numbers import RefundNumberRule, new_refund_no
 from ...transport.tls import ClientCertificate
 from .dialect import SIGN_TYPES, WeChatPayDialect
 from .failover import BACKUP_BASE_URL, FailoverMiddleware
 from .models import CloseOrderResult, RefundDetail, RefundNotification, RefundQueryResult, RefundResult
-from .notifications import NotificationDecryptor, notification_reply
+from .notifications import NotificationDecryptor, notification_reply, notification_reply_of
 from .parsing import (
     parse_close_order,
     parse_refund,
@@ -241,6 +242,16 @@ class WeChatPayClient(BaseClient):
         return self._notifications.parse(body)
 
     notification_reply = staticmethod(notification_reply)
+
+    @staticmethod
+    def notification_success_reply() -> NotificationReply:
+        """The reply that stops WeChat redelivering: HTTP 200, ``return_code`` SUCCESS."""
+        return notification_reply_of(True)
+
+    @staticmethod
+    def notification_failure_reply(message: str = "FAIL") -> NotificationReply:
+        """A reply that makes WeChat redeliver later: HTTP 200, ``return_code`` FAIL, ``message``."""
+        return notification_reply_of(False, message)
 
     async def _settle_refund(self, operation: Operation) -> Outcome | None:
         """Settle a refund whose outcome is unknown by querying its ``out_refund_no``.

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ...codecs.xml import decode_xml, encode_xml
 from ...errors import DecodeError, PaykitError, SignatureError
+from ...notification_reply import NotificationReply
 from .models import RefundNotification
 from .parsing import parse_notification
 
@@ -27,6 +28,7 @@ __all__ = [
     "NotificationDecryptor",
     "notification_key",
     "notification_reply",
+    "notification_reply_of",
 ]
 
 #: The exact body that tells WeChat a notification was handled (anything else is redelivered).
@@ -40,6 +42,14 @@ def notification_reply(success: bool = True, message: str = "OK") -> bytes:
     if success and message == "OK":
         return NOTIFICATION_SUCCESS_REPLY
     return encode_xml({"return_code": "SUCCESS" if success else "FAIL", "return_msg": message})
+
+
+def notification_reply_of(success: bool = True, message: str = "OK") -> NotificationReply:
+    """:func:`notification_reply` as a :class:`NotificationReply` (HTTP 200, XML body)."""
+    return NotificationReply(headers=_XML_HEADERS, body=notification_reply(success, message))
+
+
+_XML_HEADERS = {"content-type": "text/xml; charset=utf-8"}
 
 
 def notification_key(api_key: str) -> bytes:
