@@ -1,0 +1,108 @@
+"""The ``paykit`` click group and what its commands share: failing in one line, progress, JSON.
+
+    paykit demo                                    thousands of refunds against the in-process simulator
+    paykit refunds run FILE.csv --provider P --config paykit.toml [--journal J.db] [--out R.jsonl]
+    paykit refund|close|query --provider P --config paykit.toml FIELD=VALUE ...
+    paykit simulator serve                         the simulator on a local port
+
+Exit status: 0 success; 1 some refunds did not succeed (or a single call failed); 2 bad usage,
+configuration or input file. Secrets are never printed.
+"""
+
+from __future__ import annotations
+
+import decimal
+import enum
+import logging
+import sys
+from collections.abc import Mapping
+from typing import Any, NoReturn
+
+import attrs
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from .config import PROVIDERS
+
+__all__ = ["CONFIG_HELP", "PROVIDER_CHOICE", "as_json", "cli", "fail", "json_default", "progress_bar"]
+
+PROVIDER_CHOICE = click.Choice(PROVIDERS)
+CONFIG_HELP = (
+    "TOML file with a [wechatpay], [payjs] or [eftpay] section whose keys are the client's "
+    "keywords. Any key may come from PAYKIT_<PROVIDER>_<KEY> instead (e.g. PAYKIT_WECHATPAY_API_KEY)."
+)
+
+
+def fail(message: str, status: int = 2) -> NoReturn:
+    """One clear line on stderr and the exit status."""
+    click.echo(f"paykit: error: {message}", err=True)
+    sys.exit(status)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log retries and settlements to stderr.")
+def cli(verbose: bool) -> None:
+    """Refunds for WeChat Pay v2, PAYJS and eftPay — exactly once, concurrently, from the shell."""
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("paykit_async").setLevel(logging.INFO if verbose else logging.CRITICAL)
+
+
+def progress_bar(console: Console) -> Progress:
+    """The progress bar of long commands: counts, share, rate, elapsed time and ETA."""
+    return Progress(
+        TextColumn("[bold]{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+        refresh_per_second=8,
+    )
+
+
+class _RateColumn(TextColumn):
+    """Refunds per second."""
+
+    def __init__(self) -> None:
+        super().__init__("", justify="right")
+
+    def render(self, task: Any) -> Any:
+        from rich.text import Text
+
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f}/s" if speed else "    -/s", style="cyan")
+
+
+def as_json(result: Any) -> Any:
+    """A typed result as plain data for ``json.dumps``."""
+    if attrs.has(type(result)):
+        return attrs.asdict(result, recurse=True)
+    return result
+
+
+def json_default(value: object) -> object:
+    """``json.dumps`` fallback: Decimal as text, enums by value, attrs classes and sets as data."""
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return dict(value)
+    if attrs.has(type(value)):
+        return attrs.asdict(value)  # type: ignore[arg-type]
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return str(value)
