@@ -33,7 +33,7 @@ from .pipeline.stores import IdempotencyStore, MemoryStore, RedisStore, SQLiteSt
 from .providers.eftpay import EftPayClient, TradeStatus
 from .providers.payjs import PayJSClient, RefundNotProven, UnsignedReplyError
 from .providers.wechatpay import RefundDetail, RefundGoods, WeChatPayClient
-from .refund_numbers import RefundNumberRule, new_refund_no
+from .refund_numbers import RefundNumberRule, derive_refund_no, new_refund_no
 from .signing import KeyedHmacSha256Signer, KeyedMd5Signer, PrefixedSha256Signer, Signer
 from .transport import (
     AiohttpTransport,
@@ -98,6 +98,7 @@ __all__ = [
     "WireRequest",
     "WireResponse",
     "__version__",
+    "derive_refund_no",
     "new_refund_no",
     "refund_many",
 ]

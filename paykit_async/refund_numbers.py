@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import secrets
 import time
 from collections.abc import Mapping
@@ -10,7 +11,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["RefundNumberRule", "new_refund_no"]
+__all__ = ["RefundNumberRule", "derive_refund_no", "new_refund_no"]
 
 
 def new_refund_no(*, prefix: str = "R", length: int = 32) -> str:
@@ -29,6 +30,25 @@ def new_refund_no(*, prefix: str = "R", length: int = 32) -> str:
     # Base32 of random bytes: uniform over [A-Z2-7] and one call into the OS CSPRNG.
     tail = base64.b32encode(secrets.token_bytes(missing * 5 // 8 + 5)).decode("ascii")
     return head + tail[:missing]
+
+
+def derive_refund_no(*, provider: str, merchant: str, key: str, length: int = 32) -> str:
+    """The refund number of an idempotency key: the same (provider, merchant, key) always gives
+    the same number, so a refund repeated after its journal was lost reaches the provider under
+    the number it already knows, and the provider's own dedupe prevents a second payout.
+
+    The number is ``"K"`` followed by the first ``length - 1`` characters of the base32 text
+    (``[A-Z2-7]``, no padding) of ``SHA-256(provider + "\x00" + merchant + "\x00" + key)``
+    (UTF-8). It fits every provider's alphabet; ``length`` is the provider's limit (WeChat 32 of
+    its 64, eftPay 28), and 27 base32 characters already carry 135 bits. ``merchant`` names the
+    merchant account (WeChat ``mch_id``, with ``"/" + sub_mch_id`` in service-provider mode;
+    eftPay ``user_confirm_key``), so two merchants never share a number.
+    """
+    if not 16 <= length <= 52:
+        raise ValueError(f"length must be between 16 and 52, got {length}")
+    material = "\x00".join((provider, merchant, key)).encode("utf-8", "surrogatepass")
+    digest = base64.b32encode(hashlib.sha256(material).digest()).decode("ascii")
+    return "K" + digest[: length - 1]
 
 
 @attrs.frozen(kw_only=True)

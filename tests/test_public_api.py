@@ -23,7 +23,7 @@ EXPECTED_ALL = {
     "RefundNotProven", "RefundNumberRule", "RefundOutcomeUnknown", "RetryBudget", "RetryPolicy",
     "SQLiteStore", "SignatureError", "Signer", "Timeouts", "TradeStatus", "Transport", "TransportError",
     "TransportSettings", "UnsignedReplyError", "ValidationError", "WeChatPayClient", "WireRequest",
-    "WireResponse", "__version__", "new_refund_no", "refund_many",
+    "WireResponse", "__version__", "derive_refund_no", "new_refund_no", "refund_many",
 }  # fmt: skip
 
 
