@@ -7,10 +7,12 @@ know that key, so this authenticates the content), parsed, and checked against i
 serial number; the reply itself must then verify with one of the certificates — the one being
 downloaded on the first download, as the official downloaders do.
 
-Refreshing is bounded: at most one download at a time (others wait for it), and never more than
-one per ``min_interval`` seconds, so a forged ``Wechatpay-Serial`` cannot make the client loop or
-hammer the endpoint. Certificates are refreshed every ``refresh_every`` seconds and when the
-longest-lived one gets within ``expiry_margin`` of its end.
+Refreshing is bounded: at most one download at a time (others wait for it); an unknown serial
+triggers at most one download per ``min_interval`` seconds (a serial still unknown after it is
+refused), and a failed download is not retried within that interval either, so a forged
+``Wechatpay-Serial`` cannot make the client loop or hammer the endpoint. Certificates are
+refreshed every ``refresh_every`` seconds and when the longest-lived one gets within
+``expiry_margin`` of its end.
 """
 
 from __future__ import annotations
@@ -109,9 +111,9 @@ def parse_certificates(
             f"the certificate list holds more than {_MAX_CERTIFICATES} certificates", after_send=False
         )
     certificates = [c for c in (_decrypt_one(item, cipher, now) for item in data) if c is not None]
-    # Verify the reply with the certificate it names: a downloaded one, or one already pinned.
-    bootstrap = KeyRing(use_certificates=True)
-    bootstrap.install([*keys.certificates(), *certificates], now=now)
+    # Verify the reply with the key it names: a downloaded certificate, one already pinned, or the
+    # public key (in a migration).
+    bootstrap = keys.with_certificates(certificates, now=now)
     verify_signed(response.headers, response.content, bootstrap, now=now, what="certificate list")
     return certificates
 
@@ -140,6 +142,7 @@ class PlatformCertificates:
         self.expiry_margin = expiry_margin
         self._lock = anyio.Lock()
         self._last_attempt: float | None = None
+        self._last_serial_refresh: float | None = None
         self._last_success: float | None = None
         self._last_error: PaykitError | None = None
         self.downloads = 0
@@ -175,12 +178,12 @@ class PlatformCertificates:
             if usable and not (self._due(now) and self._may_try(now)):
                 return
             if not self._may_try(now):
-                raise self._unavailable(self._last_error)
+                raise self._unavailable(self._last_error) from self._last_error
             try:
                 await self._fetch(now)
             except PaykitError as error:
                 if not keys.has_usable_certificate(self._clock()):
-                    raise self._unavailable(error) from None
+                    raise self._unavailable(error) from error
                 logger.warning("refreshing the WeChat Pay platform certificates failed: %s", error)
 
     async def refresh_for(self, serial: str) -> bool:
@@ -192,9 +195,11 @@ class PlatformCertificates:
             if self.keys.knows(serial):
                 return True
             now = self._clock()
-            if not self._may_try(now):
+            last = self._last_serial_refresh
+            if last is not None and now - last < self.min_interval:
                 logger.warning("unknown platform certificate %s; not refreshing again so soon", serial[:64])
                 return False
+            self._last_serial_refresh = now
             try:
                 await self._fetch(now)
             except PaykitError as error:

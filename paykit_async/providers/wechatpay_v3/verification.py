@@ -97,6 +97,14 @@ class KeyRing:
     def __repr__(self) -> str:
         return f"<KeyRing public_key_id={self.public_key_id} certificates={sorted(self._certificates)}>"
 
+    def with_certificates(self, certificates: Iterable[PlatformCertificate], *, now: float) -> KeyRing:
+        """A copy that also holds ``certificates`` (to verify a certificate download with them)."""
+        ring = KeyRing(use_certificates=True)
+        ring.public_key_id = self.public_key_id
+        ring._public = self._public
+        ring.install([*self.certificates(), *certificates], now=now)
+        return ring
+
     # -- certificates -------------------------------------------------------------------------
 
     def certificates(self) -> tuple[PlatformCertificate, ...]:
