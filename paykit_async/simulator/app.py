@@ -1,7 +1,8 @@
 """The ASGI app: routes each provider's paths, applies faults, logs requests, runs the lifespan.
 
-A plain ASGI callable (no web framework): a handful of fixed POST routes do not need one, and it
-keeps the simulator free of dependencies beyond the core's.
+A plain ASGI callable (no web framework): a handful of fixed routes (and WeChat Pay v3's few with
+path parameters, matched by the handler) do not need one, and it keeps the simulator free of
+dependencies beyond the core's.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class SimulatorApp:
         await send({"type": "lifespan.shutdown.complete"})
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = self._routes.get(scope["path"])
+        route = self._routes.get(scope["path"]) or self._match(scope["path"])
         if route is None:
             await read_request(scope, receive)
             await send_reply(send, HttpReply(status=404, body=b"not a simulator endpoint"))
@@ -102,6 +103,15 @@ class SimulatorApp:
                     at=state.now(),
                 )
             )
+
+    def _match(self, path: str) -> tuple[ProviderHandler, str] | None:
+        """Routes with path parameters (WeChat Pay v3's ``…/refunds/{out_refund_no}``)."""
+        for handler in self._state.handlers.values():
+            if path.startswith(handler.prefix + "/"):
+                endpoint = handler.match_route(path[len(handler.prefix) :])
+                if endpoint is not None:
+                    return handler, endpoint
+        return None
 
     async def _before_work(self, handler: ProviderHandler, fault: Fault) -> Handled | None:
         """Faults that happen before the provider looks at the request."""
