@@ -21,6 +21,7 @@ from .app import SimulatorApp
 from .clock import SimulatorClock, SystemClock
 from .config import SimulatorConfig
 from .eftpay import EftPayHandler
+from .faults import FaultInjector, FaultPlan
 from .http import IN_PROCESS_KEY, ConnectionDropped, Receive, Scope, Send
 from .ledger import LedgerSnapshot, Order, to_cents
 from .notifications import Delivery, deliver_due
@@ -224,6 +225,10 @@ class Simulator:
                 created_at=self.clock.now() if created_at is None else created_at,
             )
         )
+
+    def set_faults(self, plan: FaultPlan) -> None:
+        """Replace the fault plan from now on (``FaultPlan()``: no more faults)."""
+        self._state.faults = FaultInjector(plan)
 
     def set_balance(self, provider: str, cents: int | None) -> None:
         """Set a merchant's refundable balance in fen/cents (``None``: unlimited)."""
