@@ -1,8 +1,8 @@
 """The ``paykit demo`` scenario: thousands of refunds through a faulty in-process simulator.
 
 No configuration and no network: the simulator runs in this process (``httpx.ASGITransport``),
-orders are seeded across WeChat Pay, PAYJS and eftPay, a few per cent of requests meet each kind of
-fault, and everything is refunded concurrently with :func:`~paykit_async.batch.refund_many`.
+orders are seeded across WeChat Pay (v2 and v3), PAYJS and eftPay, a few per cent of requests meet
+each kind of fault, and everything is refunded concurrently with :func:`~paykit_async.batch.refund_many`.
 Refunds left unknown after the first pass are sent once more with the *same* refund numbers, as a
 real operator would. The report is checked against the simulator's ledger: no refund number paid
 twice, nothing reported succeeded that the ledger lacks, no ledger refund reported failed.
@@ -25,6 +25,7 @@ from ..pipeline.retry import RetryBudget, RetryPolicy
 from ..providers.eftpay import EftPayClient
 from ..providers.payjs import PayJSClient
 from ..providers.wechatpay import WeChatPayClient
+from ..providers.wechatpay_v3 import WeChatPayV3Client
 from ..simulator import (
     DEMO_EFTPAY,
     DEMO_PAYJS,
@@ -38,7 +39,7 @@ from ..simulator import (
 
 __all__ = ["PROVIDERS", "DemoReport", "ProviderReport", "demo_faults", "run_demo"]
 
-PROVIDERS = ("wechatpay", "payjs", "eftpay")
+PROVIDERS = ("wechatpay", "wechatpay-v3", "payjs", "eftpay")
 
 #: Retry waits suited to an in-process simulator (a real provider wants the defaults).
 DEMO_RETRY = RetryPolicy(attempts=5, initial_delay=0.002, max_delay=0.02, max_retry_after=0.02, deadline=10.0)
@@ -167,6 +168,8 @@ def _seed(simulator: Simulator, orders: int) -> dict[str, list[dict[str, Any]]]:
         # Every third WeChat refund is partial; the rest refund the whole order.
         refund_fee = total // 2 if i % 3 == 0 else total
         batches["wechatpay"].append({"out_trade_no": trade_no, "total_fee": total, "refund_fee": refund_fee})
+        simulator.add_wechatpay_v3_order(trade_no, total)
+        batches["wechatpay-v3"].append({"out_trade_no": trade_no, "total": total, "refund": refund_fee})
         payjs_id = f"PJ{i:030d}"
         simulator.add_payjs_order(payjs_id, total)
         batches["payjs"].append({"payjs_order_id": payjs_id})
@@ -196,6 +199,8 @@ def _client(simulator: Simulator, provider: str, concurrency: int) -> Any:
     if provider == "wechatpay":
         w = DEMO_WECHATPAY
         return WeChatPayClient(w.appid, w.mch_id, w.api_key, **options)
+    if provider == "wechatpay-v3":
+        return WeChatPayV3Client(**simulator.wechatpay_v3_keys().client_kwargs(), **options)
     if provider == "payjs":
         return PayJSClient(DEMO_PAYJS.mchid, DEMO_PAYJS.key, **options)
     e = DEMO_EFTPAY

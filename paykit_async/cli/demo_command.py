@@ -33,7 +33,8 @@ def demo(orders: int, concurrency: int, fault_rate: float, seed: int) -> None:
         fail("--orders and --concurrency must be >= 1 and --fault-rate between 0 and 0.111")
     console = Console(stderr=True)
     console.print(
-        f"[bold]paykit demo[/]: {orders * 3:,} refunds across WeChat Pay, PAYJS and eftPay through the "
+        f"[bold]paykit demo[/]: {orders * len(DEMOPROVIDER_CHOICES):,} refunds across WeChat Pay v2 and v3, "
+        "PAYJS and eftPay through the "
         f"in-process simulator; {fault_rate:.0%} of requests meet each of 9 fault kinds "
         "(dropped connections, 5xx, rate limits, busy codes, lost and badly signed replies)."
     )

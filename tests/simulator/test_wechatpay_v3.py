@@ -484,3 +484,72 @@ def test_config_file_section(tmp_path: Any) -> None:
     assert (tmp_path / "apiclient_key.pem").stat().st_mode & 0o777 == 0o600
     with pytest.raises(ValueError, match="mode"):
         WeChatPayV3Merchant(mchid="1", certificate_serial_no="A", apiv3_key="0" * 32, mode="both")
+
+
+def test_serve_writes_the_v3_key_files_and_a_client_uses_them(tmp_path: Any) -> None:
+    """``paykit simulator serve --v3-keys-dir``: a client built from the written files refunds,
+    on asyncio and on trio."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    keys_dir = tmp_path / "v3keys"
+    code = "from paykit_async.simulator.cli import simulator; simulator()"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "serve",
+            "--port",
+            str(port),
+            "--auto-orders",
+            "--v3-keys-dir",
+            str(keys_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    root = f"http://127.0.0.1:{port}"
+
+    async def refund(number: str) -> str:
+        async with WeChatPayV3Client(
+            DEMO_WECHATPAY_V3.mchid,
+            keys_dir / "apiclient_key.pem",
+            DEMO_WECHATPAY_V3.certificate_serial_no,
+            DEMO_WECHATPAY_V3.apiv3_key,
+            wechatpay_public_key=keys_dir / "wechatpay_public_key.pem",
+            wechatpay_public_key_id=DEMO_WECHATPAY_V3.wechatpay_public_key_id,
+            base_url=root + "/wechatpay-v3",
+            retry=FAST,
+        ) as client:
+            result = await client.refund(
+                refund=100, total=100, out_trade_no=f"T{number}", out_refund_no=number
+            )
+        return result.out_refund_no
+
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(root + "/")
+                break
+            except httpx.ConnectError:
+                assert process.poll() is None
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        assert anyio.run(refund, "R1", backend="asyncio") == "R1"
+        assert anyio.run(refund, "R2", backend="trio") == "R2"
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert f"WeChat Pay v3  base_url={root}/wechatpay-v3" in output
+    assert str(keys_dir / "apiclient_key.pem") in output
+    assert "SIMULATOR DEMO KEY" in output
