@@ -35,12 +35,11 @@ __all__ = ["METHODS", "USER_AGENT", "WeChatPayV3Dialect", "new_nonce", "request_
 #: The HTTP method of each operation (everything else is a POST).
 METHODS: Mapping[str, str] = {"query_refund": "GET", "certificates": "GET"}
 USER_AGENT = "paykit_async (WeChat Pay API v3)"
-_NONCE_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 
 def new_nonce() -> str:
-    """32 random characters of ``[A-Z0-9]`` from :mod:`secrets`."""
-    return "".join(secrets.choice(_NONCE_ALPHABET) for _ in range(32))
+    """32 random upper-case hex characters (128 bits) from :mod:`secrets`."""
+    return secrets.token_hex(16).upper()
 
 
 def request_target(url: str) -> str:
