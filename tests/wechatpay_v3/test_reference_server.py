@@ -436,3 +436,16 @@ async def test_http_error_pages_are_http_status_errors(v3_server: ServerFactory)
             await client.query_refund("R1")
     assert caught.value.status_code == 502
     assert len(env.server.requests_to("query")) == 4
+
+
+async def test_migration_mode_survives_a_refused_certificate_download(v3_server: ServerFactory) -> None:
+    """A merchant with only a public key (no platform certificate) in migration mode: the
+    certificate download is refused, and the public key still verifies everything."""
+    env = v3_server(mode="both")
+    env.server.add_order("T1", 300)
+    env.server.fault("certificates", "not_enough", times=10)
+    async with env.client(platform_certificates=True) as client:
+        await client.refund(refund=10, total=300, out_trade_no="T1", out_refund_no="R1")
+        await client.query_refund("R1")
+    assert len(env.server.requests_to("certificates")) == 1, "not retried within the minute"
+    assert env.server.executions == {"R1": 1}

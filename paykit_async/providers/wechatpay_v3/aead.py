@@ -48,7 +48,7 @@ def _as_bytes(value: str | bytes, what: str) -> bytes:
 
 
 class AeadAes256Gcm:
-    """Decrypts (and, for simulators and tests, encrypts) with one AES-GCM key.
+    """Decrypts with one AES-GCM key.
 
     WeChat's algorithm is AES-256 (a 32-byte key, which the client insists on); the primitive
     also takes 16- and 24-byte keys so that it can be checked against published AES-GCM vectors.
@@ -96,10 +96,3 @@ class AeadAes256Gcm:
                 "AEAD_AES_256_GCM authentication failed: wrong APIv3 key, or the nonce, "
                 "associated data or ciphertext was altered"
             ) from None
-
-    def encrypt(self, *, nonce: str | bytes, associated_data: str | bytes, plaintext: bytes) -> str:
-        """base64 of ciphertext ‖ tag (what WeChat sends; used by the simulator)."""
-        sealed = self._cipher.encrypt(
-            _as_bytes(nonce, "nonce"), plaintext, _as_bytes(associated_data, "associated_data")
-        )
-        return base64.b64encode(sealed).decode("ascii")

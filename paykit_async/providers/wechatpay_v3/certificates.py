@@ -177,12 +177,17 @@ class PlatformCertificates:
             usable = keys.has_usable_certificate(now)
             if usable and not (self._due(now) and self._may_try(now)):
                 return
+            # During a migration the public key still verifies what WeChat signs with it, so a
+            # missing certificate list is no reason to stop.
+            fallback = keys.public_key_id is not None
             if not self._may_try(now):
+                if usable or fallback:
+                    return
                 raise self._unavailable(self._last_error) from self._last_error
             try:
                 await self._fetch(now)
             except PaykitError as error:
-                if not keys.has_usable_certificate(self._clock()):
+                if not (fallback or keys.has_usable_certificate(self._clock())):
                     raise self._unavailable(error) from error
                 logger.warning("refreshing the WeChat Pay platform certificates failed: %s", error)
 

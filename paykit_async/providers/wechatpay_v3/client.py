@@ -335,6 +335,7 @@ class WeChatPayV3Client(BaseClient):
         serial, then confirmed by a verified :meth:`query_refund`: the result's ``confirmed`` is
         the refund as WeChat has it now. A notification that contradicts the query (another
         refund id, order or amount) raises :class:`~paykit_async.SignatureError`."""
+        await self.certificates.ensure_ready()
         try:
             note = self._notifications.parse(headers, body)
         except UnknownSerial as unknown:
