@@ -449,3 +449,26 @@ async def test_migration_mode_survives_a_refused_certificate_download(v3_server:
         await client.query_refund("R1")
     assert len(env.server.requests_to("certificates")) == 1, "not retried within the minute"
     assert env.server.executions == {"R1": 1}
+
+
+@pytest.mark.parametrize(
+    ("anyio_backend", "transport_name"),
+    [
+        ("asyncio", "httpx"),
+        ("trio", "httpx"),
+        pytest.param("asyncio", "aiohttp", marks=pytest.mark.asyncio_only),
+    ],
+)
+async def test_both_transports_over_tls_in_certificate_mode(
+    v3_server: ServerFactory, transport_name: str
+) -> None:
+    from paykit_async import AiohttpTransport, HttpxTransport
+
+    env = v3_server(mode="certificate")
+    env.server.add_order("T1", 300)
+    transport = AiohttpTransport() if transport_name == "aiohttp" else HttpxTransport()
+    async with env.client(transport=transport) as client:
+        result = await client.refund(refund=300, total=300, out_trade_no="T1", out_refund_no="R1")
+        assert (await client.close_order("T2")).status_code == 204
+    assert result.status == "PROCESSING"
+    assert [r.status for r in env.server.received] == [200, 200, 204]
