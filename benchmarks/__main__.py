@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--only cost,throughput,memory,retries,simulator] [--profile]``.
+"""``python -m benchmarks [--quick] [--only cost,throughput,memory,retries,simulator,v3] [--profile]``.
 
 The full run rewrites the results block of ``benchmarks/README.md``; ``--quick`` (small counts,
 under a minute) only prints, unless ``--output`` is given.
@@ -19,7 +19,7 @@ from typing import Any
 from . import report
 from .fixtures import make_tls_material
 
-PARTS = ("cost", "throughput", "simulator", "memory", "retries")
+PARTS = ("cost", "throughput", "simulator", "memory", "retries", "v3")
 README = Path(__file__).resolve().parent / "README.md"
 
 
@@ -112,12 +112,19 @@ def _retries(tls_dir: Path, args: argparse.Namespace) -> Any:
     return run_retries(tls_dir, quick=args.quick)
 
 
+def _v3(tls_dir: Path, args: argparse.Namespace) -> Any:
+    from .v3 import run_v3
+
+    return run_v3(tls_dir, quick=args.quick, runs=args.runs)
+
+
 _PARTS: dict[str, tuple[str, Callable[[Path, argparse.Namespace], Any]]] = {
     "cost": ("Cost per operation (no network)", _cost),
     "throughput": ("Batch throughput: WeChat refunds over mutual TLS", _throughput),
     "simulator": ("Against the simulator (uvicorn, separate process)", _simulator),
     "memory": ("Memory: refund_many peak RSS", _memory),
     "retries": ("Retries: 10% injected SYSTEMERROR", _retries),
+    "v3": ("WeChat Pay API v3 beside v2: refunds over TLS", _v3),
 }
 _TABLES: dict[str, Callable[[Any], str]] = {
     "cost": report.cost_table,
@@ -125,6 +132,7 @@ _TABLES: dict[str, Callable[[Any], str]] = {
     "simulator": report.throughput_table,
     "memory": report.memory_table,
     "retries": report.retry_table,
+    "v3": report.throughput_table,
 }
 
 

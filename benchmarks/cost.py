@@ -212,6 +212,9 @@ async def _paykit_rows(number: int, repeat: int) -> dict[str, float | None]:
         except ImportError:
             results["payjs_client"] = results["payjs_dialect"] = None
 
+        # WeChat Pay API v3 (RSA: fewer calls, each one is ~10x a v2 refund).
+        results.update(await _v3_rows(max(50, number // 4), repeat))
+
         # eftPay.
         try:
             from decimal import Decimal
@@ -250,6 +253,69 @@ async def _paykit_rows(number: int, repeat: int) -> dict[str, float | None]:
             )
         except ImportError:
             results["eftpay_client"] = results["eftpay_dialect"] = None
+    return results
+
+
+async def _v3_rows(number: int, repeat: int) -> dict[str, float | None]:
+    """The v3 client end to end, its dialect, and the two RSA operations on their own."""
+    names = ("v3_client", "v3_dialect", "v3_sign", "v3_verify")
+    try:
+        WeChatPayV3Client = client_class("WeChatPayV3Client", "wechatpay_v3")
+    except ImportError:
+        return dict.fromkeys(names)
+    from paykit_async.transport import WireResponse
+
+    with tempfile.TemporaryDirectory() as directory:
+        keys = fx.v3_keys(Path(directory))
+        headers, body = fx.v3_refund_reply(keys.platform_key_file)
+        transport = CannedTransport(body, content_type="application/json")
+        transport.response = WireResponse(status_code=200, headers=headers, content=body)
+        capture = _Capture()
+        options: dict[str, Any] = {
+            "wechatpay_public_key": keys.platform_public_key_file,
+            "wechatpay_public_key_id": fx.V3_PUBLIC_KEY_ID,
+            "transport": transport,
+        }
+        client = WeChatPayV3Client(
+            fx.V3_MCHID,
+            keys.merchant_key_file,
+            fx.V3_SERIAL,
+            fx.V3_APIV3_KEY,
+            middleware=[capture],
+            **options,
+        )
+
+        async def refund() -> Any:
+            return await client.refund(
+                refund=100, total=100, out_trade_no=OUT_TRADE_NO, out_refund_no=REFUND_NO
+            )
+
+        async with client:
+            await refund()
+            operation = capture.operation
+            results: dict[str, float | None] = {
+                "v3_client": await measure_async(refund, number=number, repeat=repeat)
+            }
+            dialect = client.dialect
+            response = transport.response
+            results["v3_dialect"] = measure_sync(
+                lambda: (dialect.encode(operation), dialect.decode(operation, response)),
+                number=number,
+                repeat=repeat,
+            )
+        from paykit_async.signing import Sha256WithRsaSigner, Sha256WithRsaVerifier
+        from paykit_async.signing.rsa import reply_message, request_message
+
+        signer = Sha256WithRsaSigner.from_pem(keys.merchant_key_file)
+        message = request_message("POST", "/v3/refund/domestic/refunds", 1700000000, "N" * 32, body[:200])
+        results["v3_sign"] = measure_sync(lambda: signer.sign(message), number=number, repeat=repeat)
+        verifier = Sha256WithRsaVerifier.from_pem(keys.platform_public_key_file)
+        signed = reply_message(headers["wechatpay-timestamp"], headers["wechatpay-nonce"], body)
+        signature = headers["wechatpay-signature"]
+        assert verifier.verify(signed, signature)
+        results["v3_verify"] = measure_sync(
+            lambda: verifier.verify(signed, signature), number=number, repeat=repeat
+        )
     return results
 
 
@@ -379,6 +445,28 @@ def run_cost(*, quick: bool = False, number: int | None = None, repeat: int | No
             paykit_us=ours["payjs_dialect"],
             peer="payjs (PyPI) PayJS.refund",
             peer_us=payjs_us,
+        ),
+        CostRow(
+            operation="WeChat Pay v3 refund: client.refund() end to end (in-memory transport)",
+            paykit_us=ours["v3_client"],
+            peer="paykit WeChat Pay v2 client.refund()",
+            peer_us=ours["wechat_client"],
+            note="RSA-2048 signing dominates; no Python v3 peer measured",
+        ),
+        CostRow(
+            operation="WeChat Pay v3 refund: dialect encode + decode only",
+            paykit_us=ours["v3_dialect"],
+            peer="paykit WeChat Pay v2 dialect",
+            peer_us=ours["wechat_dialect"],
+        ),
+        CostRow(
+            operation="WeChat Pay v3: of which RSA-2048 sign of the request",
+            paykit_us=ours["v3_sign"],
+            note="one private-key operation per attempt",
+        ),
+        CostRow(
+            operation="WeChat Pay v3: of which RSA-2048 verify of the reply",
+            paykit_us=ours["v3_verify"],
         ),
         CostRow(
             operation="eftPay refund: client.refund() end to end",

@@ -5,8 +5,14 @@ every POST with a pre-signed refund reply (or, with ``--echo``, a reply signed f
 ``out_refund_no``). ``--fault-rate`` answers that share of requests with a signed, retryable
 ``SYSTEMERROR`` reply, drawn from a seeded RNG. ``GET /stats`` returns the request counts.
 
-Run: ``python -m benchmarks.endpoint --tls-dir DIR [--echo] [--fault-rate 0.1]``; it prints
-``PORT <n>`` once it listens.
+A ``POST /v3/…`` (WeChat Pay API v3) gets a JSON refund reply signed with the run's v3 platform key
+(``v3_keys`` in the TLS directory). The reply leaves out ``out_refund_no`` so that one signature
+serves every request: it is re-signed once a minute (a fresh timestamp), never per request, so
+the endpoint's own RSA cost stays out of the client's measurement. ``--no-client-cert`` serves
+TLS without asking for a client certificate (v3 has no mutual TLS).
+
+Run: ``python -m benchmarks.endpoint --tls-dir DIR [--echo] [--fault-rate 0.1] [--no-client-cert]``;
+it prints ``PORT <n>`` once it listens.
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ import random
 import re
 import ssl
 import sys
+import time
 from pathlib import Path
 
-from .fixtures import wechat_refund_reply
+from .fixtures import v3_keys, v3_refund_reply, wechat_refund_reply
 
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*([0-9]+)", re.IGNORECASE)
 _REFUND_NO = re.compile(rb"<out_refund_no>(?:<!\[CDATA\[)?([^<\]]*)")
@@ -40,8 +47,34 @@ def _http(body: bytes, status: bytes = b"200 OK", content_type: bytes = b"text/x
     )
 
 
+class _V3Reply:
+    """The v3 refund reply, re-signed when its timestamp is a minute old."""
+
+    def __init__(self, tls_dir: Path) -> None:
+        self._key_file = v3_keys(tls_dir).platform_key_file
+        self._signed_at = 0.0
+        self._reply = b""
+
+    def get(self) -> bytes:
+        now = time.time()
+        if now - self._signed_at > 60:
+            headers, body = v3_refund_reply(self._key_file)
+            head = b"".join(f"\r\n{k}: {v}".encode() for k, v in headers.items() if k != "content-type")
+            self._reply = (
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json"
+                + head
+                + b"\r\nContent-Length: "
+                + str(len(body)).encode()
+                + b"\r\n\r\n"
+                + body
+            )
+            self._signed_at = now
+        return self._reply
+
+
 class _State:
-    def __init__(self, *, echo: bool, fault_rate: float, seed: int) -> None:
+    def __init__(self, *, echo: bool, fault_rate: float, seed: int, tls_dir: Path) -> None:
+        self.v3 = _V3Reply(tls_dir)
         self.echo = echo
         self.fault_rate = fault_rate
         self.rng = random.Random(seed)
@@ -58,6 +91,8 @@ class _State:
             self.requests = self.faults = 0
             return _http(b"{}", content_type=b"application/json")
         self.requests += 1
+        if head.startswith(b"POST /v3/"):
+            return self.v3.get()
         fault = self.fault_rate > 0 and self.rng.random() < self.fault_rate
         if fault:
             self.faults += 1
@@ -98,11 +133,13 @@ class _Connection(asyncio.Protocol):
             self.transport.write(b"".join(out))
 
 
-async def serve(tls_dir: Path, *, echo: bool, fault_rate: float, seed: int, port: int) -> None:
+async def serve(
+    tls_dir: Path, *, echo: bool, fault_rate: float, seed: int, port: int, client_cert: bool = True
+) -> None:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(tls_dir / "ca.pem"))
     context.load_cert_chain(str(tls_dir / "server.pem"), str(tls_dir / "server.key"))
-    context.verify_mode = ssl.CERT_REQUIRED
-    state = _State(echo=echo, fault_rate=fault_rate, seed=seed)
+    context.verify_mode = ssl.CERT_REQUIRED if client_cert else ssl.CERT_NONE
+    state = _State(echo=echo, fault_rate=fault_rate, seed=seed, tls_dir=tls_dir)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: _Connection(state), "127.0.0.1", port, ssl=context, backlog=1024
@@ -121,10 +158,18 @@ def main() -> None:
     parser.add_argument("--fault-rate", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=9)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--no-client-cert", action="store_true", help="TLS without client certificates")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
-            serve(args.tls_dir, echo=args.echo, fault_rate=args.fault_rate, seed=args.seed, port=args.port)
+            serve(
+                args.tls_dir,
+                echo=args.echo,
+                fault_rate=args.fault_rate,
+                seed=args.seed,
+                port=args.port,
+                client_cert=not args.no_client_cert,
+            )
         )
 
 

@@ -19,14 +19,21 @@ __all__ = [
     "EFTPAY_USER_CONFIRM_KEY",
     "PAYJS_KEY",
     "PAYJS_MCHID",
+    "V3_APIV3_KEY",
+    "V3_MCHID",
+    "V3_PUBLIC_KEY_ID",
+    "V3_SERIAL",
     "WECHAT_API_KEY",
     "WECHAT_APPID",
     "WECHAT_MCH_ID",
     "TLSMaterial",
+    "V3Keys",
     "eftpay_refund_reply",
     "make_tls_material",
     "payjs_refund_reply",
     "paykit_name",
+    "v3_keys",
+    "v3_refund_reply",
     "wechat_refund_fields",
     "wechat_refund_reply",
     "wechat_sign_md5",
@@ -40,6 +47,11 @@ PAYJS_MCHID = "1230000109"
 PAYJS_KEY = "pjs_test_key_0123456789abcdef"
 EFTPAY_USER_CONFIRM_KEY = "123456789012"
 EFTPAY_SECRET = "eftpay-bench-secret"
+
+V3_MCHID = "1900000109"
+V3_SERIAL = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1"
+V3_APIV3_KEY = "benchmarkV3apiv3keybenchmark0001"
+V3_PUBLIC_KEY_ID = "PUB_KEY_ID_0119000010920261122000000000099"
 
 OUT_TRADE_NO = "1217752501201407033233368018"
 TRANSACTION_ID = "4200000012201407033233368018"
@@ -181,3 +193,98 @@ def paykit_name(name: str, *modules: str) -> Any:
     if found is None:
         raise ImportError(name)
     return found
+
+
+# -- WeChat Pay API v3 --------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class V3Keys:
+    """The merchant's API key and WeChat's (the endpoint's) key, as PEM files in the TLS directory,
+    so that the client and the endpoint processes of a run share them."""
+
+    merchant_key_file: str
+    platform_key_file: str
+    platform_public_key_file: str
+
+
+def v3_keys(directory: Path) -> V3Keys:
+    """Create (once per run directory) or load the v3 key files."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    keys = V3Keys(
+        merchant_key_file=str(directory / "v3_merchant_key.pem"),
+        platform_key_file=str(directory / "v3_platform_key.pem"),
+        platform_public_key_file=str(directory / "v3_platform_public.pem"),
+    )
+    if Path(keys.platform_public_key_file).is_file():
+        return keys
+    for path in (keys.merchant_key_file, keys.platform_key_file):
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        Path(path).write_bytes(pem)
+        if path == keys.platform_key_file:
+            public = key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            Path(keys.platform_public_key_file).write_bytes(public)
+    return keys
+
+
+def v3_refund_document(out_refund_no: str | None = None) -> dict[str, Any]:
+    """A typical v3 refund reply (``out_refund_no`` left out when None: valid for any request)."""
+    document: dict[str, Any] = {
+        "refund_id": "50000000382019052709732678859",
+        "transaction_id": TRANSACTION_ID,
+        "out_trade_no": OUT_TRADE_NO,
+        "channel": "ORIGINAL",
+        "user_received_account": "招商银行信用卡0403",
+        "create_time": "2026-11-22T12:00:00+08:00",
+        "status": "PROCESSING",
+        "funds_account": "AVAILABLE",
+        "amount": {
+            "total": 100,
+            "refund": 100,
+            "from": [],
+            "payer_total": 100,
+            "payer_refund": 100,
+            "settlement_refund": 100,
+            "settlement_total": 100,
+            "discount_refund": 0,
+            "currency": "CNY",
+            "refund_fee": 0,
+        },
+        "promotion_detail": [],
+    }
+    if out_refund_no is not None:
+        document = {"out_refund_no": out_refund_no, **document}
+    return document
+
+
+def v3_refund_reply(platform_key_file: str, out_refund_no: str | None = None) -> tuple[dict[str, str], bytes]:
+    """A v3 refund reply and its Wechatpay-* headers, signed now with ``cryptography`` directly
+    (not with paykit's signer). Valid for 300 s."""
+    import base64
+    import secrets
+    import time
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    key = serialization.load_pem_private_key(Path(platform_key_file).read_bytes(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    body = json.dumps(v3_refund_document(out_refund_no), ensure_ascii=False).encode()
+    stamp, nonce = str(int(time.time())), secrets.token_hex(16)
+    message = f"{stamp}\n{nonce}\n".encode() + body + b"\n"
+    signature = base64.b64encode(key.sign(message, padding.PKCS1v15(), hashes.SHA256())).decode()
+    headers = {
+        "content-type": "application/json",
+        "wechatpay-timestamp": stamp,
+        "wechatpay-nonce": nonce,
+        "wechatpay-serial": V3_PUBLIC_KEY_ID,
+        "wechatpay-signature": signature,
+    }
+    return headers, body

@@ -7,7 +7,9 @@ Kinds: ``raw-aiohttp`` / ``raw-httpx`` post a pre-built, pre-signed body (the ba
 ``transport-aiohttp`` sends the same body through paykit's ``AiohttpTransport`` alone;
 ``paykit-aiohttp`` / ``paykit-httpx`` call ``WeChatPayClient.refund`` on ``AiohttpTransport`` /
 the default ``HttpxTransport``; ``paykit-aiohttp-batch`` drives the same client with
-``refund_many``.
+``refund_many``. WeChat Pay API v3: ``raw-aiohttp-v3`` posts one pre-built, pre-signed v3 refund;
+``paykit-v3-aiohttp`` / ``paykit-v3-httpx`` call ``WeChatPayV3Client.refund`` (a fresh RSA
+signature per request, the reply's RSA signature verified).
 """
 
 from __future__ import annotations
@@ -192,6 +194,8 @@ async def run(
             return await _measure(send, count, concurrency, warmup)
         finally:
             await transport.aclose()
+    if kind in ("raw-aiohttp-v3", "paykit-v3-aiohttp", "paykit-v3-httpx"):
+        return await _run_v3(kind, url, tls_dir, count, concurrency, warmup)
     if kind in ("paykit-aiohttp", "paykit-httpx", "paykit-aiohttp-batch"):
         from paykit_async import ClientCertificate, RetryBudget, RetryPolicy
 
@@ -233,6 +237,73 @@ async def run(
                 return await _measure_batch(client, count, concurrency, warmup, distinct_orders)
             return await _measure(call, count, concurrency, warmup)
     raise SystemExit(f"unknown kind {kind!r}")
+
+
+V3_REFUND_PATH = "/v3/refund/domestic/refunds"
+
+
+async def _run_v3(
+    kind: str, url: str, tls_dir: Path, count: int, concurrency: int, warmup: int
+) -> dict[str, Any]:
+    """WeChat Pay API v3 refunds (no client certificate: v3 has no mutual TLS)."""
+    from .fixtures import V3_APIV3_KEY, V3_MCHID, V3_PUBLIC_KEY_ID, V3_SERIAL, paykit_name, v3_keys
+
+    keys = v3_keys(tls_dir)
+    target = url.rstrip("/") + V3_REFUND_PATH
+    if kind == "raw-aiohttp-v3":
+        import aiohttp
+
+        body = json.dumps(
+            {
+                "out_trade_no": "T1",
+                "out_refund_no": "R1",
+                "amount": {"refund": 100, "total": 100, "currency": "CNY"},
+            }
+        ).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "Authorization": 'WECHATPAY2-SHA256-RSA2048 mchid="1900000109",nonce_str="N",signature="S",'
+            'timestamp="1",serial_no="5157F09EFDC096DE15EBE81A47057A7232F1B8E1"',
+        }
+        context = ssl.create_default_context(cafile=str(tls_dir / "ca.pem"))
+        connector = aiohttp.TCPConnector(limit=concurrency, ssl=context)
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def call(_i: int) -> bytes:
+                async with session.post(target, data=body, headers=headers) as response:
+                    data = await response.read()
+                    if response.status != 200:
+                        raise RuntimeError(f"HTTP {response.status}")
+                    return data
+
+            return await _measure(call, count, concurrency, warmup)
+    WeChatPayV3Client = paykit_name("WeChatPayV3Client", "providers.wechatpay_v3")
+    transport: Any = None
+    if kind == "paykit-v3-aiohttp":
+        transport = paykit_name("AiohttpTransport", "transport.aiohttp_transport")()
+    async with WeChatPayV3Client(
+        V3_MCHID,
+        keys.merchant_key_file,
+        V3_SERIAL,
+        V3_APIV3_KEY,
+        wechatpay_public_key=keys.platform_public_key_file,
+        wechatpay_public_key_id=V3_PUBLIC_KEY_ID,
+        base_url=url,
+        ca_file=tls_dir / "ca.pem",
+        transport=transport,
+        max_connections=concurrency,
+    ) as client:
+
+        async def refund(i: int) -> Any:
+            return await client.refund(
+                refund=100,
+                total=100,
+                out_trade_no="1217752501201407033233368018",
+                out_refund_no=_refund_no(i),
+            )
+
+        return await _measure(refund, count, concurrency, warmup)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""paykit_async: asyncio-native refunds and order closing for PAYJS, WeChat Pay v2 and eftPay.
+"""paykit_async: asyncio-native refunds and order closing for PAYJS, WeChat Pay v2 and v3, and eftPay.
 
 Every reply and notification signature is verified in constant time, refunds are exactly-once
 under retries and crashes (refund numbers fixed before the first attempt, idempotency stores),
@@ -33,6 +33,7 @@ from .pipeline.stores import IdempotencyStore, MemoryStore, RedisStore, SQLiteSt
 from .providers.eftpay import EftPayClient, TradeStatus
 from .providers.payjs import PayJSClient, RefundNotProven, UnsignedReplyError
 from .providers.wechatpay import RefundDetail, RefundGoods, WeChatPayClient
+from .providers.wechatpay_v3 import WeChatPayV3Client
 from .refund_numbers import RefundNumberRule, derive_refund_no, new_refund_no
 from .signing import KeyedHmacSha256Signer, KeyedMd5Signer, PrefixedSha256Signer, Signer
 from .transport import (
@@ -95,6 +96,7 @@ __all__ = [
     "UnsignedReplyError",
     "ValidationError",
     "WeChatPayClient",
+    "WeChatPayV3Client",
     "WireRequest",
     "WireResponse",
     "__version__",

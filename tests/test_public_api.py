@@ -22,7 +22,8 @@ EXPECTED_ALL = {
     "PrefixedSha256Signer", "ProviderError", "RedisStore", "RefundBatch", "RefundDetail", "RefundGoods",
     "RefundNotProven", "RefundNumberRule", "RefundOutcomeUnknown", "RetryBudget", "RetryPolicy",
     "SQLiteStore", "SignatureError", "Signer", "Timeouts", "TradeStatus", "Transport", "TransportError",
-    "TransportSettings", "UnsignedReplyError", "ValidationError", "WeChatPayClient", "WireRequest",
+    "TransportSettings", "UnsignedReplyError", "ValidationError", "WeChatPayClient", "WeChatPayV3Client",
+    "WireRequest",
     "WireResponse", "__version__", "derive_refund_no", "new_refund_no", "refund_many",
 }  # fmt: skip
 
@@ -76,6 +77,29 @@ def test_wechatpay_signatures_follow_the_design() -> None:
     assert [name for name, _, _ in _params(client.parse_refund_notification)] == ["body"]
 
 
+def test_wechatpay_v3_signatures_follow_the_design() -> None:
+    client = paykit_async.WeChatPayV3Client
+    _starts_with(
+        _params(client),
+        [("mchid", POS, REQ), ("private_key", POS, REQ), ("certificate_serial_no", POS, REQ),
+         ("apiv3_key", POS, REQ), ("wechatpay_public_key", KW, None), ("wechatpay_public_key_id", KW, None),
+         ("sub_mchid", KW, None), ("base_url", KW, "https://api.mch.weixin.qq.com")],
+    )  # fmt: skip
+    _starts_with(
+        _params(client.refund),
+        [("refund", KW, REQ), ("total", KW, REQ), ("out_trade_no", KW, None), ("transaction_id", KW, None),
+         ("out_refund_no", KW, None), ("reason", KW, None), ("notify_url", KW, None),
+         ("funds_account", KW, None), ("currency", KW, "CNY"), ("goods_detail", KW, None),
+         ("idempotency_key", KW, None)],
+    )  # fmt: skip
+    assert _params(client.query_refund) == [("out_refund_no", POS, REQ)]
+    assert _params(client.close_order) == [("out_trade_no", POS, REQ)]
+    assert [name for name, _, _ in _params(client.parse_refund_notification)] == ["headers", "body"]
+    assert [name for name, _, _ in _params(client.receive_refund_notification)] == ["headers", "body"]
+    assert inspect.iscoroutinefunction(client.receive_refund_notification)
+    assert not inspect.iscoroutinefunction(client.parse_refund_notification)
+
+
 def test_payjs_signatures_follow_the_design() -> None:
     client = paykit_async.PayJSClient
     _starts_with(
@@ -114,7 +138,12 @@ def test_every_client_shares_the_common_options() -> None:
     assert {"retry", "transport", "ca_file", "middleware", "idempotency_store"} <= set(
         ClientOptions.__annotations__
     )
-    for client in (paykit_async.WeChatPayClient, paykit_async.PayJSClient, paykit_async.EftPayClient):
+    for client in (
+        paykit_async.WeChatPayClient,
+        paykit_async.WeChatPayV3Client,
+        paykit_async.PayJSClient,
+        paykit_async.EftPayClient,
+    ):
         assert hasattr(client, "__aenter__")
         assert hasattr(client, "__aexit__")
         assert isinstance(client.refund_number_rule, paykit_async.RefundNumberRule)

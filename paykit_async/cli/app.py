@@ -37,7 +37,7 @@ __all__ = ["CONFIG_HELP", "PROVIDER_CHOICE", "as_json", "cli", "fail", "json_def
 
 PROVIDER_CHOICE = click.Choice(PROVIDERS)
 CONFIG_HELP = (
-    "TOML file with a [wechatpay], [payjs] or [eftpay] section whose keys are the client's "
+    "TOML file with a [wechatpay], [wechatpay-v3], [payjs] or [eftpay] section whose keys are the client's "
     "keywords. Any key may come from PAYKIT_<PROVIDER>_<KEY> instead (e.g. PAYKIT_WECHATPAY_API_KEY)."
 )
 

@@ -8,6 +8,12 @@ Sections and keys are the client constructors' keywords::
     cert_file = "apiclient_cert.pem"  key_file = "apiclient_key.pem"    # or:
     p12_file = "apiclient_cert.p12"   p12_password = "..."               # defaults to mch_id
 
+    [wechatpay-v3]                   # WeChatPayV3Client
+    mchid = "..."  certificate_serial_no = "..."  apiv3_key = "..."
+    private_key = "apiclient_key.pem"                                   # a file
+    wechatpay_public_key = "pub_key.pem"  wechatpay_public_key_id = "PUB_KEY_ID_..."
+    sub_mchid = "..."  platform_certificates = true   base_url = "..."  ca_file = "..."
+
     [payjs]                          # PayJSClient
     mchid = "..."  key = "..."  base_url = "https://payjs.cn"
 
@@ -15,7 +21,8 @@ Sections and keys are the client constructors' keywords::
     user_confirm_key = "..."  secret = "..."  base_url = "https://..."  tid = "..."
 
 Every key may instead come from ``PAYKIT_<PROVIDER>_<KEY>`` (``PAYKIT_WECHATPAY_API_KEY``,
-``PAYKIT_PAYJS_KEY``, ``PAYKIT_EFTPAY_SECRET`` ...); the environment wins over the file. Error
+``PAYKIT_WECHATPAY_V3_APIV3_KEY``, ``PAYKIT_PAYJS_KEY``, ``PAYKIT_EFTPAY_SECRET`` ...); the
+environment wins over the file. Error
 messages name keys, never the values of secrets.
 """
 
@@ -43,7 +50,7 @@ else:  # pragma: no cover - Python 3.10 only
 
 __all__ = ["PROVIDERS", "ConfigError", "ProviderSettings", "build_client", "env_name", "load_settings"]
 
-PROVIDERS = ("wechatpay", "payjs", "eftpay")
+PROVIDERS = ("wechatpay", "wechatpay-v3", "payjs", "eftpay")
 
 _COMMON = ("base_url", "ca_file", "max_connections")
 _KEYS: Mapping[str, tuple[str, ...]] = {
@@ -61,16 +68,30 @@ _KEYS: Mapping[str, tuple[str, ...]] = {
         "p12_password",
         *_COMMON,
     ),
+    "wechatpay-v3": (
+        "mchid",
+        "private_key",
+        "certificate_serial_no",
+        "apiv3_key",
+        "wechatpay_public_key",
+        "wechatpay_public_key_id",
+        "sub_mchid",
+        "platform_certificates",
+        *_COMMON,
+    ),
     "payjs": ("mchid", "key", *_COMMON),
     "eftpay": ("user_confirm_key", "secret", "tid", *_COMMON),
 }
 _REQUIRED: Mapping[str, tuple[str, ...]] = {
     "wechatpay": ("appid", "mch_id", "api_key"),
+    "wechatpay-v3": ("mchid", "private_key", "certificate_serial_no", "apiv3_key"),
     "payjs": ("mchid", "key"),
     "eftpay": ("user_confirm_key", "secret", "base_url"),
 }
+#: Keys that are switches: TOML booleans or true/false (1/0, yes/no) in the environment.
+_FLAGS = frozenset({"platform_certificates"})
 #: Keys whose values are never shown.
-SECRET_KEYS = frozenset({"api_key", "key", "secret", "p12_password", "key_password"})
+SECRET_KEYS = frozenset({"api_key", "key", "secret", "p12_password", "key_password", "apiv3_key"})
 
 
 class ConfigError(Exception):
@@ -79,7 +100,7 @@ class ConfigError(Exception):
 
 def env_name(provider: str, key: str) -> str:
     """The environment variable that may hold ``key`` of ``[provider]``."""
-    return f"PAYKIT_{provider.upper()}_{key.upper()}"
+    return f"PAYKIT_{provider.upper().replace('-', '_')}_{key.upper()}"
 
 
 @attrs.frozen(kw_only=True)
@@ -137,6 +158,9 @@ def _read_section(path: Path, provider: str) -> dict[str, str]:
         )
     values: dict[str, str] = {}
     for key, value in section.items():
+        if key in _FLAGS and isinstance(value, bool):
+            values[key] = "true" if value else "false"
+            continue
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise ConfigError(f"[{provider}] {key} must be a string")
         values[key] = str(value)
@@ -156,6 +180,7 @@ def build_client(
     from ..providers.eftpay import EftPayClient
     from ..providers.payjs import PayJSClient
     from ..providers.wechatpay import WeChatPayClient
+    from ..providers.wechatpay_v3 import WeChatPayV3Client
 
     v = dict(settings.values)
     options: dict[str, Any] = {"middleware": list(middleware)}
@@ -182,6 +207,16 @@ def build_client(
             if cert is not None:
                 options["cert"] = cert
             return WeChatPayClient(v["appid"], v["mch_id"], v["api_key"], **options)
+        if provider == "wechatpay-v3":
+            for key in ("wechatpay_public_key", "wechatpay_public_key_id", "sub_mchid"):
+                if v.get(key):
+                    options[key] = v[key]
+            if v.get("platform_certificates"):
+                options["platform_certificates"] = _flag(v, "platform_certificates")
+            # private_key and wechatpay_public_key are file paths (or PEM text from the environment).
+            return WeChatPayV3Client(
+                v["mchid"], v["private_key"], v["certificate_serial_no"], v["apiv3_key"], **options
+            )
         if provider == "payjs":
             return PayJSClient(v["mchid"], v["key"], **options)
         if v.get("tid"):
@@ -202,6 +237,15 @@ def _certificate(v: Mapping[str, str]) -> ClientCertificate | None:
             raise ConfigError("[wechatpay] cert_file and key_file go together")
         return ClientCertificate.from_pem(v["cert_file"], v["key_file"], v.get("key_password") or None)
     return None
+
+
+def _flag(v: Mapping[str, str], key: str) -> bool:
+    text = v[key].strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"{key} must be true or false")
 
 
 def _int(v: Mapping[str, str], key: str) -> int | None:

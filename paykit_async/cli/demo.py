@@ -1,8 +1,8 @@
 """The ``paykit demo`` scenario: thousands of refunds through a faulty in-process simulator.
 
 No configuration and no network: the simulator runs in this process (``httpx.ASGITransport``),
-orders are seeded across WeChat Pay, PAYJS and eftPay, a few per cent of requests meet each kind of
-fault, and everything is refunded concurrently with :func:`~paykit_async.batch.refund_many`.
+orders are seeded across WeChat Pay (v2 and v3), PAYJS and eftPay, a few per cent of requests meet
+each kind of fault, and everything is refunded concurrently with :func:`~paykit_async.batch.refund_many`.
 Refunds left unknown after the first pass are sent once more with the *same* refund numbers, as a
 real operator would. The report is checked against the simulator's ledger: no refund number paid
 twice, nothing reported succeeded that the ledger lacks, no ledger refund reported failed.
@@ -25,6 +25,7 @@ from ..pipeline.retry import RetryBudget, RetryPolicy
 from ..providers.eftpay import EftPayClient
 from ..providers.payjs import PayJSClient
 from ..providers.wechatpay import WeChatPayClient
+from ..providers.wechatpay_v3 import WeChatPayV3Client
 from ..simulator import (
     DEMO_EFTPAY,
     DEMO_PAYJS,
@@ -36,9 +37,9 @@ from ..simulator import (
     SimulatorConfig,
 )
 
-__all__ = ["PROVIDERS", "DemoReport", "ProviderReport", "demo_faults", "run_demo"]
+__all__ = ["PROVIDERS", "DemoReport", "ProviderReport", "demo_faults", "run_demo", "v3_orders"]
 
-PROVIDERS = ("wechatpay", "payjs", "eftpay")
+PROVIDERS = ("wechatpay", "wechatpay-v3", "payjs", "eftpay")
 
 #: Retry waits suited to an in-process simulator (a real provider wants the defaults).
 DEMO_RETRY = RetryPolicy(attempts=5, initial_delay=0.002, max_delay=0.02, max_retry_after=0.02, deadline=10.0)
@@ -125,7 +126,8 @@ async def run_demo(
     seed: int = 2024,
     progress: Progress | None = None,
 ) -> DemoReport:
-    """Seed ``orders`` paid orders per provider, refund them all, and check the ledger."""
+    """Seed ``orders`` paid orders per provider (a quarter of that for WeChat Pay v3, see
+    :func:`v3_orders`), refund them all, and check the ledger."""
     config = SimulatorConfig(completion_delay=0.0, faults=demo_faults(fault_rate, seed=seed))
     simulator = Simulator(config)
     batches = _seed(simulator, orders)
@@ -157,6 +159,13 @@ async def run_demo(
     )
 
 
+def v3_orders(orders: int) -> int:
+    """WeChat Pay v3 gets a quarter of the orders: each v3 refund costs two RSA-2048 signatures
+    (the client's request, the simulator's reply), about ten times a v2 refund's CPU, and the
+    demo should stay a few seconds long."""
+    return max(1, orders // 4)
+
+
 def _seed(simulator: Simulator, orders: int) -> dict[str, list[dict[str, Any]]]:
     """Paid orders at each provider and the refund request for each."""
     batches: dict[str, list[dict[str, Any]]] = {p: [] for p in PROVIDERS}
@@ -167,6 +176,9 @@ def _seed(simulator: Simulator, orders: int) -> dict[str, list[dict[str, Any]]]:
         # Every third WeChat refund is partial; the rest refund the whole order.
         refund_fee = total // 2 if i % 3 == 0 else total
         batches["wechatpay"].append({"out_trade_no": trade_no, "total_fee": total, "refund_fee": refund_fee})
+        if i < v3_orders(orders):
+            simulator.add_wechatpay_v3_order(trade_no, total)
+            batches["wechatpay-v3"].append({"out_trade_no": trade_no, "total": total, "refund": refund_fee})
         payjs_id = f"PJ{i:030d}"
         simulator.add_payjs_order(payjs_id, total)
         batches["payjs"].append({"payjs_order_id": payjs_id})
@@ -196,6 +208,8 @@ def _client(simulator: Simulator, provider: str, concurrency: int) -> Any:
     if provider == "wechatpay":
         w = DEMO_WECHATPAY
         return WeChatPayClient(w.appid, w.mch_id, w.api_key, **options)
+    if provider == "wechatpay-v3":
+        return WeChatPayV3Client(**simulator.wechatpay_v3_keys().client_kwargs(), **options)
     if provider == "payjs":
         return PayJSClient(DEMO_PAYJS.mchid, DEMO_PAYJS.key, **options)
     e = DEMO_EFTPAY

@@ -27,18 +27,22 @@ def demo(orders: int, concurrency: int, fault_rate: float, seed: int) -> None:
     payouts, nothing reported succeeded that the ledger lacks, no ledger refund reported failed.
     """
     from .demo import PROVIDERS as DEMOPROVIDER_CHOICES
-    from .demo import run_demo
+    from .demo import run_demo, v3_orders
 
     if orders < 1 or concurrency < 1 or not 0 <= fault_rate <= 1 / 9:
         fail("--orders and --concurrency must be >= 1 and --fault-rate between 0 and 0.111")
     console = Console(stderr=True)
     console.print(
-        f"[bold]paykit demo[/]: {orders * 3:,} refunds across WeChat Pay, PAYJS and eftPay through the "
+        f"[bold]paykit demo[/]: {orders * 3 + v3_orders(orders):,} refunds across WeChat Pay v2 and v3 "
+        "(a quarter of the orders: RSA), PAYJS and eftPay through the "
         f"in-process simulator; {fault_rate:.0%} of requests meet each of 9 fault kinds "
         "(dropped connections, 5xx, rate limits, busy codes, lost and badly signed replies)."
     )
     with progress_bar(console) as progress:
-        tasks = {p: progress.add_task(p, total=orders) for p in DEMOPROVIDER_CHOICES}
+        tasks = {
+            p: progress.add_task(p, total=v3_orders(orders) if p == "wechatpay-v3" else orders)
+            for p in DEMOPROVIDER_CHOICES
+        }
 
         def advance(provider: str, outcome: BatchOutcome) -> None:
             progress.advance(tasks[provider])

@@ -1,11 +1,12 @@
 """CSV rows → refund requests for ``paykit refunds run``.
 
 The header row names the provider's ``refund()`` fields (``out_trade_no,total_fee,refund_fee``
-for WeChat Pay; ``payjs_order_id`` for PAYJS; ``paytype,payment_type,out_trade_no,
-transaction_amount,total_fee`` for eftPay; optional ones such as ``out_refund_no`` /
-``refund_no`` or ``refund_desc`` may be added). Empty cells are left out. A row that cannot be
-turned into a request becomes an :class:`~paykit_async.batch.InvalidRequest` with a clear reason,
-so it fails on its own while the others proceed. Rows are read lazily, one at a time.
+for WeChat Pay v2, ``out_trade_no,total,refund`` for v3; ``payjs_order_id`` for PAYJS;
+``paytype,payment_type,out_trade_no,transaction_amount,total_fee`` for eftPay; optional ones such
+as ``out_refund_no`` / ``refund_no`` or ``refund_desc`` may be added). Empty cells are left out.
+A row that cannot be turned into a request becomes an :class:`~paykit_async.batch.InvalidRequest`
+with a clear reason, so it fails on its own while the others proceed. Rows are read lazily, one
+at a time.
 """
 
 from __future__ import annotations
@@ -36,6 +37,18 @@ FIELDS: Mapping[str, tuple[str, ...]] = {
         "notify_url",
         "detail",
     ),
+    "wechatpay-v3": (
+        "out_trade_no",
+        "transaction_id",
+        "refund",
+        "total",
+        "out_refund_no",
+        "reason",
+        "notify_url",
+        "funds_account",
+        "currency",
+        "goods_detail",
+    ),
     "payjs": ("payjs_order_id",),
     "eftpay": (
         "paytype",
@@ -48,8 +61,11 @@ FIELDS: Mapping[str, tuple[str, ...]] = {
         "refund_desc",
     ),
 }
-_INT_FIELDS = {"wechatpay": frozenset({"total_fee", "refund_fee"})}
-_JSON_FIELDS = {"wechatpay": frozenset({"detail"})}
+_INT_FIELDS = {
+    "wechatpay": frozenset({"total_fee", "refund_fee"}),
+    "wechatpay-v3": frozenset({"refund", "total"}),
+}
+_JSON_FIELDS = {"wechatpay": frozenset({"detail"}), "wechatpay-v3": frozenset({"goods_detail"})}
 
 
 class HeaderError(ValueError):

@@ -44,6 +44,7 @@ def refund_command(
 
     \b
     paykit refund -p wechatpay --config paykit.toml out_trade_no=T1 total_fee=100 refund_fee=100
+    paykit refund -p wechatpay-v3 --config paykit.toml out_trade_no=T1 total=100 refund=100
     paykit refund -p payjs --config paykit.toml payjs_order_id=2019...
     """
     request = _fields(provider, fields)
@@ -75,7 +76,7 @@ def close_command(provider: str, config_file: Path | None, fields: tuple[str, ..
         fail("eftPay has no close-order call")
 
     async def call(client: Any) -> Any:
-        if provider == "wechatpay":
+        if provider in ("wechatpay", "wechatpay-v3"):
             return await client.close_order(**request)
         return await client.close(**request)
 
@@ -86,12 +87,12 @@ def close_command(provider: str, config_file: Path | None, fields: tuple[str, ..
 @_single_call_options
 def query_command(provider: str, config_file: Path | None, fields: tuple[str, ...]) -> None:
     """Query a refund or order: WeChat Pay refund query (out_refund_no=... | refund_id=... |
-    out_trade_no=... | transaction_id=...), PAYJS check (payjs_order_id=...), eftPay query
-    (out_trade_no=... paytype=... payment_type=... [refund_no=...])."""
+    out_trade_no=... | transaction_id=...; v3: out_refund_no=...), PAYJS check
+    (payjs_order_id=...), eftPay query (out_trade_no=... paytype=... payment_type=... [refund_no=...])."""
     request = _fields(provider, fields, ints=("offset",))
 
     async def call(client: Any) -> Any:
-        if provider == "wechatpay":
+        if provider in ("wechatpay", "wechatpay-v3"):
             return await client.query_refund(**request)
         if provider == "payjs":
             return await client.check(**request)

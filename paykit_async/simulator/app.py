@@ -1,7 +1,8 @@
 """The ASGI app: routes each provider's paths, applies faults, logs requests, runs the lifespan.
 
-A plain ASGI callable (no web framework): a handful of fixed POST routes do not need one, and it
-keeps the simulator free of dependencies beyond the core's.
+A plain ASGI callable (no web framework): a handful of fixed routes (and WeChat Pay v3's few with
+path parameters, matched by the handler) do not need one, and it keeps the simulator free of
+dependencies beyond the core's.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class SimulatorApp:
         await send({"type": "lifespan.shutdown.complete"})
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = self._routes.get(scope["path"])
+        route = self._routes.get(scope["path"]) or self._match(scope["path"])
         if route is None:
             await read_request(scope, receive)
             await send_reply(send, HttpReply(status=404, body=b"not a simulator endpoint"))
@@ -70,38 +71,49 @@ class SimulatorApp:
         if handled is None:
             handled = await handler.handle(endpoint, request, fault)
         reply = handled.reply
-        status = reply.status
         kind = fault.kind
-        try:
-            if kind is FaultKind.DROP_BEFORE or kind is FaultKind.DROP_AFTER:
-                status = 0
-                await send_truncated(scope, send, reply)
-            elif kind is FaultKind.ERROR_AFTER:
-                status = 500
-                await send_reply(send, handler.server_error_reply(500))
-            elif kind is FaultKind.TRUNCATED:
-                cut = HttpReply(
-                    status=reply.status,
-                    content_type=reply.content_type,
-                    body=reply.body[: len(reply.body) // 2],
-                    headers=reply.headers,
-                )
-                await send_reply(send, cut)
-            else:
-                await send_reply(send, reply)
-        finally:
-            state.log(
-                RequestRecord(
-                    provider=handler.name,
-                    endpoint=endpoint,
-                    path=scope["path"],
-                    fields=dict(handled.fields),
-                    status=status,
-                    outcome=handled.outcome,
-                    fault=None if kind is None else kind.value,
-                    at=state.now(),
-                )
+        status = reply.status
+        if kind is FaultKind.DROP_BEFORE or kind is FaultKind.DROP_AFTER:
+            status = 0
+        elif kind is FaultKind.ERROR_AFTER:
+            status = 500
+        # Logged before the reply goes out: a client that has its answer must find the request
+        # in the log (over a socket the reply can arrive before this task resumes).
+        state.log(
+            RequestRecord(
+                provider=handler.name,
+                endpoint=endpoint,
+                path=scope["path"],
+                fields=dict(handled.fields),
+                status=status,
+                outcome=handled.outcome,
+                fault=None if kind is None else kind.value,
+                at=state.now(),
             )
+        )
+        if kind is FaultKind.DROP_BEFORE or kind is FaultKind.DROP_AFTER:
+            await send_truncated(scope, send, reply)
+        elif kind is FaultKind.ERROR_AFTER:
+            await send_reply(send, handler.server_error_reply(500))
+        elif kind is FaultKind.TRUNCATED:
+            cut = HttpReply(
+                status=reply.status,
+                content_type=reply.content_type,
+                body=reply.body[: len(reply.body) // 2],
+                headers=reply.headers,
+            )
+            await send_reply(send, cut)
+        else:
+            await send_reply(send, reply)
+
+    def _match(self, path: str) -> tuple[ProviderHandler, str] | None:
+        """Routes with path parameters (WeChat Pay v3's ``…/refunds/{out_refund_no}``)."""
+        for handler in self._state.handlers.values():
+            if path.startswith(handler.prefix + "/"):
+                endpoint = handler.match_route(path[len(handler.prefix) :])
+                if endpoint is not None:
+                    return handler, endpoint
+        return None
 
     async def _before_work(self, handler: ProviderHandler, fault: Fault) -> Handled | None:
         """Faults that happen before the provider looks at the request."""

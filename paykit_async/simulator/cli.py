@@ -8,7 +8,7 @@ from pathlib import Path
 import attrs
 import click
 
-from .config import DEMO_EFTPAY, DEMO_PAYJS, DEMO_WECHATPAY, SimulatorConfig, load_config
+from .config import DEMO_EFTPAY, DEMO_PAYJS, DEMO_WECHATPAY, DEMO_WECHATPAY_V3, SimulatorConfig, load_config
 from .core import Simulator
 from .serve import TLSMaterial, build_server, ensure_tls_material
 
@@ -17,7 +17,7 @@ __all__ = ["simulator"]
 
 @click.group("simulator")
 def simulator() -> None:
-    """Run the local PAYJS / WeChat Pay v2 / eftPay simulator."""
+    """Run the local PAYJS / WeChat Pay v2 and v3 / eftPay simulator."""
 
 
 @simulator.command("serve")
@@ -40,8 +40,19 @@ def simulator() -> None:
     is_flag=True,
     help="With --tls-dir: demand a client certificate on every connection, not only for WeChat refunds.",
 )
+@click.option(
+    "--v3-keys-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write the WeChat Pay v3 merchant key and WeChat Pay public key (PEM files) into this directory.",
+)
 def serve_command(
-    host: str, port: int, config_file: Path | None, auto_orders: bool, tls_dir: Path | None, mtls_all: bool
+    host: str,
+    port: int,
+    config_file: Path | None,
+    auto_orders: bool,
+    tls_dir: Path | None,
+    mtls_all: bool,
+    v3_keys_dir: Path | None = None,
 ) -> None:
     """Serve the simulator until Ctrl-C."""
     config = load_config(config_file) if config_file else SimulatorConfig()
@@ -55,9 +66,11 @@ def serve_command(
         raise click.ClickException(
             f'the simulator server needs {exc.name}: pip install "paykit_async[simulator]"'
         ) from None
+    simulator = Simulator(config)
     _banner(config, host, port, tls, mtls_all)
+    _v3_banner(simulator, v3_keys_dir)
     server = build_server(
-        Simulator(config),
+        simulator,
         host=host,
         port=port,
         tls=tls,
@@ -69,6 +82,24 @@ def serve_command(
     click.echo("simulator stopped")
 
 
+def _v3_banner(simulator: Simulator, directory: Path | None) -> None:
+    merchant = simulator.config.wechatpay_v3
+    if directory is None:
+        click.echo(
+            "  WeChat Pay v3: --v3-keys-dir DIR writes the merchant key and WeChat Pay public key files"
+        )
+        return
+    files = simulator.wechatpay_v3_keys().write(directory)
+    click.echo(
+        f"  [wechatpay-v3] mchid={merchant.mchid} certificate_serial_no={merchant.certificate_serial_no} "
+        f"wechatpay_public_key_id={merchant.wechatpay_public_key_id}"
+    )
+    click.echo(f"                private_key={files['private_key']}")
+    click.echo(f"                wechatpay_public_key={files['wechatpay_public_key']}")
+    if merchant.apiv3_key == DEMO_WECHATPAY_V3.apiv3_key:
+        click.echo(f"                apiv3_key={merchant.apiv3_key} (SIMULATOR DEMO KEY)")
+
+
 def _banner(config: SimulatorConfig, host: str, port: int, tls: TLSMaterial | None, mtls_all: bool) -> None:
     scheme = "https" if tls is not None else "http"
     shown_host = f"[{host}]" if ":" in host else host
@@ -76,6 +107,7 @@ def _banner(config: SimulatorConfig, host: str, port: int, tls: TLSMaterial | No
     echo = click.echo
     echo(f"paykit simulator listening on {root}  (Ctrl-C to stop)")
     echo(f"  WeChat Pay v2  base_url={root}/wechatpay")
+    echo(f"  WeChat Pay v3  base_url={root}/wechatpay-v3")
     echo(f"  PAYJS          base_url={root}/payjs")
     echo(f"  eftPay         base_url={root}/eftpay")
     if config.uses_demo_credentials:

@@ -7,6 +7,12 @@ The TOML sections and keys match the client constructors, so one file configures
     mch_id = "1900000109"
     api_key = "..."
 
+    [wechatpay-v3]
+    mchid = "1900000109"
+    certificate_serial_no = "..."
+    apiv3_key = "..."                # 32 characters
+    private_key = "apiclient_key.pem"  # optional: generated when absent
+
     [payjs]
     mchid = "..."
     key = "..."
@@ -45,10 +51,12 @@ __all__ = [
     "DEMO_EFTPAY",
     "DEMO_PAYJS",
     "DEMO_WECHATPAY",
+    "DEMO_WECHATPAY_V3",
     "EftPayMerchant",
     "PayJSMerchant",
     "SimulatorConfig",
     "WeChatPayMerchant",
+    "WeChatPayV3Merchant",
     "load_config",
 ]
 
@@ -62,6 +70,43 @@ class WeChatPayMerchant:
     api_key: str = attrs.field(repr=False)
     balance: int | None = None
     """Refund balance in fen; ``None`` is unlimited. Refunds beyond it answer ``NOTENOUGH``."""
+
+
+V3_MODES = ("public_key", "certificate")
+
+
+@attrs.frozen(kw_only=True)
+class WeChatPayV3Merchant:
+    """The WeChat Pay API v3 merchant the simulator accepts.
+
+    Keys match ``WeChatPayV3Client``'s: ``private_key`` is the merchant API private key (a path or
+    PEM; generated on first use when None — read it back with ``Simulator.wechatpay_v3_keys()``),
+    ``certificate_serial_no`` its certificate's serial, ``apiv3_key`` the 32-character APIv3 key.
+    The simulator's own (WeChat's) keys are always generated: a public key with id
+    ``wechatpay_public_key_id`` and a platform certificate. ``mode`` picks what signs replies and
+    notifications: ``"public_key"`` (the default, as for merchants since 2025) or
+    ``"certificate"`` (a request naming the public key in ``Wechatpay-Serial`` still gets a
+    reply signed with it, as during a migration).
+    """
+
+    mchid: str
+    certificate_serial_no: str
+    apiv3_key: str = attrs.field(repr=False)
+    wechatpay_public_key_id: str = "PUB_KEY_ID_0119000010920260101000000000000"
+    private_key: str | bytes | None = attrs.field(default=None, repr=False)
+    mode: str = attrs.field(default="public_key")
+    balance: int | None = None
+    """Refund balance in fen; ``None`` is unlimited. Refunds beyond it answer ``NOT_ENOUGH``."""
+
+    @mode.validator
+    def _check_mode(self, _attribute: object, value: str) -> None:
+        if value not in V3_MODES:
+            raise ValidationError(f"must be one of {', '.join(V3_MODES)}", field="mode")
+
+    @apiv3_key.validator
+    def _check_apiv3_key(self, _attribute: object, value: str) -> None:
+        if not isinstance(value, str) or len(value.encode("utf-8")) != 32:
+            raise ValidationError("must be exactly 32 bytes", field="apiv3_key")
 
 
 @attrs.frozen(kw_only=True)
@@ -89,6 +134,11 @@ DEMO_WECHATPAY = WeChatPayMerchant(
     appid="wxd930ea5d5a258f4f",
     mch_id="1900000109",
     api_key="simulatorsimulatorsimulator00001",
+)
+DEMO_WECHATPAY_V3 = WeChatPayV3Merchant(
+    mchid="1900000109",
+    certificate_serial_no="5157F09EFDC096DE15EBE81A47057A7232F1B8E1",
+    apiv3_key="simulatorV3apiv3keysimulator0001",
 )
 DEMO_PAYJS = PayJSMerchant(mchid="1500000001", key="simulator-payjs-key")
 DEMO_EFTPAY = EftPayMerchant(user_confirm_key="S0000001", secret="simulator-eftpay-secret")  # noqa: S106
@@ -120,6 +170,7 @@ class SimulatorConfig:
     """
 
     wechatpay: WeChatPayMerchant = DEMO_WECHATPAY
+    wechatpay_v3: WeChatPayV3Merchant = DEMO_WECHATPAY_V3
     payjs: PayJSMerchant = DEMO_PAYJS
     eftpay: EftPayMerchant = DEMO_EFTPAY
     auto_orders: bool = False
@@ -141,7 +192,8 @@ class SimulatorConfig:
 
     @property
     def uses_demo_credentials(self) -> bool:
-        """True when any provider runs with the public demo credentials."""
+        """True when WeChat Pay v2, PAYJS or eftPay runs with the public demo credentials (the
+        v3 merchant's keys are generated per simulator; see ``Simulator.wechatpay_v3_keys()``)."""
         return self.wechatpay == DEMO_WECHATPAY or self.payjs == DEMO_PAYJS or self.eftpay == DEMO_EFTPAY
 
 
@@ -187,6 +239,12 @@ def config_from_mapping(data: Mapping[str, Any], **overrides: Any) -> SimulatorC
     try:
         if "wechatpay" in data:
             kwargs["wechatpay"] = WeChatPayMerchant(**_section(data, "wechatpay"))
+        if "wechatpay-v3" in data:
+            section = _section(data, "wechatpay-v3")
+            # Client-side keys in the shared file mean nothing to the simulator.
+            for key in ("wechatpay_public_key", "sub_mchid", "base_url", "ca_file", "max_connections"):
+                section.pop(key, None)
+            kwargs["wechatpay_v3"] = WeChatPayV3Merchant(**section)
         if "payjs" in data:
             kwargs["payjs"] = PayJSMerchant(**_section(data, "payjs"))
         if "eftpay" in data:

@@ -21,18 +21,20 @@ from .app import SimulatorApp
 from .clock import SimulatorClock, SystemClock
 from .config import SimulatorConfig
 from .eftpay import EftPayHandler
+from .faults import FaultInjector, FaultPlan
 from .http import IN_PROCESS_KEY, ConnectionDropped, Receive, Scope, Send
 from .ledger import LedgerSnapshot, Order, to_cents
 from .notifications import Delivery, deliver_due
 from .payjs import PayJSHandler
 from .state import RequestRecord, SimulatorState
 from .wechatpay import WeChatPayHandler
+from .wechatpay_v3 import PlatformCertificate, WeChatPayV3Handler, WeChatPayV3Keys
 
 __all__ = ["IN_PROCESS_BASE_URL", "Simulator"]
 
 #: The base URL clients use with the in-process transport (any host works; this one is explicit).
 IN_PROCESS_BASE_URL = "http://paykit-simulator.invalid"
-PROVIDERS = ("wechatpay", "payjs", "eftpay")
+PROVIDERS = ("wechatpay", "wechatpay-v3", "payjs", "eftpay")
 
 
 class _InProcessTransport(httpx.AsyncBaseTransport):
@@ -57,7 +59,7 @@ class _InProcessTransport(httpx.AsyncBaseTransport):
 
 
 class Simulator:
-    """Fake PAYJS, WeChat Pay v2 and eftPay for tests and demos.
+    """Fake PAYJS, WeChat Pay v2 and v3, and eftPay for tests and demos.
 
     Use in process::
 
@@ -72,7 +74,7 @@ class Simulator:
         self.config = config if config is not None else SimulatorConfig()
         self.clock: SimulatorClock = clock if clock is not None else SystemClock()
         self._state = SimulatorState(self.config, self.clock)
-        for handler_class in (WeChatPayHandler, PayJSHandler, EftPayHandler):
+        for handler_class in (WeChatPayHandler, WeChatPayV3Handler, PayJSHandler, EftPayHandler):
             handler = handler_class(self._state)
             self._state.handlers[handler.name] = handler
         self.app = SimulatorApp(self._state, background=self.run_notifier)
@@ -120,6 +122,42 @@ class Simulator:
                 created_at=self.clock.now() if created_at is None else created_at,
             )
         )
+
+    def add_wechatpay_v3_order(
+        self,
+        out_trade_no: str,
+        total: int,
+        *,
+        transaction_id: str | None = None,
+        paid: bool = True,
+        created_at: float | None = None,
+    ) -> None:
+        """Seed a WeChat Pay v3 order of ``total`` fen (paid unless ``paid=False``)."""
+        ledger = self._state.ledger
+        ledger.add_order(
+            Order(
+                provider="wechatpay-v3",
+                order_no=out_trade_no,
+                provider_no=transaction_id or f"42000{ledger.next_id():023d}",
+                total=_whole(total),
+                paid=paid,
+                created_at=self.clock.now() if created_at is None else created_at,
+            )
+        )
+
+    def wechatpay_v3_keys(self) -> WeChatPayV3Keys:
+        """The merchant key, APIv3 key and WeChat Pay public key a v3 client needs (generated on
+        first use): ``WeChatPayV3Client(**sim.wechatpay_v3_keys().client_kwargs(), ...)``."""
+        return self._v3_handler().material.keys()
+
+    def rotate_wechatpay_v3_certificate(self) -> PlatformCertificate:
+        """Issue a new platform certificate and sign with it from now on (certificate mode)."""
+        return self._v3_handler().material.rotate()
+
+    def _v3_handler(self) -> WeChatPayV3Handler:
+        handler = self._state.handlers["wechatpay-v3"]
+        assert isinstance(handler, WeChatPayV3Handler)
+        return handler
 
     def add_payjs_order(
         self,
@@ -187,6 +225,10 @@ class Simulator:
                 created_at=self.clock.now() if created_at is None else created_at,
             )
         )
+
+    def set_faults(self, plan: FaultPlan) -> None:
+        """Replace the fault plan from now on (``FaultPlan()``: no more faults)."""
+        self._state.faults = FaultInjector(plan)
 
     def set_balance(self, provider: str, cents: int | None) -> None:
         """Set a merchant's refundable balance in fen/cents (``None``: unlimited)."""

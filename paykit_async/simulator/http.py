@@ -48,6 +48,8 @@ class HttpRequest:
     scheme: str = "http"
     client_cert: bool | None = None
     """True/False when the server knows whether a TLS client certificate was presented, else None."""
+    target: str = ""
+    """The request target as sent: the raw (still percent-encoded) path and the query string."""
 
 
 @attrs.frozen(kw_only=True)
@@ -74,6 +76,9 @@ async def read_request(scope: Scope, receive: Receive) -> HttpRequest:
             chunks.append(chunk)
         if not message.get("more_body", False):
             break
+    raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
+    query = scope.get("query_string") or b""
+    target = raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
     state = scope.get("state") or {}
     cert = scope.get(CLIENT_CERT_KEY, state.get(CLIENT_CERT_KEY))
     return HttpRequest(
@@ -83,6 +88,7 @@ async def read_request(scope: Scope, receive: Receive) -> HttpRequest:
         body=b"".join(chunks),
         scheme=scope.get("scheme", "http"),
         client_cert=cert if isinstance(cert, bool) else None,
+        target=target,
     )
 
 

@@ -150,6 +150,9 @@ class Ledger:
         self._orders: dict[tuple[str, str], Order] = {}
         self._by_provider_no: dict[tuple[str, str], Order] = {}
         self._refunds: dict[tuple[str, str], Refund] = {}
+        # Keys of the refunds still PROCESSING, so that completing the due ones does not scan
+        # every refund ever made on each request (which made a long run quadratic).
+        self._processing: dict[tuple[str, str], None] = {}
         self._payout_log: list[tuple[str, str, int]] = []
         self._ids = itertools.count(1)
 
@@ -174,7 +177,14 @@ class Ledger:
         key = (refund.provider, refund.refund_no)
         updated = attrs.evolve(self._refunds[key], **changes)
         self._refunds[key] = updated
+        self._track(key, updated)
         return updated
+
+    def _track(self, key: tuple[str, str], refund: Refund) -> None:
+        if refund.state == "PROCESSING":
+            self._processing[key] = None
+        else:
+            self._processing.pop(key, None)
 
     def close_order(self, order: Order) -> Order:
         """Mark ``order`` closed; return the updated order."""
@@ -219,6 +229,7 @@ class Ledger:
         """Execute a new refund: record it and its payout."""
         with self.lock:
             self._refunds[(refund.provider, refund.refund_no)] = refund
+            self._track((refund.provider, refund.refund_no), refund)
             current = self._orders[(order.provider, order.order_no)]
             self._update_order(current, refund_nos=(*current.refund_nos, refund.refund_no))
             self._payout_log.append((refund.provider, refund.refund_no, refund.amount))
@@ -244,7 +255,11 @@ class Ledger:
     def complete_due(self, now: float, outcome: str) -> list[Refund]:
         """Move PROCESSING refunds whose time has come to ``outcome``; return them."""
         with self.lock:
-            due = [r for r in self._refunds.values() if r.state == "PROCESSING" and r.complete_at <= now]
+            due = [
+                refund
+                for refund in (self._refunds[key] for key in self._processing)
+                if refund.complete_at <= now
+            ]
             return [self.mark_completed(refund, outcome, now) for refund in due]
 
     def snapshot(self) -> LedgerSnapshot:

@@ -8,7 +8,7 @@ Notifications are frozen: the outbox stores an evolved copy after each change.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import attrs
 import httpx
@@ -16,6 +16,9 @@ import httpx
 __all__ = ["Delivery", "Notification", "Outbox", "deliver_due"]
 
 Acknowledged = Callable[[int, bytes], bool]
+SignHeaders = Callable[[bytes], Mapping[str, str]]
+"""Headers to send with a notification body, made at each delivery (WeChat Pay v3 signs every
+delivery with a fresh timestamp and nonce)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -32,6 +35,7 @@ class Notification:
     body: bytes
     content_type: str
     acknowledged: Acknowledged = attrs.field(repr=False)
+    sign_headers: SignHeaders | None = attrs.field(default=None, repr=False)
     due_at: float = 0.0
     attempts: int = 0
     delivered: bool = False
@@ -78,6 +82,7 @@ class Outbox:
         content_type: str,
         acknowledged: Acknowledged,
         now: float,
+        sign_headers: SignHeaders | None = None,
     ) -> None:
         """Queue a notification; its first attempt is due ``schedule[0]`` seconds from ``now``."""
         with self._lock:
@@ -91,6 +96,7 @@ class Outbox:
                 body=body,
                 content_type=content_type,
                 acknowledged=acknowledged,
+                sign_headers=sign_headers,
                 due_at=now + self._schedule[0],
                 created_at=now,
             )
@@ -151,11 +157,10 @@ async def deliver_due(outbox: Outbox, client: httpx.AsyncClient, now: float) -> 
     for notification in outbox.take_due(now):
         ok, error = False, ""
         try:
-            response = await client.post(
-                notification.url,
-                content=notification.body,
-                headers={"content-type": notification.content_type},
-            )
+            headers = {"content-type": notification.content_type}
+            if notification.sign_headers is not None:
+                headers.update(notification.sign_headers(notification.body))
+            response = await client.post(notification.url, content=notification.body, headers=headers)
             ok = notification.acknowledged(response.status_code, response.content)
             if not ok:
                 error = f"not acknowledged (HTTP {response.status_code})"

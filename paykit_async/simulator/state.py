@@ -61,6 +61,7 @@ class SimulatorState:
         eft_balance = config.eftpay.balance
         self._balances: dict[str, int | None] = {
             "wechatpay": config.wechatpay.balance,
+            "wechatpay-v3": config.wechatpay_v3.balance,
             "payjs": config.payjs.unsettled_balance,
             "eftpay": None if eft_balance is None else to_cents(str(eft_balance)),
         }
@@ -146,6 +147,10 @@ class ProviderHandler(abc.ABC):
     @abc.abstractmethod
     def server_error_reply(self, status: int) -> HttpReply:
         """The body this provider's front end shows with a 5xx."""
+
+    def match_route(self, path: str) -> str | None:
+        """The endpoint of a ``path`` (under ``prefix``) that is not in ``routes``, if any."""
+        return None
 
 
 def tamper(signature: str) -> str:

@@ -18,6 +18,7 @@ def test_cost_per_operation_produces_rows() -> None:
     assert any(op.startswith("WeChat refund: client.refund()") for op in operations)
     assert any(op.startswith("PAYJS refund") for op in operations)
     assert any(op.startswith("eftPay refund") for op in operations)
+    assert any(op.startswith("WeChat Pay v3 refund: client.refund()") for op in operations)
     # Every paykit row ran its code path (a client that failed to import or rejected its canned
     # reply would leave None or raise).
     assert all(row.paykit_us is not None for row in rows)

@@ -25,7 +25,7 @@ def test_paykit_demo_exits_0_with_a_clean_ledger() -> None:
     assert result.returncode == 0, result.stderr
     assert re.search(r"duplicate payouts\s+0 ", result.stderr)
     assert "ledger check passed" in result.stderr
-    assert "3,000" in result.stderr
+    assert "3,250" in result.stderr
 
 
 @pytest.mark.anyio
@@ -33,12 +33,13 @@ async def test_the_demo_scenario_checks_the_ledger(anyio_backend: str) -> None:
     report = await run_demo(orders=60, concurrency=8, fault_rate=0.03, seed=3)
     assert report.ok
     assert report.duplicate_payouts == 0
-    assert report.total == 180
+    assert report.total == 195  # 60 orders each for v2, PAYJS and eftPay; 15 for v3
+    assert [p.provider for p in report.providers] == ["wechatpay", "wechatpay-v3", "payjs", "eftpay"]
     assert (
         report.count(BatchStatus.SUCCEEDED)
         + report.count(BatchStatus.UNKNOWN)
         + report.count(BatchStatus.FAILED)
-        == 180
+        == 195
     )
     assert sum(p.retries for p in report.providers) > 0
 

@@ -136,3 +136,132 @@ async def test_500_refunds_with_a_quarter_of_attempts_failing(store_kind: str, t
     assert set(by_order) == set(refunds) - too_large
     assert all(len(executions) == 1 for executions in by_order.values())
     assert provider.executed_count() == REFUNDS - len(too_large)
+
+
+# -- the same run on WeChat Pay API v3: the simulator's v3 endpoints are the provider -------------
+
+
+V3_FAULT_KINDS = (
+    "drop_before",
+    "bad_gateway",
+    "server_error",
+    "rate_limited",
+    "retryable_code",
+    "drop_after",
+    "error_after",
+    "truncated",
+    "bad_signature",
+)
+
+
+@pytest.mark.parametrize("store_kind", ["memory", "sqlite", "none"])
+async def test_500_v3_refunds_with_a_quarter_of_attempts_failing(store_kind: str, tmp_path: Path) -> None:
+    """Real RSA signatures, real verification, nine fault kinds on every endpoint (queries too)."""
+    from paykit_async import WeChatPayV3Client, derive_refund_no
+    from paykit_async.simulator import FaultPlan, FaultRule, Simulator, SimulatorConfig
+
+    rule = FaultRule(provider="wechatpay-v3", **dict.fromkeys(V3_FAULT_KINDS, 0.25 / len(V3_FAULT_KINDS)))
+    simulator = Simulator(
+        SimulatorConfig(completion_delay=0.0, faults=FaultPlan(seed=20261122, rules=(rule,)))
+    )
+    # Every 20th refund names the wrong order total: a definite, signed PARAM_ERROR.
+    totals = {f"O{i:04d}": ORDER_TOTAL * 2 if i % 20 == 7 else ORDER_TOTAL for i in range(REFUNDS)}
+    for order_id in totals:
+        simulator.add_wechatpay_v3_order(order_id, ORDER_TOTAL)
+    store: IdempotencyStore | None = {
+        "memory": MemoryStore(),
+        "sqlite": SQLiteStore(tmp_path / "keys.db"),
+        "none": None,
+    }[store_kind]
+    clock = FakeClock()
+    keys = simulator.wechatpay_v3_keys()
+    client = WeChatPayV3Client(
+        **keys.client_kwargs(),
+        base_url=simulator.base_url("wechatpay-v3"),
+        transport=simulator.transport(),
+        idempotency_store=store,
+        retry=RetryPolicy(),  # the defaults: 4 attempts, 0.5 s → 8 s, full jitter
+        retry_budget=RetryBudget(capacity=100_000),
+        clock=clock,
+    )
+    number = {
+        o: derive_refund_no(provider="wechatpay-v3", merchant=keys.mchid, key=f"key-{o}") for o in totals
+    }
+    done: dict[str, object] = {}
+    failed: dict[str, PaykitError] = {}
+    unknown: dict[str, PaykitError] = {}
+    limiter = anyio.CapacityLimiter(25)
+
+    async def one(order_id: str) -> None:
+        async with limiter:
+            try:
+                done[order_id] = await client.refund(
+                    refund=100 + int(order_id[1:]), total=totals[order_id], out_trade_no=order_id,
+                    idempotency_key=f"key-{order_id}",
+                )  # fmt: skip
+            except PaykitError as error:
+                (failed if _is_definite_failure(error) else unknown)[order_id] = error
+
+    async with client, anyio.create_task_group() as tg:
+        for order_id in totals:
+            tg.start_soon(one, order_id)
+
+    records = simulator.requests()
+    for kind in V3_FAULT_KINDS:
+        assert sum(r.fault == kind for r in records) > 5, kind
+    assert sum(r.fault is not None for r in records) > REFUNDS * 0.2
+    results = list(done.values())
+    assert any(getattr(r, "attempts", 1) > 1 for r in results)
+    assert any(getattr(r, "settled_by_query", False) for r in results)
+    assert clock.sleeps
+    snapshot = simulator.snapshot()
+    assert snapshot.duplicate_payouts == 0
+    # No business refund executed under two refund numbers, and every number is the derived one.
+    assert all(count == 1 for count in snapshot.payouts_per_order.values())
+    for (_provider, refund_no), view in snapshot.refunds.items():
+        assert refund_no == number[view.order_no]
+    for order_id, result in done.items():
+        assert getattr(result, "out_refund_no", None) == number[order_id]
+        assert ("wechatpay-v3", number[order_id]) in snapshot.refunds
+    too_large = {o for o, total in totals.items() if total != ORDER_TOTAL}
+    assert not {number[o] for o in failed} & {no for _p, no in snapshot.refunds}
+    assert set(failed) <= too_large
+    assert len(failed) > len(too_large) // 2
+    assert all(isinstance(error, ProviderError) and error.code == "PARAM_ERROR" for error in failed.values())
+    for order_id, error in unknown.items():
+        if isinstance(error, RefundOutcomeUnknown):
+            assert error.refund_no == number[order_id]
+
+    # Again without faults: every open refund resolves under its first number.
+    simulator.set_faults(FaultPlan())
+    async with WeChatPayV3Client(
+        **keys.client_kwargs(),
+        base_url=simulator.base_url("wechatpay-v3"),
+        transport=simulator.transport(),
+        idempotency_store=store,
+        clock=clock,
+    ) as again:
+        for order_id in unknown:
+            if order_id in too_large:
+                with pytest.raises(ProviderError, match="PARAM_ERROR"):
+                    await again.refund(
+                        refund=100 + int(order_id[1:]), total=totals[order_id], out_trade_no=order_id,
+                        idempotency_key=f"key-{order_id}",
+                    )  # fmt: skip
+                continue
+            result = await again.refund(
+                refund=100 + int(order_id[1:]), total=totals[order_id], out_trade_no=order_id,
+                idempotency_key=f"key-{order_id}",
+            )  # fmt: skip
+            assert result.out_refund_no == number[order_id]
+        if store is not None:
+            replayed = await again.refund(
+                refund=101, total=ORDER_TOTAL, out_trade_no="O0001", idempotency_key="key-O0001"
+            )
+            assert replayed.replayed
+            assert replayed.attempts == 0
+            await store.aclose()
+    snapshot = simulator.snapshot()
+    assert snapshot.duplicate_payouts == 0
+    assert {view.order_no for view in snapshot.refunds.values()} == set(totals) - too_large
+    assert all(count == 1 for count in snapshot.payouts_per_order.values())

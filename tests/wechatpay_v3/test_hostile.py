@@ -1,0 +1,196 @@
+"""Hostile bytes: every v3 parser returns a result or raises a PaykitError, never anything else.
+
+Replies are signed correctly by the test (so the parsers past the signature check are reached):
+WeChat's own key signing garbage must still not crash the client or be believed as a refund.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from paykit_async import DecodeError, PaykitError, WeChatPayV3Client
+from paykit_async.pipeline.core import Operation
+from paykit_async.providers.wechatpay_v3.jsonsafe import MAX_DEPTH, loads_object
+from paykit_async.providers.wechatpay_v3.parsing import parse_refund
+from paykit_async.transport.wire import WireResponse
+
+from . import spec
+
+APIV3_KEY = "v3SecretKeyOf32CharactersExactly"
+PUBLIC_KEY_ID = "PUB_KEY_ID_0001"
+MERCHANT = spec.new_key()
+PLATFORM = spec.new_key()
+CLIENT = WeChatPayV3Client(
+    "1900000109",
+    spec.private_pem(MERCHANT),
+    "ABCDEF",
+    APIV3_KEY,
+    wechatpay_public_key=spec.public_pem(PLATFORM),
+    wechatpay_public_key_id=PUBLIC_KEY_ID,
+)
+REFUND_OP = Operation(
+    provider="wechatpay-v3",
+    name="refund",
+    url="https://api.mch.weixin.qq.com/v3/refund/domestic/refunds",
+    fields={
+        "out_trade_no": "T1",
+        "out_refund_no": "R1",
+        "amount": '{"refund":100,"total":300,"currency":"CNY"}',
+    },
+    refund_no_field="out_refund_no",
+)
+QUERY_OP = Operation(
+    provider="wechatpay-v3",
+    name="query_refund",
+    url="https://api.mch.weixin.qq.com/v3/refund/domestic/refunds/R1",
+    fields={"out_refund_no": "R1"},
+)
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _signed(status: int, body: bytes) -> WireResponse:
+    headers = {k.lower(): v for k, v in spec.signed_headers(PLATFORM, PUBLIC_KEY_ID, body).items()}
+    return WireResponse(status_code=status, headers=headers, content=body)
+
+
+def _decode_to_result(operation: Operation, response: WireResponse) -> None:
+    """The client's whole reply path: verify, decode, classify, type."""
+    try:
+        outcome = CLIENT.dialect.decode(operation, response)
+        parse_refund(outcome.fields, out_refund_no="R1")
+    except PaykitError:
+        pass
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+refund_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "out_refund_no": st.just("R1") | json_values,
+        "refund_id": json_values,
+        "status": json_values,
+        "amount": st.fixed_dictionaries(
+            {}, optional={"refund": st.just(100) | json_values, "total": json_values, "from": json_values}
+        )
+        | json_values,
+        "promotion_detail": st.lists(
+            st.dictionaries(st.sampled_from(["amount", "goods_detail", "type"]), json_values)
+        )
+        | json_values,
+        "create_time": json_values,
+    },
+)
+
+
+@SETTINGS
+@given(body=st.binary(max_size=300))
+def test_signed_garbage_bytes(body: bytes) -> None:
+    for status in (200, 204, 400, 500):
+        _decode_to_result(REFUND_OP, _signed(status, body))
+
+
+@SETTINGS
+@given(document=refund_like)
+def test_signed_json_of_any_shape(document: dict[str, Any]) -> None:
+    body = json.dumps(document).encode()
+    for operation in (REFUND_OP, QUERY_OP):
+        _decode_to_result(operation, _signed(200, body))
+        _decode_to_result(operation, _signed(403, body))
+
+
+@SETTINGS
+@given(
+    headers=st.dictionaries(
+        st.sampled_from(
+            ["Wechatpay-Timestamp", "Wechatpay-Nonce", "Wechatpay-Serial", "Wechatpay-Signature", "X"]
+        ),
+        st.text(max_size=40),
+    ),
+    body=st.binary(max_size=200),
+)
+def test_notifications_with_hostile_headers_and_bodies(headers: dict[str, str], body: bytes) -> None:
+    with pytest.raises(PaykitError):
+        CLIENT.parse_refund_notification(headers, body)
+
+
+@SETTINGS
+@given(resource=refund_like | json_values)
+def test_authentic_notifications_with_hostile_resources(resource: Any) -> None:
+    """Signed and encrypted correctly, but the decrypted resource is anything at all."""
+    plaintext = json.dumps(resource).encode()
+    body = json.dumps(
+        {
+            "id": "EV-1",
+            "resource": {
+                "algorithm": "AEAD_AES_256_GCM",
+                "nonce": "0123456789ab",
+                "associated_data": "refund",
+                "ciphertext": spec.encrypt(
+                    APIV3_KEY.encode(), plaintext, nonce="0123456789ab", associated_data="refund"
+                ),
+            },
+        }
+    ).encode()
+    headers = spec.signed_headers(PLATFORM, PUBLIC_KEY_ID, body)
+    try:
+        note = CLIENT.parse_refund_notification(headers, body)
+    except PaykitError:
+        return
+    assert note.mchid == "1900000109"
+    assert isinstance(note.out_refund_no, str)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"[" * 200_000,
+        b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+        b'{"a":' + b"9" * 5000 + b"}",
+        b'{"a":"\\ud800"}',
+        b'{"a":NaN}',
+        b'{"a":Infinity}',
+        b"\xff\xfe{}",
+        b"[]",
+        b'"x"',
+        b"",
+        b"{" + b'"k":1,' * 10 + b"}",
+    ],
+)
+def test_json_guard_refuses_hostile_documents(data: bytes) -> None:
+    with pytest.raises(DecodeError):
+        loads_object(data, what="reply")
+
+
+def test_json_guard_depth_limit() -> None:
+    ok = b'{"a":' * (MAX_DEPTH - 1) + b"{}" + b"}" * (MAX_DEPTH - 1)
+    assert loads_object(ok, what="reply")
+    too_deep = b'{"a":' * MAX_DEPTH + b"{}" + b"}" * MAX_DEPTH
+    with pytest.raises(DecodeError, match="nested"):
+        loads_object(too_deep, what="reply")
+    with pytest.raises(DecodeError, match="larger"):
+        loads_object(b" " * (2 << 20), what="reply")
+
+
+def test_fractional_and_boolean_amounts_are_refused_not_rounded() -> None:
+    for amount in ('{"refund":1.5}', '{"refund":true}', '{"refund":"1e2"}', '{"refund":[1]}'):
+        body = b'{"out_refund_no":"R1","amount":' + amount.encode() + b"}"
+        outcome = CLIENT.dialect.decode(QUERY_OP, _signed(200, body))
+        with pytest.raises(DecodeError):
+            parse_refund(outcome.fields, out_refund_no="R1")
+
+
+def test_a_deeply_nested_signed_reply_is_a_decode_error() -> None:
+    body = b'{"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(DecodeError, match="nested"):
+        CLIENT.dialect.decode(QUERY_OP, _signed(200, body))
