@@ -105,8 +105,10 @@ def serve_command(
             server.config.load()  # reads the TLS files: a bad one fails here, not after the banner
         except (OSError, ssl.SSLError) as exc:
             raise SimulatorCommandError(f"cannot use the TLS files in {tls_dir}: {_reason(exc)}") from None
-        _banner(config, host, sock.getsockname()[1], tls, mtls_all)
-        with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutting down
+        # From the first banner line on, Ctrl-C means "stop": also while the banner is printed and
+        # before uvicorn has taken over SIGINT (uvicorn re-raises Ctrl-C after shutting down).
+        with contextlib.suppress(KeyboardInterrupt):
+            _banner(config, host, sock.getsockname()[1], tls, mtls_all)
             server.run(sockets=[sock])
     click.echo("simulator stopped")
 
