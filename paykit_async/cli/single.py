@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -241,4 +242,6 @@ def _single_call(
         fail(f"{type(exc).__name__}: {exc} (nothing was sent)")
     except PaykitError as exc:
         fail(f"{type(exc).__name__}: {exc}", status=1)
+    except sqlite3.Error as exc:
+        fail(f"cannot use the journal {journal}: {exc}")
     click.echo(json.dumps(as_json(result), default=json_default, ensure_ascii=False, indent=2))

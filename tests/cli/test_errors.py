@@ -79,6 +79,19 @@ def test_a_missing_config_file_is_one_line(tmp_path: Path) -> None:
     assert_one_error_line(done, "cannot read config file")
 
 
+def test_an_unusable_journal_is_one_line(tmp_path: Path) -> None:
+    env = {"PAYKIT_PAYJS_MCHID": "1", "PAYKIT_PAYJS_KEY": "k"}
+    journal = tmp_path / "no-such-dir" / "j.db"
+    single = run_paykit(
+        "refund", "-p", "payjs", "payjs_order_id=P1", "--journal", journal, "--idempotency-key", "k", env=env
+    )
+    assert_one_error_line(single, f"cannot use the journal {journal}: unable to open database file")
+    batch = tmp_path / "refunds.csv"
+    batch.write_text("payjs_order_id\nP1\n", encoding="utf-8")
+    done = run_paykit("refunds", "run", batch, "-p", "payjs", "--journal", journal, env=env)
+    assert_one_error_line(done, "journal", "No such file or directory")
+
+
 def test_a_csv_without_a_header_is_one_line(tmp_path: Path) -> None:
     batch = tmp_path / "refunds.csv"
     batch.write_text("", encoding="utf-8")
