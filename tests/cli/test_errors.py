@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from paykit_async.cli.commands import main
 from paykit_async.simulator import SimulatorConfig
 
 from .helpers import live_simulator, run_paykit, seed_wechat_orders
@@ -101,25 +101,44 @@ def test_a_csv_without_a_header_is_one_line(tmp_path: Path) -> None:
     assert_one_error_line(done, "no header row")
 
 
-def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    import paykit_async.cli.demo as demo
+#: ``paykit ARGS`` with a demo that fails unexpectedly (a stand-in for any bug in a command). Run in
+#: its own interpreter: the command configures process-wide logging.
+BROKEN_DEMO = """
+import sys
+import paykit_async.cli.demo as demo
 
-    async def broken_demo(**_options: object) -> None:
-        raise RuntimeError("the demo broke")
+async def broken_demo(**_options):
+    raise RuntimeError("the demo broke")
 
-    monkeypatch.setattr(demo, "run_demo", broken_demo)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["demo", "--orders", "1"])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert err.splitlines()[-1] == (
+demo.run_demo = broken_demo
+from paykit_async.cli.commands import main
+main(sys.argv[1:])
+"""
+
+
+def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback() -> None:
+    plain = subprocess.run(
+        [sys.executable, "-c", BROKEN_DEMO, "demo", "--orders", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert plain.returncode == 2
+    assert plain.stderr.splitlines()[-1] == (
         "paykit: error: RuntimeError: the demo broke (paykit --debug ... shows the traceback)"
     )
-    assert "Traceback" not in err
-    with pytest.raises(RuntimeError, match="the demo broke"):
-        main(["--debug", "demo", "--orders", "1"])
+    assert "Traceback" not in plain.stderr
+    debug = subprocess.run(
+        [sys.executable, "-c", BROKEN_DEMO, "--debug", "demo", "--orders", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert debug.returncode == 1
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert debug.stderr.splitlines()[-1] == "RuntimeError: the demo broke"
 
 
 def test_plain_paykit_shows_the_help() -> None:
