@@ -25,6 +25,9 @@ The TOML sections and keys match the client constructors, so one file configures
     provider = "wechatpay"
     endpoint = "refund"
     drop_after = 0.1
+
+Every key is listed in :data:`CONFIG_SECTIONS`; ``paykit simulator sample-config`` prints a file
+with all of them at their defaults (:mod:`~paykit_async.simulator.sample_config`).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from ..errors import ValidationError
 from .faults import FaultPlan, FaultRule
 
 __all__ = [
+    "CONFIG_SECTIONS",
     "DEMO_EFTPAY",
     "DEMO_PAYJS",
     "DEMO_WECHATPAY",
@@ -51,6 +55,7 @@ __all__ = [
     "PayJSMerchant",
     "SimulatorConfig",
     "WeChatPayMerchant",
+    "config_from_mapping",
     "load_config",
 ]
 
