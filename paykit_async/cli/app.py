@@ -6,7 +6,8 @@
     paykit simulator serve                         the simulator on a local port
 
 Exit status: 0 success; 1 some refunds did not succeed (or a single call failed); 2 bad usage,
-configuration or input file. Secrets are never printed.
+configuration or input file. Every error is one line on stderr (``paykit: error: ...``); the
+global ``--debug`` flag adds the traceback of unexpected ones. Secrets are never printed.
 """
 
 from __future__ import annotations
@@ -33,7 +34,20 @@ from rich.progress import (
 
 from .config import PROVIDERS
 
-__all__ = ["CONFIG_HELP", "PROVIDER_CHOICE", "as_json", "cli", "fail", "json_default", "progress_bar"]
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
+
+__all__ = [
+    "CONFIG_HELP",
+    "PROVIDER_CHOICE",
+    "PaykitGroup",
+    "as_json",
+    "cli",
+    "fail",
+    "json_default",
+    "one_line",
+    "progress_bar",
+]
 
 PROVIDER_CHOICE = click.Choice(PROVIDERS)
 CONFIG_HELP = (
@@ -44,13 +58,45 @@ CONFIG_HELP = (
 
 def fail(message: str, status: int = 2) -> NoReturn:
     """One clear line on stderr and the exit status."""
-    click.echo(f"paykit: error: {message}", err=True)
+    click.echo(f"paykit: error: {one_line(message)}", err=True)
     sys.exit(status)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def one_line(text: str) -> str:
+    """``text`` with its line breaks and runs of blanks folded into single spaces."""
+    return " ".join(text.split())
+
+
+class PaykitGroup(click.Group):
+    """The ``paykit`` group: an unexpected exception in a command is one line, not a traceback.
+
+    Errors the commands foresee already end in :func:`fail`; this is the net under them (a bug, an
+    unforeseen OS error). ``paykit --debug ...`` lets the exception through with its traceback.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                raise
+            fail(f"{_describe(exc)} (paykit --debug ... shows the traceback)")
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` of the one exception inside nested single-member exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    message = str(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+@click.group(cls=PaykitGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Log retries and settlements to stderr.")
-def cli(verbose: bool) -> None:
+@click.option("--debug", is_flag=True, help="Show the traceback of an unexpected error.")
+def cli(verbose: bool, debug: bool) -> None:
     """Refunds for WeChat Pay v2, PAYJS and eftPay — exactly once, concurrently, from the shell."""
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("paykit_async").setLevel(logging.INFO if verbose else logging.CRITICAL)

@@ -72,13 +72,14 @@ class SimulatorApp:
             handled = await handler.handle(endpoint, request, fault)
         reply = handled.reply
         kind = fault.kind
-        status = reply.status
         if kind is FaultKind.DROP_BEFORE or kind is FaultKind.DROP_AFTER:
             status = 0
         elif kind is FaultKind.ERROR_AFTER:
             status = 500
-        # Logged before the reply goes out: a client that has its answer must find the request
-        # in the log (over a socket the reply can arrive before this task resumes).
+        else:
+            status = reply.status
+        # Logged before the reply leaves: a client that has its answer must find its request in
+        # the log (logging after sending raced with tests reading the log right after a call).
         state.log(
             RequestRecord(
                 provider=handler.name,

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import ssl
 from pathlib import Path
 
 import attrs
 import click
 
+from ..errors import ValidationError
 from .config import DEMO_EFTPAY, DEMO_PAYJS, DEMO_WECHATPAY, DEMO_WECHATPAY_V3, SimulatorConfig, load_config
 from .core import Simulator
-from .serve import TLSMaterial, build_server, ensure_tls_material
+from .sample_config import SAMPLE_CONFIG
+from .serve import TLSMaterial, bind_socket, build_server, ensure_tls_material
 
-__all__ = ["simulator"]
+__all__ = ["SimulatorCommandError", "simulator"]
+
+
+class SimulatorCommandError(click.ClickException):
+    """A problem the operator can fix (config, TLS files, busy port): one line, exit status 2."""
+
+    exit_code = 2
 
 
 @click.group("simulator")
@@ -20,14 +29,27 @@ def simulator() -> None:
     """Run the local PAYJS / WeChat Pay v2 and v3 / eftPay simulator."""
 
 
+@simulator.command("sample-config")
+def sample_config_command() -> None:
+    """Print a configuration file with every key at its default (for serve --config)."""
+    click.echo(SAMPLE_CONFIG, nl=False)
+
+
 @simulator.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (0: any free port, shown in the banner).",
+)
 @click.option(
     "--config",
     "config_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="TOML file with [wechatpay], [payjs], [eftpay], [simulator] and [faults] sections.",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TOML file with [wechatpay], [payjs], [eftpay], [simulator] and [faults] sections "
+    "(paykit simulator sample-config prints one with every key).",
 )
 @click.option("--auto-orders", is_flag=True, help="Create unknown orders on first sight as paid.")
 @click.option(
@@ -54,32 +76,61 @@ def serve_command(
     mtls_all: bool,
     v3_keys_dir: Path | None = None,
 ) -> None:
-    """Serve the simulator until Ctrl-C."""
-    config = load_config(config_file) if config_file else SimulatorConfig()
-    if auto_orders:
-        config = attrs.evolve(config, auto_orders=True)
+    """Serve the simulator until Ctrl-C.
+
+    Everything that can fail — the config file, the TLS files, the port — is checked before the
+    banner: a problem is one line on stderr and exit status 2, and a banner means it is serving.
+    """
+    try:
+        config = load_config(config_file) if config_file else SimulatorConfig()
+        if auto_orders:
+            config = attrs.evolve(config, auto_orders=True)
+    except ValidationError as exc:
+        raise SimulatorCommandError(exc.message.removeprefix("config: ")) from None
     try:
         import uvicorn  # noqa: F401 - checked here for a clear message
 
-        tls = ensure_tls_material(tls_dir) if tls_dir is not None else None
+        tls = None
+        if tls_dir is not None:
+            tls = ensure_tls_material(tls_dir, p12_password=config.wechatpay.mch_id)
     except ImportError as exc:
-        raise click.ClickException(
+        raise SimulatorCommandError(
             f'the simulator server needs {exc.name}: pip install "paykit_async[simulator]"'
         ) from None
-    simulator = Simulator(config)
-    _banner(config, host, port, tls, mtls_all)
-    _v3_banner(simulator, v3_keys_dir)
-    server = build_server(
-        simulator,
-        host=host,
-        port=port,
-        tls=tls,
-        client_certs="all" if mtls_all else "wechatpay-refunds",
-        log_level="warning",
-    )
-    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutting down
-        server.run()
+    except (OSError, ValueError) as exc:
+        raise SimulatorCommandError(f"cannot prepare the TLS files in {tls_dir}: {_reason(exc)}") from None
+    try:
+        sock = bind_socket(host, port)
+    except OSError as exc:
+        raise SimulatorCommandError(f"cannot listen on {host}:{port}: {_reason(exc)}") from None
+    with sock:
+        simulator = Simulator(config)
+        server = build_server(
+            simulator,
+            host=host,
+            port=port,
+            tls=tls,
+            client_certs="all" if mtls_all else "wechatpay-refunds",
+            log_level="warning",
+        )
+        try:
+            server.config.load()  # reads the TLS files: a bad one fails here, not after the banner
+        except (OSError, ssl.SSLError) as exc:
+            raise SimulatorCommandError(f"cannot use the TLS files in {tls_dir}: {_reason(exc)}") from None
+        # From the first banner line on, Ctrl-C means "stop": also while the banner is printed and
+        # before uvicorn has taken over SIGINT (uvicorn re-raises Ctrl-C after shutting down).
+        with contextlib.suppress(KeyboardInterrupt):
+            _banner(config, host, sock.getsockname()[1], tls, mtls_all)
+            _v3_banner(simulator, v3_keys_dir)
+            server.run(sockets=[sock])
     click.echo("simulator stopped")
+
+
+def _reason(exc: BaseException) -> str:
+    """An OS or SSL error as the short reason a person reads (no errno tuple)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[:1].lower() + exc.strerror[1:]
+    return str(exc) or type(exc).__name__
 
 
 def _v3_banner(simulator: Simulator, directory: Path | None) -> None:
@@ -127,3 +178,4 @@ def _banner(config: SimulatorConfig, host: str, port: int, tls: TLSMaterial | No
         who = "every client" if mtls_all else "WeChat Pay refunds"
         echo(f"TLS: trust ca_file={tls.ca_file}")
         echo(f"     {who} must present cert={tls.client_cert_file} key={tls.client_key_file}")
+        echo(f"     or the same as p12={tls.client_p12_file} (password: the WeChat Pay mch_id)")

@@ -31,12 +31,17 @@ The TOML sections and keys match the client constructors, so one file configures
     provider = "wechatpay"
     endpoint = "refund"
     drop_after = 0.1
+
+Every key is listed in :data:`CONFIG_SECTIONS`; ``paykit simulator sample-config`` prints a file
+with all of them at their defaults (:mod:`~paykit_async.simulator.sample_config`).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import types
+import typing
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -48,6 +53,7 @@ from ..errors import ValidationError
 from .faults import FaultPlan, FaultRule
 
 __all__ = [
+    "CONFIG_SECTIONS",
     "DEMO_EFTPAY",
     "DEMO_PAYJS",
     "DEMO_WECHATPAY",
@@ -57,6 +63,7 @@ __all__ = [
     "SimulatorConfig",
     "WeChatPayMerchant",
     "WeChatPayV3Merchant",
+    "config_from_mapping",
     "load_config",
 ]
 
@@ -146,7 +153,7 @@ DEMO_EFTPAY = EftPayMerchant(user_confirm_key="S0000001", secret="simulator-eftp
 
 def _positive(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
     if value < 0:
-        raise ValidationError(f"{attribute.name} must not be negative", field=attribute.name)
+        raise ValidationError("must not be negative", field=attribute.name)
 
 
 REFUND_OUTCOMES = ("success", "closed", "change", "fail")
@@ -197,20 +204,25 @@ class SimulatorConfig:
         return self.wechatpay == DEMO_WECHATPAY or self.payjs == DEMO_PAYJS or self.eftpay == DEMO_EFTPAY
 
 
-_SIMULATOR_KEYS = {
-    "auto_orders",
-    "payjs_auto_order_amount",
-    "completion_delay",
-    "refund_outcome",
-    "payjs_unsigned_duplicate",
-    "wechatpay_max_refunds",
-    "wechatpay_close_after",
-    "payjs_close_within",
-    "payjs_reverse_within",
-    "eftpay_time_tolerance",
-    "notify_schedule",
-    "notify_poll_interval",
-    "notify_ca_file",
+#: Keys of ``[simulator]``: the plain settings of :class:`SimulatorConfig`.
+_SIMULATOR_KEYS = tuple(
+    field.name
+    for field in attrs.fields(SimulatorConfig)
+    if field.name not in ("wechatpay", "wechatpay_v3", "payjs", "eftpay", "faults")
+)
+
+#: ``[wechatpay-v3]`` keys that only the client reads (the CLI and the simulator share one file).
+_V3_CLIENT_ONLY_KEYS = ("wechatpay_public_key", "sub_mchid", "base_url", "ca_file", "max_connections")
+
+#: Every section of a simulator TOML file and the attrs class whose fields are its keys.
+CONFIG_SECTIONS: Mapping[str, tuple[str, ...]] = {
+    "wechatpay": tuple(f.name for f in attrs.fields(WeChatPayMerchant)),
+    "wechatpay-v3": tuple(f.name for f in attrs.fields(WeChatPayV3Merchant)) + _V3_CLIENT_ONLY_KEYS,
+    "payjs": tuple(f.name for f in attrs.fields(PayJSMerchant)),
+    "eftpay": tuple(f.name for f in attrs.fields(EftPayMerchant)),
+    "simulator": _SIMULATOR_KEYS,
+    "faults": ("seed", "rules"),
+    "faults.rules": tuple(f.name for f in attrs.fields(FaultRule)),
 }
 
 
@@ -218,51 +230,54 @@ def load_config(path: str | os.PathLike[str], **overrides: Any) -> SimulatorConf
     """Read a TOML file into a :class:`SimulatorConfig`; ``overrides`` win over the file.
 
     Uses ``tomllib`` (Python 3.11+) or ``tomli`` on 3.10, imported only here so that the
-    simulator itself needs neither.
+    simulator itself needs neither. Every problem — unreadable file, invalid TOML, an unknown
+    section or key, a value of the wrong type — is a :class:`ValidationError` naming the file and
+    the key, in one line.
     """
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - Python 3.10 only
         import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+    name = os.fspath(path)
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ValidationError(f"cannot read {os.fspath(path)!r}: {exc.strerror}", field="config") from None
+        raise ValidationError(f"cannot read {name!r}: {exc.strerror}", field="config") from None
+    except UnicodeDecodeError:
+        raise ValidationError(f"{name!r} is not UTF-8 text", field="config") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ValidationError(f"{os.fspath(path)!r} is not valid TOML: {exc}", field="config") from None
-    return config_from_mapping(data, **overrides)
+        raise ValidationError(f"{name!r} is not valid TOML: {exc}", field="config") from None
+    try:
+        return config_from_mapping(data, **overrides)
+    except ValidationError as exc:
+        raise ValidationError(f"{name!r}: {exc.message.removeprefix('config: ')}", field="config") from None
 
 
 def config_from_mapping(data: Mapping[str, Any], **overrides: Any) -> SimulatorConfig:
     """Build a :class:`SimulatorConfig` from parsed TOML (sections as in :func:`load_config`)."""
+    unknown = sorted(set(data) - {name for name in CONFIG_SECTIONS if "." not in name})
+    if unknown:
+        raise ValidationError(
+            f"unknown section(s) {', '.join(f'[{name}]' for name in unknown)}; expected "
+            f"{', '.join(f'[{name}]' for name in CONFIG_SECTIONS if '.' not in name)}",
+            field="config",
+        )
     kwargs: dict[str, Any] = {}
     try:
         if "wechatpay" in data:
-            kwargs["wechatpay"] = WeChatPayMerchant(**_section(data, "wechatpay"))
+            kwargs["wechatpay"] = WeChatPayMerchant(**_section(data, "wechatpay", WeChatPayMerchant))
         if "wechatpay-v3" in data:
-            section = _section(data, "wechatpay-v3")
-            # Client-side keys in the shared file mean nothing to the simulator.
-            for key in ("wechatpay_public_key", "sub_mchid", "base_url", "ca_file", "max_connections"):
-                section.pop(key, None)
-            kwargs["wechatpay_v3"] = WeChatPayV3Merchant(**section)
+            kwargs["wechatpay_v3"] = WeChatPayV3Merchant(**_v3_section(data))
         if "payjs" in data:
-            kwargs["payjs"] = PayJSMerchant(**_section(data, "payjs"))
+            kwargs["payjs"] = PayJSMerchant(**_section(data, "payjs", PayJSMerchant))
         if "eftpay" in data:
-            section = _section(data, "eftpay")
-            if section.get("balance") is not None:
-                section["balance"] = Decimal(str(section["balance"]))
-            kwargs["eftpay"] = EftPayMerchant(**section)
-        simulator = _section(data, "simulator")
-        unknown = set(simulator) - _SIMULATOR_KEYS
-        if unknown:
-            raise ValidationError(f"unknown [simulator] keys: {sorted(unknown)}", field="config")
-        if "notify_schedule" in simulator:
-            simulator["notify_schedule"] = tuple(float(v) for v in simulator["notify_schedule"])
-        kwargs.update(simulator)
+            kwargs["eftpay"] = EftPayMerchant(**_section(data, "eftpay", EftPayMerchant))
+        if "simulator" in data:
+            kwargs.update(_section(data, "simulator", SimulatorConfig, keys=_SIMULATOR_KEYS))
         if "faults" in data:
-            faults = _section(data, "faults")
-            rules = tuple(FaultRule(**dict(rule)) for rule in faults.pop("rules", []))
-            kwargs["faults"] = FaultPlan(rules=rules, **faults)
+            faults = _section(data, "faults", FaultPlan)
+            rules = faults.pop("rules", ())
+            kwargs["faults"] = FaultPlan(rules=tuple(rules), **faults)
         kwargs.update(overrides)
         return SimulatorConfig(**kwargs)
     except ValidationError:
@@ -271,8 +286,78 @@ def config_from_mapping(data: Mapping[str, Any], **overrides: Any) -> SimulatorC
         raise ValidationError(f"bad simulator configuration: {exc}", field="config") from None
 
 
-def _section(data: Mapping[str, Any], name: str) -> dict[str, Any]:
+def _section(
+    data: Mapping[str, Any], name: str, cls: type[Any], *, keys: tuple[str, ...] | None = None
+) -> dict[str, Any]:
+    """``data[name]`` as keyword arguments of ``cls``: known keys only, values of the field's type."""
+    shown = "[[faults.rules]]" if name == "faults.rules" else f"[{name}]"
     section = data.get(name, {})
     if not isinstance(section, Mapping):
-        raise ValidationError(f"[{name}] must be a table", field="config")
-    return dict(section)
+        raise ValidationError(f"{shown} must be a table", field="config")
+    allowed = keys if keys is not None else CONFIG_SECTIONS[name]
+    unknown = sorted(set(section) - set(allowed))
+    if unknown:
+        raise ValidationError(
+            f"unknown key(s) {', '.join(unknown)} in {shown}; expected {', '.join(allowed)}", field="config"
+        )
+    missing = [f.name for f in attrs.fields(cls) if f.default is attrs.NOTHING and f.name not in section]
+    if missing:
+        raise ValidationError(f"{shown} is missing {', '.join(missing)}", field="config")
+    hints = typing.get_type_hints(cls)
+    return {key: _value(shown, key, value, hints[key]) for key, value in section.items()}
+
+
+def _v3_section(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``[wechatpay-v3]`` without the keys that only the client reads."""
+    section = data["wechatpay-v3"]
+    if not isinstance(section, Mapping):
+        raise ValidationError("[wechatpay-v3] must be a table", field="config")
+    simulator_only = {k: v for k, v in section.items() if k not in _V3_CLIENT_ONLY_KEYS}
+    return _section({"wechatpay-v3": simulator_only}, "wechatpay-v3", WeChatPayV3Merchant)
+
+
+def _value(section: str, key: str, value: Any, hint: Any) -> Any:
+    """``value`` checked (and converted) for a field annotated ``hint``."""
+    where = f"{section} {key}"
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        # Optional fields: TOML has no null, so the value is of the other type (a str for
+        # ``str | bytes`` fields such as a key file's path).
+        hint = str if str in args else args[0]
+        args = list(typing.get_args(hint))
+    if hint is str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)  # mch_id = 1900000109 means "1900000109"
+        if isinstance(value, str):
+            return value
+        raise ValidationError(f"{where} must be a string", field="config")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValidationError(f"{where} must be true or false", field="config")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ValidationError(f"{where} must be a whole number", field="config")
+    if hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise ValidationError(f"{where} must be a number", field="config")
+    if hint is Decimal:
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            try:
+                return Decimal(str(value))
+            except ArithmeticError:
+                pass
+        raise ValidationError(f'{where} must be an amount such as "12.50"', field="config")
+    if typing.get_origin(hint) is tuple and key == "notify_schedule":
+        if isinstance(value, list):
+            return tuple(_value(section, key, item, float) for item in value)
+        raise ValidationError(f"{where} must be a list of numbers", field="config")
+    if typing.get_origin(hint) is tuple and key == "rules":
+        if isinstance(value, list) and all(isinstance(rule, Mapping) for rule in value):
+            return tuple(
+                FaultRule(**_section({"faults.rules": rule}, "faults.rules", FaultRule)) for rule in value
+            )
+        raise ValidationError(f"{where} must be [[faults.rules]] tables", field="config")
+    raise ValidationError(f"{where} is not a setting of the TOML file", field="config")  # pragma: no cover

@@ -54,7 +54,7 @@ class FaultKind(enum.Enum):
 
 def _rate(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not 0.0 <= value <= 1.0:
-        raise ValidationError(f"{attribute.name} must be between 0 and 1", field=attribute.name)
+        raise ValidationError("must be between 0 and 1", field=attribute.name)
 
 
 @attrs.frozen(kw_only=True)
