@@ -52,6 +52,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .errors import (
     IdempotencyConflict,
+    IdempotencyStoreError,
     PaykitError,
     ProviderError,
     RefundOutcomeUnknown,
@@ -470,8 +471,11 @@ class RefundBatch:
             return _failure(index, request, refund_no, BatchStatus.INVALID, error, None, None)
         try:
             recorded = await self._recorded_refund_no(kwargs.get("idempotency_key"))
-        except PaykitError as error:
+        except Exception as error:
             # The store could not be read: nothing was sent, the next run tries again.
+            if not isinstance(error, PaykitError):
+                reason = f"{type(error).__name__}: {error}"
+                error = IdempotencyStoreError(f"the idempotency store failed: {reason}")
             return _failure(index, fixed, refund_no, BatchStatus.FAILED, error, 0, None)
         if recorded is not None and self._rule is not None and recorded != refund_no:
             # The key was used before (a crashed or interrupted run): that number is the refund.

@@ -34,6 +34,7 @@ __all__ = [
     "Pipeline",
     "Settler",
     "pacing",
+    "watch_sending",
 ]
 
 
@@ -129,6 +130,20 @@ class Pacer(Protocol):
 
 
 _pacer: ContextVar[Pacer | None] = ContextVar("paykit_pacer", default=None)
+_sending: ContextVar[list[bool] | None] = ContextVar("paykit_sending", default=None)
+
+
+@contextlib.contextmanager
+def watch_sending() -> Iterator[list[bool]]:
+    """A cell that turns ``[True]`` once a request of this task reaches the exchange inside the
+    block — after pacing and the middlewares. The retry layer uses it to tell an attempt cut off
+    before anything was sent (``sent=False``) from one cut off in flight."""
+    cell = [False]
+    token = _sending.set(cell)
+    try:
+        yield cell
+    finally:
+        _sending.reset(token)
 
 
 @contextlib.contextmanager
@@ -168,6 +183,9 @@ def _paced(handler: Handler) -> Handler:
         pacer = _pacer.get()
         if pacer is not None:
             await pacer.acquire()
+        sending = _sending.get()
+        if sending is not None:
+            sending[0] = True
         return await handler(operation)
 
     return paced

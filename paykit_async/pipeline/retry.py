@@ -25,7 +25,7 @@ from ..errors import (
 )
 from ..retry_after import parse_retry_after
 from .clock import Clock, MonotonicClock, deadline_scope
-from .core import Handler, Operation, Outcome
+from .core import Handler, Operation, Outcome, watch_sending
 from .deadline import call_deadline
 
 __all__ = ["RetryBudget", "RetryMiddleware", "RetryPolicy", "parse_retry_after"]
@@ -194,8 +194,18 @@ class RetryMiddleware:
                 f"the call's deadline ({self.policy.deadline} s) passed before this attempt was sent",
                 sent=False,
             )
-        with deadline_scope(self.clock, deadline):
-            return await call_next(operation)
+        answered: list[Outcome] = []
+        with watch_sending() as sending, deadline_scope(self.clock, deadline):
+            answered.append(await call_next(operation))
+        if answered:
+            return answered[0]
+        # The deadline's scope cancelled the attempt (and swallowed the cancellation).
+        if not sending[0]:
+            # Cut off while waiting for its turn (a rate limit) or in a middleware: never sent.
+            raise TransportError(
+                f"the call's deadline ({self.policy.deadline} s) passed before this attempt was sent",
+                sent=False,
+            )
         raise TransportError(
             f"no reply within the call's deadline ({self.policy.deadline} s); the attempt was abandoned",
             sent=None,

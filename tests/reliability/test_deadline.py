@@ -173,3 +173,25 @@ async def test_a_refund_against_a_stalling_server_ends_within_the_deadline(anyio
     assert query_elapsed < deadline + connect, query_elapsed
     assert caught.value.refund_no == "P" * 32
     assert app.requests == ["/api/refund", "/api/check"]
+
+
+async def test_a_deadline_passing_while_waiting_for_the_rate_limit_means_nothing_was_sent(
+    anyio_backend: str,
+) -> None:
+    from paykit_async.batch import RateLimiter
+    from paykit_async.pipeline.core import pacing
+
+    clock = FakeClock()
+    provider = FakeProvider(orders={"O1": 1000, "O2": 1000})
+    transport = TimedTransport(provider, clock)
+    client = _client(transport, clock, attempts=3, deadline=4)
+    limiter = RateLimiter(0.1, clock=clock)  # one request every 10 s
+    with pacing(limiter):
+        await client.refund(order_id="O1", amount=100)
+        with pytest.raises(TransportError) as caught:
+            await client.refund(order_id="O2", amount=100)
+    assert caught.value.sent is False  # a definite failure, not an unknown outcome
+    assert "before this attempt was sent" in caught.value.message
+    assert clock.now() == 4.0
+    assert transport.sent == ["/refund"]
+    assert [e.order_id for e in provider.ledger.values()] == ["O1"]
