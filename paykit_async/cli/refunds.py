@@ -359,13 +359,20 @@ def _result_line(outcome: BatchOutcome, number: int) -> dict[str, Any]:
         replayed = bool(getattr(result, "replayed", False)) or attempts == 0
     else:
         replayed = status is BatchStatus.FAILED and isinstance(outcome.error, ProviderError) and attempts == 0
+    message = outcome.error_message
+    if outcome.error_code == "IdempotencyConflict":
+        message = (
+            f"{message}. The journal holds this row's refund with other details (refund_desc, "
+            "notify_url...): restore them, or give the row its own refund number or idempotency_key "
+            "if it is another refund"
+        )
     return {
         "row": number,
         "status": status.value,
         "refund_no": outcome.refund_no,
         "provider_refund_id": provider_refund_id,
         "error_code": outcome.error_code,
-        "error_message": None if outcome.error_message is None else f"row {number}: {outcome.error_message}",
+        "error_message": None if message is None else f"row {number}: {message}",
         "attempts": attempts,
         "replayed": replayed,
         "settled_by_query": bool(getattr(result, "settled_by_query", False)),

@@ -59,6 +59,12 @@ logger = logging.getLogger("paykit_async.idempotency")
 
 _T = TypeVar("_T")
 
+_STATES = {
+    RecordState.IN_FLIGHT: "outcome not yet known",
+    RecordState.SUCCEEDED: "succeeded",
+    RecordState.FAILED: "refused",
+}
+
 #: How long a store call may take when the call has no deadline.
 _STORE_CALL_SECONDS = 30.0
 #: Recording an outcome after the provider answered gets at least this long, even at the deadline.
@@ -238,8 +244,10 @@ class IdempotencyMiddleware:
             if record.fingerprint != fingerprint or (chosen and record.refund_no != refund_no):
                 if acquired:
                     await self._release(key, owner, deadline)
+                what = "refund number" if record.fingerprint == fingerprint else "request"
                 raise IdempotencyConflict(
-                    "this idempotency key was used for a different request; nothing was sent",
+                    f"this idempotency key was used for a different {what} (refund {record.refund_no}, "
+                    f"{_STATES[record.state]}); nothing was sent",
                     key=key,
                 )
             if acquired or record.state is not RecordState.IN_FLIGHT:

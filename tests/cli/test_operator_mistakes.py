@@ -429,3 +429,22 @@ def test_a_tls_misconfiguration_is_reported_once_with_its_fix(tmp_path: Path) ->
     assert line["error_code"] == "TransportError"
     assert "certificate verify failed" in line["error_message"]
     assert "ca_file=" in line["error_message"]
+
+
+def test_a_changed_description_of_a_finished_row_is_refused_not_refunded_again(tmp_path: Path) -> None:
+    with live_simulator(SimulatorConfig(completion_delay=0.0)) as live:
+        rows = [{**row, "refund_desc": "event cancelled"} for row in _orders(live, 2)]
+        csv_file = write_csv(tmp_path / "desc.csv", rows)
+        assert _run(live, csv_file, tmp_path / "first.jsonl").returncode == 0
+        rows[1]["refund_desc"] = "event cancelled (rain)"
+        write_csv(csv_file, rows)
+        again = _run(live, csv_file, tmp_path / "again.jsonl")
+        snapshot = live.simulator.snapshot()
+    assert again.returncode == 1
+    by_row = {line["row"]: line for line in read_results(tmp_path / "again.jsonl")}
+    assert by_row[1]["status"] == "succeeded"
+    assert by_row[2]["status"] == "invalid"
+    assert by_row[2]["error_code"] == "IdempotencyConflict"
+    assert "succeeded" in by_row[2]["error_message"]
+    assert "restore them" in by_row[2]["error_message"]
+    _assert_refunded_as(snapshot, {row["out_trade_no"]: row["refund_fee"] for row in rows})
