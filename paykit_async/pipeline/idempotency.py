@@ -67,8 +67,11 @@ _STATES = {
 
 #: How long a store call may take when the call has no deadline.
 _STORE_CALL_SECONDS = 30.0
-#: Recording an outcome after the provider answered gets at least this long, even at the deadline.
+#: Recording an outcome after the provider answered gets at least this long, even at the deadline ...
 _BOOKKEEPING_GRACE = 1.0
+#: ... and at most this long: the answer is in hand, and a record that could not be written only
+#: means the next call re-sends the same number, which the provider answers with the same refund.
+_BOOKKEEPING_CAP = 5.0
 
 
 def request_fingerprint(operation: Operation) -> str:
@@ -307,9 +310,10 @@ class IdempotencyMiddleware:
 
     def _bookkeeping_until(self, deadline: float | None) -> float:
         """When bookkeeping after the provider call must stop (``time.monotonic``): the call's
-        deadline, but at least ``_BOOKKEEPING_GRACE`` from now."""
+        deadline, but at least ``_BOOKKEEPING_GRACE`` and at most ``_BOOKKEEPING_CAP`` from now."""
         left = remaining(self.clock, deadline)
-        return time.monotonic() + (_STORE_CALL_SECONDS if left is None else max(_BOOKKEEPING_GRACE, left))
+        window = _BOOKKEEPING_CAP if left is None else min(_BOOKKEEPING_CAP, max(_BOOKKEEPING_GRACE, left))
+        return time.monotonic() + window
 
     async def _bookkeeping(self, call: Callable[[], Awaitable[object]], until: float, what: str) -> bool:
         """Runs a store call after the provider was (or may have been) called; True if it failed.

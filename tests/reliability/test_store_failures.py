@@ -225,8 +225,7 @@ async def test_a_lock_taken_while_the_refund_is_at_the_provider_returns_the_resu
     store = SQLiteStore(path, busy_timeout=60, time_source=lambda: now[0])
     transport = LockingTransport(sim.transport(), path)
     options: dict[str, Any] = {
-        "retry": RetryPolicy(deadline=1),
-        "idempotency_lease": 5,
+        "idempotency_lease": 130,  # the default deadline (60 s) is the retry policy's
         "idempotency_wait": 0.1,
     }
     async with _client(sim, store, transport=transport, **options) as client:
@@ -236,7 +235,8 @@ async def test_a_lock_taken_while_the_refund_is_at_the_provider_returns_the_resu
         elapsed = time.monotonic() - began
     assert result.refund_id
     assert "could not record the outcome" in caplog.text
-    assert elapsed < 15, elapsed  # not the 60 s busy timeout
+    # Recording waits at most 5 s: not the 60 s busy timeout, nor the 60 s deadline.
+    assert elapsed < 15, elapsed
     transport.unlock()
     record = await store.get(KEY)
     assert record is not None
@@ -246,7 +246,7 @@ async def test_a_lock_taken_while_the_refund_is_at_the_provider_returns_the_resu
         with pytest.raises(RefundOutcomeUnknown) as caught:
             await _refund(client)  # within the lease: another worker may still be sending it
         assert caught.value.refund_no == result.out_refund_no
-        now[0] += 5  # the lease ends
+        now[0] += 130  # the lease ends
         again = await _refund(client)
     assert again.out_refund_no == result.out_refund_no
     assert not again.replayed  # re-sent under the same number: WeChat answered with the same refund
