@@ -109,7 +109,7 @@ class _ConfirmingV2(Protocol):
     async def receive_refund_notification(self, body: bytes) -> Any: ...
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class _WeChatPay:
     client: WeChatPayClient
     name: str = "wechatpay"
@@ -134,7 +134,7 @@ class _WeChatPay:
         return self.client.notification_failure_reply(message)
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class _WeChatPayV3:
     client: WeChatPayV3Client
     name: str = "wechatpay-v3"
@@ -154,7 +154,7 @@ class _WeChatPayV3:
         return self.client.notification_failure_reply(message)
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class _PayJS:
     client: PayJSClient
     name: str = "payjs"
@@ -173,7 +173,7 @@ class _PayJS:
         return self.client.notification_failure_reply(message)
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class _EftPay:
     client: EftPayClient
     name: str = "eftpay"
@@ -205,13 +205,13 @@ def _provider_of(client: object) -> _Provider:
                 "WeChat Pay v2 notifications are confirmed with WeChatPayClient.receive_refund_notification, "
                 "which this paykit_async lacks"
             )
-        return _WeChatPay(client)
+        return _WeChatPay(client=client)
     if isinstance(client, WeChatPayV3Client):
-        return _WeChatPayV3(client)
+        return _WeChatPayV3(client=client)
     if isinstance(client, PayJSClient):
-        return _PayJS(client)
+        return _PayJS(client=client)
     if isinstance(client, EftPayClient):
-        return _EftPay(client)
+        return _EftPay(client=client)
     raise TypeError(
         "notification_app needs a WeChatPayClient, WeChatPayV3Client, PayJSClient or EftPayClient, "
         f"not {type(client).__name__}"

@@ -31,7 +31,6 @@ from contextvars import ContextVar
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-import attrs
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import Counter, Histogram, MeterProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, TracerProvider
@@ -54,12 +53,14 @@ Attributes = dict[str, str | int]
 _Client = TypeVar("_Client", bound=BaseClient)
 
 
-@attrs.define
 class _Progress:
-    """What the attempt layer tells the operation layer around it."""
+    """What the attempt layer tells the operation layer around it (mutable, one per operation)."""
 
-    attempts: int = 0
-    refund_no: str | None = None
+    __slots__ = ("attempts", "refund_no")
+
+    def __init__(self, *, refund_no: str | None) -> None:
+        self.attempts = 0
+        self.refund_no = refund_no
 
 
 _PROGRESS: ContextVar[_Progress | None] = ContextVar("paykit_otel_progress", default=None)

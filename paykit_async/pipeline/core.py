@@ -141,18 +141,23 @@ class Exchange:
         return outcome if request_id is None else attrs.evolve(outcome, request_id=request_id)
 
 
-@attrs.define(kw_only=True)
 class WireRecord:
     """What the exchange saw of one attempt on the wire, for observers (tracing, metrics).
 
-    Filled only inside :func:`recording_wire`; never holds a header value other than the request
-    id, nor any part of a body.
+    Filled only inside :func:`recording_wire` (so mutable, unlike the value types here); never
+    holds a header value other than the request id, nor any part of a body.
     """
 
-    method: str | None = None
-    url: str | None = None
-    status_code: int | None = None
-    request_id: str | None = None
+    __slots__ = ("method", "request_id", "status_code", "url")
+
+    def __init__(self) -> None:
+        self.method: str | None = None
+        self.url: str | None = None
+        self.status_code: int | None = None
+        self.request_id: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<WireRecord {self.method} {self.url} -> {self.status_code}>"
 
 
 _WIRE_RECORD: ContextVar[WireRecord | None] = ContextVar("paykit_wire_record", default=None)
