@@ -25,6 +25,7 @@ global ones are used (no-ops until the application configures the SDK).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -206,8 +207,18 @@ class AttemptLayer:
             return outcome
 
 
+@functools.lru_cache(maxsize=256)
+def _server_items(url: str) -> tuple[tuple[str, str | int], ...]:
+    return tuple(_server_attributes(url).items())
+
+
 def _server(url: str) -> Attributes:
-    """``url.full`` without query, fragment or credentials, and the server's address and port."""
+    """``url.full`` without query, fragment or credentials, and the server's address and port
+    (parsed once per URL: a client talks to a handful)."""
+    return dict(_server_items(url))
+
+
+def _server_attributes(url: str) -> Attributes:
     parts = urlsplit(url)
     host = parts.hostname or ""
     try:
