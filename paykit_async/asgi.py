@@ -306,7 +306,9 @@ class NotificationApp:
 
     async def _read_body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
+        if declared is not None and not (declared.isascii() and declared.isdigit()):
+            raise _TooLarge  # not a length at all: refuse it like one over the cap
+        if declared is not None and int(declared) > self.max_body:
             raise _TooLarge
         chunks: list[bytes] = []
         size = 0

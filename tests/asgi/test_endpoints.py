@@ -444,10 +444,13 @@ async def test_a_body_at_the_cap_is_read_and_verified(provider: Provider) -> Non
     assert receive.calls == 4
 
 
-async def test_a_lying_content_length_is_refused(provider: Provider) -> None:
+@pytest.mark.parametrize("declared", [b"-1", b"1e3", "\u00b2".encode("latin-1"), b" 12", b""])
+async def test_a_content_length_that_is_not_a_length_is_refused(provider: Provider, declared: bytes) -> None:
     app = notification_app(provider.client, Calls())
-    status, _ = await call_raw(app, Body(b"", 1), [(b"content-length", b"-1")])
+    receive = Body(b"", 1)
+    status, _ = await call_raw(app, receive, [(b"content-length", declared)])
     assert status == 413
+    assert receive.calls == 0
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "HEAD", "DELETE"])
