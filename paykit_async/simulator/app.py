@@ -70,38 +70,41 @@ class SimulatorApp:
         if handled is None:
             handled = await handler.handle(endpoint, request, fault)
         reply = handled.reply
-        status = reply.status
         kind = fault.kind
-        try:
-            if kind is FaultKind.DROP_BEFORE or kind is FaultKind.DROP_AFTER:
-                status = 0
-                await send_truncated(scope, send, reply)
-            elif kind is FaultKind.ERROR_AFTER:
-                status = 500
-                await send_reply(send, handler.server_error_reply(500))
-            elif kind is FaultKind.TRUNCATED:
-                cut = HttpReply(
-                    status=reply.status,
-                    content_type=reply.content_type,
-                    body=reply.body[: len(reply.body) // 2],
-                    headers=reply.headers,
-                )
-                await send_reply(send, cut)
-            else:
-                await send_reply(send, reply)
-        finally:
-            state.log(
-                RequestRecord(
-                    provider=handler.name,
-                    endpoint=endpoint,
-                    path=scope["path"],
-                    fields=dict(handled.fields),
-                    status=status,
-                    outcome=handled.outcome,
-                    fault=None if kind is None else kind.value,
-                    at=state.now(),
-                )
+        if kind is FaultKind.DROP_BEFORE or kind is FaultKind.DROP_AFTER:
+            status = 0
+        elif kind is FaultKind.ERROR_AFTER:
+            status = 500
+        else:
+            status = reply.status
+        # Logged before the reply goes out: a client that has its answer must find the request
+        # in ``Simulator.requests()`` (logging afterwards raced with fast clients).
+        state.log(
+            RequestRecord(
+                provider=handler.name,
+                endpoint=endpoint,
+                path=scope["path"],
+                fields=dict(handled.fields),
+                status=status,
+                outcome=handled.outcome,
+                fault=None if kind is None else kind.value,
+                at=state.now(),
             )
+        )
+        if kind is FaultKind.DROP_BEFORE or kind is FaultKind.DROP_AFTER:
+            await send_truncated(scope, send, reply)
+        elif kind is FaultKind.ERROR_AFTER:
+            await send_reply(send, handler.server_error_reply(500))
+        elif kind is FaultKind.TRUNCATED:
+            cut = HttpReply(
+                status=reply.status,
+                content_type=reply.content_type,
+                body=reply.body[: len(reply.body) // 2],
+                headers=reply.headers,
+            )
+            await send_reply(send, cut)
+        else:
+            await send_reply(send, reply)
 
     async def _before_work(self, handler: ProviderHandler, fault: Fault) -> Handled | None:
         """Faults that happen before the provider looks at the request."""
