@@ -90,7 +90,11 @@ def _text(value: str, name: str, what: str) -> str:
 def _json_value(value: Any, name: str, what: str, depth: int) -> Any:
     if isinstance(value, str):
         return _text(value, name, what)
-    if value is None or isinstance(value, bool | int | Decimal):
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise DecodeError(f"{what}: field {_shown(name)} is not a finite number")
         return value
     if isinstance(value, float):
         raise DecodeError(

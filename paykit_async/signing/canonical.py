@@ -67,7 +67,9 @@ def is_php_empty(value: object) -> bool:
         return True
     if isinstance(value, str):
         return value in ("", "0")
-    if isinstance(value, int | float | Decimal):
+    if isinstance(value, Decimal):
+        return value.is_zero()  # no comparison: a signalling NaN would raise
+    if isinstance(value, int | float):
         return value == 0
     if isinstance(value, Mapping | list | tuple):
         return len(value) == 0

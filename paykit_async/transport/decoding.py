@@ -51,12 +51,12 @@ class CappedBody:
 
     def feed(self, chunk: bytes) -> None:
         """Add one raw chunk; raises once the decoded body is larger than the limit."""
-        decoder = self._decoder
-        if decoder is None:
+        if self._decoder is None:
             self._add(chunk)
             return
         data = chunk
         while data:
+            decoder = self._decoder
             try:
                 # Never more than one byte past the room left: enough to see the cap is exceeded.
                 self._add(decoder.decompress(data, self._limit - self._size + 1))

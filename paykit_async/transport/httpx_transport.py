@@ -106,9 +106,14 @@ class HttpxTransport:
                     raise TransportError(f"reply larger than {limit} bytes refused", sent=True)
                 # Raw bytes, decoded here within the cap as they arrive: httpx would inflate a
                 # whole network chunk at once (a 64 KiB gzip chunk can hold gigabytes).
-                body = CappedBody(limit, response.headers.get("content-encoding"))
-                async for chunk in response.aiter_raw():
-                    body.feed(chunk)
+                if response.is_stream_consumed:
+                    # Built in memory (httpx.MockTransport with content=): already whole and decoded.
+                    body = CappedBody(limit)
+                    body.feed(response.content)
+                else:
+                    body = CappedBody(limit, response.headers.get("content-encoding"))
+                    async for chunk in response.aiter_raw():
+                        body.feed(chunk)
                 return WireResponse(
                     status_code=response.status_code,
                     headers={k.lower(): v for k, v in response.headers.items()},
