@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 from hypothesis import HealthCheck, settings
 
-from paykit_async import HttpxTransport, RetryPolicy
+from paykit_async import EftPayClient, HttpxTransport, PayJSClient, RetryPolicy, WeChatPayClient
 
 #: Fixed seed, no example database, bounded examples: the suite is reproducible and fast.
 HOSTILE = settings(
@@ -160,6 +160,24 @@ def xml_of(fields: Mapping[str, str]) -> bytes:
     return ("<xml>" + "".join(f"<{k}><![CDATA[{v}]]></{k}>" for k, v in fields.items()) + "</xml>").encode()
 
 
+#: The envelope of a WeChat reply that succeeded, for this test merchant.
+WECHAT_SUCCESS = {
+    "return_code": "SUCCESS",
+    "return_msg": "OK",
+    "appid": WECHAT_APPID,
+    "mch_id": WECHAT_MCH_ID,
+    "nonce_str": "n",
+    "result_code": "SUCCESS",
+}
+
+
+def signed_wechat_reply(**fields: str) -> bytes:
+    """A WeChat SUCCESS reply holding ``fields`` (which may override any default), signed inline."""
+    reply = {**WECHAT_SUCCESS, **fields}
+    reply["sign"] = wechat_sign(reply)
+    return xml_of(reply)
+
+
 def json_of(fields: Mapping[str, Any]) -> bytes:
     return json.dumps(fields, ensure_ascii=False).encode()
 
@@ -182,3 +200,30 @@ def mock_transport(answer: Callable[[httpx.Request], Reply]) -> HttpxTransport:
 def always(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> HttpxTransport:
     """A transport answering every request with the same reply."""
     return mock_transport(lambda _request: (status, headers or {}, body))
+
+
+# -- clients on a transport double (no retries, so every reply is decided at once) ------------
+
+
+def wechat_client(transport: Any) -> WeChatPayClient:
+    """A WeChat client on ``transport``; plain http, which refunds accept in process."""
+    return WeChatPayClient(
+        WECHAT_APPID,
+        WECHAT_MCH_ID,
+        WECHAT_KEY,
+        base_url="http://wx.example",
+        transport=transport,
+        retry=NO_RETRY,
+    )
+
+
+def payjs_client(transport: Any) -> PayJSClient:
+    return PayJSClient(
+        PAYJS_MCHID, PAYJS_KEY, base_url="https://payjs.example", transport=transport, retry=NO_RETRY
+    )
+
+
+def eftpay_client(transport: Any) -> EftPayClient:
+    return EftPayClient(
+        EFT_UCK, EFT_SECRET, base_url="https://eft.example", transport=transport, retry=NO_RETRY
+    )

@@ -10,25 +10,20 @@ import pytest
 
 from paykit_async import (
     DecodeError,
-    EftPayClient,
-    PayJSClient,
     RefundOutcomeUnknown,
-    WeChatPayClient,
 )
 from paykit_async.codecs.xml import looks_like_html
 
 from .support import (
-    EFT_SECRET,
-    EFT_UCK,
-    NO_RETRY,
-    PAYJS_KEY,
-    PAYJS_MCHID,
     WECHAT_APPID,
-    WECHAT_KEY,
     WECHAT_MCH_ID,
     eft_sign,
+    eftpay_client,
     json_of,
     mock_transport,
+    payjs_client,
+    signed_wechat_reply,
+    wechat_client,
     wechat_sign,
     xml_of,
 )
@@ -40,22 +35,8 @@ CERT_PAGE = (
 )
 
 
-def _signed_wechat(**fields: str) -> bytes:
-    reply = {
-        "return_code": "SUCCESS",
-        "return_msg": "OK",
-        "appid": WECHAT_APPID,
-        "mch_id": WECHAT_MCH_ID,
-        "nonce_str": "n",
-        "result_code": "SUCCESS",
-        **fields,
-    }
-    reply["sign"] = wechat_sign(reply)
-    return xml_of(reply)
-
-
 REFUND_FIELDS = {"out_trade_no": "T1", "out_refund_no": "R1", "refund_id": "5000", "refund_fee": "100"}
-QUERY_REPLY = _signed_wechat(
+QUERY_REPLY = signed_wechat_reply(
     out_trade_no="T1",
     total_fee="100",
     refund_count="1",
@@ -76,14 +57,7 @@ def _wechat_refund(backend: str, refund_reply: tuple[int, bytes]) -> tuple[objec
         return refund_reply[0], {}, refund_reply[1]
 
     async def main() -> object:
-        async with WeChatPayClient(
-            WECHAT_APPID,
-            WECHAT_MCH_ID,
-            WECHAT_KEY,
-            base_url="http://wx.example",
-            transport=mock_transport(answer),
-            retry=NO_RETRY,
-        ) as client:
+        async with wechat_client(mock_transport(answer)) as client:
             try:
                 return await client.refund(
                     total_fee=100, refund_fee=100, out_trade_no="T1", out_refund_no="R1"
@@ -142,7 +116,7 @@ def test_html_pages_are_still_recognised(body: bytes) -> None:
     [
         (200, CERT_PAGE),  # an HTML page with 200: not the documented certificate refusal
         (200, xml_of({"return_code": "MAYBE", "return_msg": "?"})),
-        (200, _signed_wechat(**{**REFUND_FIELDS, "result_code": "PENDING"})),  # signed, undocumented
+        (200, signed_wechat_reply(**{**REFUND_FIELDS, "result_code": "PENDING"})),  # signed, undocumented
         (200, b"<xml><return_code>SUCCESS</return_code>"),
         (200, b""),
     ],
@@ -176,13 +150,7 @@ def test_an_unclassifiable_payjs_refund_reply_is_unknown(backend: str, body: byt
         def answer(request: httpx.Request) -> tuple[int, dict[str, str], bytes]:
             return (200, {}, check_reply) if request.url.path.endswith("/check") else (200, {}, body)
 
-        async with PayJSClient(
-            PAYJS_MCHID,
-            PAYJS_KEY,
-            base_url="https://payjs.example",
-            transport=mock_transport(answer),
-            retry=NO_RETRY,
-        ) as client:
+        async with payjs_client(mock_transport(answer)) as client:
             with pytest.raises(RefundOutcomeUnknown):
                 await client.refund(payjs_order_id="P1")
 
@@ -207,13 +175,7 @@ def test_an_unclassifiable_eftpay_refund_reply_is_settled_by_query(backend: str,
         return (200, {}, query_reply) if request.url.path.endswith("QRcodeTradeQuery.do") else (200, {}, body)
 
     async def main() -> None:
-        async with EftPayClient(
-            EFT_UCK,
-            EFT_SECRET,
-            base_url="https://eft.example",
-            transport=mock_transport(answer),
-            retry=NO_RETRY,
-        ) as client:
+        async with eftpay_client(mock_transport(answer)) as client:
             result = await client.refund(
                 paytype="WeChat",
                 payment_type="WECHATCN",

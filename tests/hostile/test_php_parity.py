@@ -18,10 +18,9 @@ from decimal import Decimal
 import anyio
 import pytest
 
-from paykit_async import PayJSClient
 from paykit_async.signing import canonical_string, is_php_empty, php_float
 
-from .support import NO_RETRY, PAYJS_KEY, PAYJS_MCHID, always
+from .support import PAYJS_KEY, always, payjs_client
 
 
 @pytest.mark.parametrize(
@@ -90,13 +89,7 @@ def test_a_payjs_reply_with_nested_false_and_fractions_verifies(backend: str) ->
     body = f'{body_without_sign},"sign":"{sign}"}}'.encode()
 
     async def main() -> None:
-        async with PayJSClient(
-            PAYJS_MCHID,
-            PAYJS_KEY,
-            base_url="https://payjs.example",
-            transport=always(200, body),
-            retry=NO_RETRY,
-        ) as client:
+        async with payjs_client(always(200, body)) as client:
             result = await client.close(payjs_order_id="P1")
             assert result.raw["jsapi"]["fee"] == Decimal("1.50")
 

@@ -21,19 +21,18 @@ from paykit_async import EftPayClient, PayJSClient, PaykitError, WeChatPayClient
 
 from ..payjs.payjs_fixtures import php_sign
 from .support import (
-    EFT_SECRET,
-    EFT_UCK,
     FEW,
-    NO_RETRY,
     PAYJS_KEY,
-    PAYJS_MCHID,
     SECRETS,
     WECHAT_APPID,
-    WECHAT_KEY,
     WECHAT_MCH_ID,
+    WECHAT_SUCCESS,
     assert_no_secret,
     eft_sign,
+    eftpay_client,
     mock_transport,
+    payjs_client,
+    wechat_client,
     wechat_hmac_sign,
     wechat_sign,
     xml_of,
@@ -44,26 +43,15 @@ Call = Callable[[Any], Awaitable[object]]
 
 
 def _wechat(transport: Any) -> WeChatPayClient:
-    return WeChatPayClient(
-        WECHAT_APPID,
-        WECHAT_MCH_ID,
-        WECHAT_KEY,
-        base_url="http://wx.example",
-        transport=transport,
-        retry=NO_RETRY,
-    )
+    return wechat_client(transport)
 
 
 def _payjs(transport: Any) -> PayJSClient:
-    return PayJSClient(
-        PAYJS_MCHID, PAYJS_KEY, base_url="https://payjs.example", transport=transport, retry=NO_RETRY
-    )
+    return payjs_client(transport)
 
 
 def _eftpay(transport: Any) -> EftPayClient:
-    return EftPayClient(
-        EFT_UCK, EFT_SECRET, base_url="https://eft.example", transport=transport, retry=NO_RETRY
-    )
+    return eftpay_client(transport)
 
 
 CALLS: dict[str, tuple[Callable[[Any], Any], Call]] = {
@@ -255,12 +243,7 @@ def _genuine(name: str, request: httpx.Request) -> dict[str, Any]:
     provider = name.split(".")[0]
     if provider == "wechat":
         fields = {
-            "return_code": "SUCCESS",
-            "return_msg": "OK",
-            "appid": WECHAT_APPID,
-            "mch_id": WECHAT_MCH_ID,
-            "nonce_str": "n",
-            "result_code": "SUCCESS",
+            **WECHAT_SUCCESS,
             "out_trade_no": "T1",
             "transaction_id": "4200",
             "total_fee": "100",

@@ -17,23 +17,23 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from paykit_async import EftPayClient, PayJSClient, SignatureError, WeChatPayClient
+from paykit_async import EftPayClient, PayJSClient, SignatureError
 from paykit_async.signing import KeyedMd5Signer, ambiguous_field, canonical_string, is_blank, is_php_empty
 
 from .support import (
     EFT_SECRET,
     EFT_UCK,
     HOSTILE,
-    NO_RETRY,
     PAYJS_KEY,
     PAYJS_MCHID,
     WECHAT_APPID,
-    WECHAT_KEY,
     WECHAT_MCH_ID,
     always,
     eft_sign,
     json_of,
+    payjs_client,
     payjs_sign,
+    wechat_client,
     wechat_sign,
     xml_of,
 )
@@ -223,14 +223,7 @@ def test_a_resplit_wechat_reply_is_refused(backend: str) -> None:
 
     async def main() -> None:
         for reply in (forged, genuine):
-            async with WeChatPayClient(
-                WECHAT_APPID,
-                WECHAT_MCH_ID,
-                WECHAT_KEY,
-                base_url="https://api.example",
-                transport=always(200, xml_of(reply)),
-                retry=NO_RETRY,
-            ) as client:
+            async with wechat_client(always(200, xml_of(reply))) as client:
                 with pytest.raises(SignatureError, match="ambiguous"):
                     await client.query_refund(out_refund_no="R1")
 
@@ -243,9 +236,7 @@ def test_a_resplit_payjs_reply_is_refused(backend: str) -> None:
     fields["sign"] = payjs_sign(fields)
 
     async def main() -> None:
-        async with PayJSClient(
-            PAYJS_MCHID, PAYJS_KEY, base_url="https://payjs.example", transport=always(200, json_of(fields))
-        ) as client:
+        async with payjs_client(always(200, json_of(fields))) as client:
             with pytest.raises(SignatureError, match="ambiguous"):
                 await client.check(payjs_order_id="P1")
 
