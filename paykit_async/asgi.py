@@ -105,17 +105,13 @@ class _Provider(Protocol):
     def failure(self, message: str) -> NotificationReply: ...
 
 
-class _ConfirmingV2(Protocol):
-    async def receive_refund_notification(self, body: bytes) -> Any: ...
-
-
 @attrs.frozen(kw_only=True)
 class _WeChatPay:
     client: WeChatPayClient
     name: str = "wechatpay"
 
     async def receive(self, headers: Mapping[str, str], body: bytes) -> Any:
-        return await cast(_ConfirmingV2, self.client).receive_refund_notification(body)
+        return await self.client.receive_refund_notification(body)
 
     def identity(self, notification: Any) -> tuple[str, list[str]]:
         client = self.client
@@ -200,11 +196,6 @@ class _EftPay:
 
 def _provider_of(client: object) -> _Provider:
     if isinstance(client, WeChatPayClient):
-        if not callable(getattr(client, "receive_refund_notification", None)):
-            raise TypeError(
-                "WeChat Pay v2 notifications are confirmed with WeChatPayClient.receive_refund_notification, "
-                "which this paykit_async lacks"
-            )
         return _WeChatPay(client=client)
     if isinstance(client, WeChatPayV3Client):
         return _WeChatPayV3(client=client)

@@ -7,6 +7,7 @@ expat expands anything, caps the body size, and maps empty elements to ``""`` â€
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from xml.parsers import expat as _expat
 
@@ -62,8 +63,20 @@ def _cdata(text: str) -> str:
 
 
 def looks_like_html(body: bytes) -> bool:
-    """Whether a body is an HTML page (WeChat's certificate errors), judged by its first bytes."""
-    head = body[:512].lstrip().lower()
+    """Whether a body is an HTML page (WeChat's certificate errors), judged by its first bytes.
+
+    An ``<xml>`` document (after an optional BOM and XML declaration) is never taken for HTML,
+    whatever its values hold: a signed reply whose ``return_msg`` mentions ``<html`` is a reply.
+    """
+    head = body[:512].lstrip()
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:].lstrip()
+    if head.startswith(b"<?xml"):
+        end = head.find(b"?>")
+        head = head[end + 2 :].lstrip() if end >= 0 else b""
+    if head[:4] == b"<xml" and head[4:5] in (b">", b" ", b"\t", b"\r", b"\n", b"/"):
+        return False
+    head = head.lower()
     return head.startswith((b"<!doctype html", b"<html")) or b"<html" in head
 
 
@@ -77,11 +90,11 @@ def decode_xml(body: bytes, *, max_bytes: int = MAX_XML_BYTES) -> dict[str, str]
     if len(body) > max_bytes:
         raise DecodeError(f"XML reply larger than {max_bytes} bytes refused")
     if looks_like_html(body):
-        # A gateway (or proxy) answered instead of the API, so nothing was executed.
+        # Most likely a gateway refusing the client certificate, but the codec cannot be sure of
+        # that (the HTTP status can: see the WeChat dialect), so the outcome stays unknown.
         raise DecodeError(
             "the provider answered with an HTML page, not XML: the client certificate was likely "
-            "rejected or missing (or a proxy intercepted the request)",
-            after_send=False,
+            "rejected or missing (or a proxy intercepted the request)"
         )
     fields = _parse_simple(body)
     return fields if fields is not None else _FlatParser().parse(body)
@@ -96,8 +109,12 @@ def decode_xml(body: bytes, *, max_bytes: int = MAX_XML_BYTES) -> dict[str, str]
 # result or the error. So the fast path can only ever return what expat would.
 _SIMPLE_NAME = "[A-Za-z_][A-Za-z0-9_]*"
 _NOT_SIMPLE = "\x00-\x08\x0b-\x1f\ufffe\uffff"  # control characters, CR included
-_PLAIN_TEXT = f"[^<&\\]{_NOT_SIMPLE}]*"
-_CDATA_TEXT = f"[^\\]{_NOT_SIMPLE}]*(?:\\](?!\\]>)[^\\]{_NOT_SIMPLE}]*)*"
+# Possessive quantifiers (Python 3.11+) keep no backtracking state: text that is not followed by
+# what must come next fails at once instead of handing back one character at a time, which on a
+# long run of "]" grows the matcher's stack and costs several times the linear scan.
+_ONCE = "+" if sys.version_info >= (3, 11) else ""
+_PLAIN_TEXT = f"[^<&\\]{_NOT_SIMPLE}]*{_ONCE}"
+_CDATA_TEXT = f"[^\\]{_NOT_SIMPLE}]*{_ONCE}(?:\\](?!\\]>)[^\\]{_NOT_SIMPLE}]*{_ONCE})*{_ONCE}"
 _SIMPLE_ROOT = re.compile(f"<({_SIMPLE_NAME})>")
 # One element, or (group 4) any character that is neither an element nor whitespace: since
 # findall tries every position, only whitespace between elements can be skipped silently.
@@ -120,10 +137,16 @@ def _parse_simple(body: bytes) -> dict[str, str] | None:
     if end < root.end() or not text.endswith(close):
         return None
     fields: dict[str, str] = {}
-    for name, cdata, plain, other in _SIMPLE_ITEM.findall(text, root.end(), end):
-        if other or name in fields:
+    # One left-to-right scan that stops at the first thing it cannot read. Collecting every match
+    # first (findall) would retry a failed element at every later position â€” and a CDATA opener
+    # that is never closed is scanned to the end of the document each time: quadratic time on
+    # ``<a><![CDATA[`` repeated. Matched elements never overlap, and at most one element fails
+    # (its scan is then answered by the catch-all group), so the whole pass is linear.
+    for match in _SIMPLE_ITEM.finditer(text, root.end(), end):
+        name, cdata, plain, other = match.groups()
+        if other is not None or name in fields:
             return None
-        fields[name] = cdata or plain
+        fields[name] = cdata if cdata is not None else plain
     return fields
 
 

@@ -37,25 +37,25 @@ IN_PROCESS_BASE_URL = "http://paykit-simulator.invalid"
 PROVIDERS = ("wechatpay", "wechatpay-v3", "payjs", "eftpay")
 
 
-class _InProcessTransport(httpx.AsyncBaseTransport):
-    """``httpx.ASGITransport`` on the simulator app, turning simulated drops into httpx errors."""
+class _InProcessTransport(httpx.ASGITransport):
+    """``httpx.ASGITransport`` on the simulator app, turning simulated drops into httpx errors.
+
+    An ``ASGITransport`` (no network, no TLS), so ``HttpxTransport`` knows it runs in process.
+    """
 
     def __init__(self, app: SimulatorApp) -> None:
         async def marked(scope: Scope, receive: Receive, send: Send) -> None:
             await app({**scope, IN_PROCESS_KEY: True}, receive, send)
 
-        self._inner = httpx.ASGITransport(app=marked)
+        super().__init__(app=marked)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
-            return await self._inner.handle_async_request(request)
+            return await super().handle_async_request(request)
         except ConnectionDropped as exc:
             raise httpx.RemoteProtocolError(
                 "Server disconnected without sending a complete response", request=request
             ) from exc
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
 
 
 class Simulator:

@@ -34,13 +34,14 @@ FINAL_STATES = ("SUCCESS", "CLOSED", "CHANGE", "FAIL")
 
 def to_cents(text: str) -> int | None:
     """``"10.01"`` → ``1001``; ``None`` for anything but a non-negative amount with ≤ 2 decimals."""
+    # Checked first: quantize() raises on numbers longer than the context's precision.
+    if len(text) > 24 or "e" in text.lower() or text.strip() != text:
+        return None
     try:
         value = Decimal(text)
+        if not value.is_finite() or value < 0 or value != value.quantize(Decimal("0.01")):
+            return None
     except (InvalidOperation, ValueError):
-        return None
-    if not value.is_finite() or value < 0 or value != value.quantize(Decimal("0.01")):
-        return None
-    if "e" in text.lower() or text.strip() != text:
         return None
     return int(value * 100)
 

@@ -283,7 +283,11 @@ class WeChatPayHandler(ProviderHandler):
         if order is None or not refunds:
             raise _Refused("REFUNDNOTEXIST", "退款订单查询失败")
         offset_text = fields.get("offset", "")
-        offset = int(offset_text) if offset_text.isdigit() else 0
+        offset = (
+            int(offset_text)
+            if offset_text.isascii() and offset_text.isdigit() and len(offset_text) < 9
+            else 0
+        )
         page = refunds[offset : offset + 10]
         if not page:
             raise _Refused("REFUNDNOTEXIST", "退款订单查询失败")
@@ -385,6 +389,6 @@ def _wechat_acknowledged(status: int, body: bytes) -> bool:
 
 
 def _fen(text: str, name: str) -> int:
-    if not text.isdigit() or len(text) > 12:
+    if not (text.isascii() and text.isdigit()) or len(text) > 12:
         raise _Refused("PARAM_ERROR", f"{name}参数格式错误")
     return int(text)

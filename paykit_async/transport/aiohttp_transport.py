@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import TransportError, ValidationError
 from .base import already_configured
+from .decoding import ACCEPT_ENCODING, CappedBody
 from .tls import build_ssl_context
 from .tls_errors import tls_configuration_error
 from .wire import TransportSettings, WireRequest, WireResponse
@@ -84,6 +85,10 @@ class AiohttpTransport:
             cookie_jar=aiohttp.DummyCookieJar(),
             trust_env=False,
             raise_for_status=False,
+            # Ask for identity and decode ourselves within the cap (see CappedBody): aiohttp
+            # would inflate each network chunk whole, however far it expands.
+            auto_decompress=False,
+            headers={"Accept-Encoding": ACCEPT_ENCODING},
         )
         self._session, self._loop = session, loop
         return session
@@ -122,12 +127,13 @@ class AiohttpTransport:
                 declared = response.content_length
                 if declared is not None and declared > limit:
                     raise TransportError(f"reply larger than {limit} bytes refused", sent=True)
-                if declared is not None and not response.headers.get("content-encoding"):
+                encoding = response.headers.get("content-encoding")
+                if declared is not None and not encoding:
                     # The usual reply: its declared length is within the cap and is exactly what
                     # read() returns, so read it in one go rather than chunk by chunk.
                     content = await response.read()
                 else:
-                    content = await _read_capped(response, limit)
+                    content = await _read_capped(response, limit, encoding)
                 headers: dict[str, str] = {}
                 for name, value in response.headers.items():
                     key = name.lower()
@@ -145,16 +151,13 @@ class AiohttpTransport:
             await session.close()
 
 
-async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The body of a reply of unknown (or compressed) length, refused once it passes ``limit``."""
-    chunks: list[bytes] = []
-    size = 0
+async def _read_capped(response: aiohttp.ClientResponse, limit: int, encoding: str | None) -> bytes:
+    """The body of a reply of unknown (or compressed) length, refused once its decoded size
+    passes ``limit`` (raw bytes, inflated within the cap by :class:`CappedBody`)."""
+    body = CappedBody(limit, encoding)
     async for chunk in response.content.iter_chunked(_CHUNK):
-        size += len(chunk)
-        if size > limit:
-            raise TransportError(f"reply larger than {limit} bytes refused", sent=True)
-        chunks.append(chunk)
-    return b"".join(chunks)
+        body.feed(chunk)
+    return body.finish()
 
 
 @functools.cache

@@ -10,6 +10,7 @@ import httpx
 
 from ..errors import TransportError, ValidationError
 from .base import already_configured
+from .decoding import ACCEPT_ENCODING, CappedBody
 from .tls import build_ssl_context
 from .tls_errors import tls_configuration_error
 from .wire import TransportSettings, WireRequest, WireResponse
@@ -23,8 +24,13 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.
 class HttpxTransport:
     """Sends requests with one ``httpx.AsyncClient`` and one SSL context, both built once.
 
-    Redirects are never followed. ``httpx_transport`` replaces the network layer (for example
-    ``httpx.MockTransport`` in narrow unit tests or ``httpx.ASGITransport`` for an in-process app).
+    Redirects are never followed. ``httpx_transport`` replaces the network layer: an in-process
+    one (``httpx.MockTransport`` in narrow unit tests, ``httpx.ASGITransport`` for an in-process
+    app such as the simulator) has no network and no TLS. Any other inner transport makes its own
+    TLS, so its server verification is the caller's responsibility — and the client's ``cert=``
+    and ``ca_file=`` cannot reach it: given together they raise :class:`ValidationError` rather
+    than being ignored. As a safety net an ``httpx.AsyncHTTPTransport`` built with
+    ``verify=False`` is refused too.
     """
 
     def __init__(self, *, httpx_transport: httpx.AsyncBaseTransport | None = None) -> None:
@@ -36,9 +42,16 @@ class HttpxTransport:
         state = "configured" if self._settings is not None else "unconfigured"
         return f"<HttpxTransport {state}>"
 
+    @property
+    def in_process(self) -> bool:
+        """Whether requests are answered in process (mock or ASGI inner transport): no network."""
+        return isinstance(self._inner, httpx.MockTransport | httpx.ASGITransport)
+
     def configure(self, settings: TransportSettings) -> None:
         if already_configured(self._settings, settings):
             return
+        if self._inner is not None and not self.in_process:
+            _check_inner_tls(self._inner, settings)
         timeouts = settings.timeouts
         kwargs: dict[str, Any] = {
             "follow_redirects": False,
@@ -53,6 +66,8 @@ class HttpxTransport:
                 max_keepalive_connections=settings.max_connections,
             ),
             "trust_env": False,
+            # Replies are tiny: compression buys nothing and opens the door to decompression bombs.
+            "headers": {"accept-encoding": ACCEPT_ENCODING},
         }
         if self._inner is not None:
             kwargs["transport"] = self._inner
@@ -84,21 +99,26 @@ class HttpxTransport:
                 request.method, request.url, content=request.content, headers=request.headers
             ) as response:
                 declared = response.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > limit:
+                if (
+                    declared.isascii()
+                    and declared.isdigit()
+                    and (len(declared) > 18 or int(declared) > limit)
+                ):
                     raise TransportError(f"reply larger than {limit} bytes refused", sent=True)
-                chunks: list[bytes] = []
-                size = 0
-                # Decoded bytes (gzip/deflate undone), counted as they arrive: the cap also
-                # bounds a compressed reply that would expand past it.
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > limit:
-                        raise TransportError(f"reply larger than {limit} bytes refused", sent=True)
-                    chunks.append(chunk)
+                # Raw bytes, decoded here within the cap as they arrive: httpx would inflate a
+                # whole network chunk at once (a 64 KiB gzip chunk can hold gigabytes).
+                if response.is_stream_consumed:
+                    # Built in memory (httpx.MockTransport with content=): already whole and decoded.
+                    body = CappedBody(limit)
+                    body.feed(response.content)
+                else:
+                    body = CappedBody(limit, response.headers.get("content-encoding"))
+                    async for chunk in response.aiter_raw():
+                        body.feed(chunk)
                 return WireResponse(
                     status_code=response.status_code,
                     headers={k.lower(): v for k, v in response.headers.items()},
-                    content=b"".join(chunks),
+                    content=body.finish(),
                 )
         except TransportError:
             raise
@@ -123,6 +143,28 @@ def _transport_error(exc: httpx.HTTPError | OSError) -> TransportError:
         # httpx lets some handshake and record errors escape unwrapped.
         return TransportError(f"TLS error: {exc.reason or exc}", sent=None)
     return TransportError(f"network error: {exc}", sent=None)
+
+
+def _check_inner_tls(inner: httpx.AsyncBaseTransport, settings: TransportSettings) -> None:
+    """Refuse TLS settings a user-built inner transport would silently ignore, and an inner
+    ``httpx.AsyncHTTPTransport`` that does not verify the server."""
+    if settings.certificate is not None or settings.ca_file is not None:
+        raise ValidationError(
+            "cert= and ca_file= cannot be applied to a user-built httpx_transport, which makes its "
+            "own TLS connections: drop httpx_transport= (the default transport applies them), or "
+            "write a paykit Transport whose configure() uses them",
+            field="transport",
+        )
+    # httpx keeps the context on its connection pool; if that ever moves, this check is skipped.
+    context = getattr(getattr(inner, "_pool", None), "_ssl_context", None)
+    if isinstance(context, ssl.SSLContext) and (
+        context.verify_mode == ssl.CERT_NONE or not context.check_hostname
+    ):
+        raise ValidationError(
+            "the httpx_transport does not verify the server's certificate (verify=False); "
+            "paykit never talks to a payment provider without TLS verification",
+            field="transport",
+        )
 
 
 def _describe(exc: httpx.HTTPError) -> str:

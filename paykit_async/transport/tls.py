@@ -6,12 +6,14 @@ Server certificate verification is always on; there is deliberately no switch to
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import secrets
 import ssl
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import attrs
 import certifi
@@ -21,7 +23,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from ..errors import ValidationError
 
-__all__ = ["ClientCertificate", "build_ssl_context"]
+__all__ = ["ClientCertificate", "build_ssl_context", "is_loopback_url"]
 
 StrPath = str | os.PathLike[str]
 
@@ -118,6 +120,26 @@ def build_ssl_context(
     if certificate is not None:
         certificate.load_into(context)
     return context
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether ``url`` names this machine: ``127.0.0.0/8``, ``::1`` or ``localhost``.
+
+    Only such a host may be reached without TLS where a provider requires it (a simulator on
+    this machine); every other host needs ``https://``.
+    """
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return False
+    if not host:
+        return False
+    if host.rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _read(path: StrPath, what: str) -> bytes:

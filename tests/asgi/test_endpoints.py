@@ -42,17 +42,7 @@ from .helpers import NOTIFY_URL, PROVIDERS, WECHAT_SUCCESS, Calls, Provider, del
 
 pytestmark = pytest.mark.anyio
 
-V2_CONFIRMS = hasattr(WeChatPayClient, "receive_refund_notification")
-NAMES = [
-    pytest.param(
-        name,
-        marks=pytest.mark.skipif(
-            name == "wechatpay" and not V2_CONFIRMS,
-            reason="needs WeChatPayClient.receive_refund_notification (issue 12)",
-        ),
-    )
-    for name in PROVIDERS
-]
+NAMES = list(PROVIDERS)
 NOTE_TYPES = {
     "wechatpay": WeChatNote,
     "wechatpay-v3": V3Note,
@@ -345,7 +335,6 @@ FORGERS = {
 }
 
 
-@pytest.mark.skipif(not V2_CONFIRMS, reason="needs WeChatPayClient.receive_refund_notification (issue 12)")
 async def test_wechatpay_v2_a_genuine_looking_notification_the_provider_does_not_confirm_is_refused() -> None:
     """Same API key (so it decrypts), but the refund it announces does not exist at WeChat: the
     confirming query refuses it — the spliced/replayed-notification attack of issue 12."""

@@ -22,7 +22,6 @@ from typing import Any
 import httpx
 import pytest
 
-from paykit_async import WeChatPayClient
 from paykit_async.simulator import (
     DEMO_EFTPAY,
     DEMO_PAYJS,
@@ -39,7 +38,6 @@ from ..servers import serve_asgi
 pytestmark = pytest.mark.slow
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fastapi_service"
-V2_CONFIRMS = hasattr(WeChatPayClient, "receive_refund_notification")
 
 
 class LossyProxy:
@@ -135,12 +133,9 @@ def write_config(path: Path, sim: Simulator, root: str, directory: Path) -> None
         f'[payjs]\nmchid = "{DEMO_PAYJS.mchid}"\nkey = "{DEMO_PAYJS.key}"\nbase_url = "{root}/payjs"\n',
         f'[eftpay]\nuser_confirm_key = "{DEMO_EFTPAY.user_confirm_key}"\nsecret = "{DEMO_EFTPAY.secret}"\n'
         f'base_url = "{root}/eftpay"\n',
+        f'[wechatpay]\nappid = "{DEMO_WECHATPAY.appid}"\nmch_id = "{DEMO_WECHATPAY.mch_id}"\n'
+        f'api_key = "{DEMO_WECHATPAY.api_key}"\nbase_url = "{root}/wechatpay"\n',
     ]
-    if V2_CONFIRMS:
-        sections.append(
-            f'[wechatpay]\nappid = "{DEMO_WECHATPAY.appid}"\nmch_id = "{DEMO_WECHATPAY.mch_id}"\n'
-            f'api_key = "{DEMO_WECHATPAY.api_key}"\nbase_url = "{root}/wechatpay"\n'
-        )
     path.write_text("\n".join(sections), encoding="utf-8")
 
 
@@ -252,16 +247,15 @@ def exercise_refunds(
     assert payjs.status_code == 200, payjs.text
     assert payjs.json()["refund_no"] == "P4001"
 
-    if V2_CONFIRMS:
-        v2 = {
-            "out_trade_no": "T2001",
-            "total_fee": 1000,
-            "refund_fee": 100,
-            "notify_url": f"{proxy_url}/notify/wechatpay",
-        }
-        wechat = http.post(f"{first}/refunds/wechatpay", json=v2, headers={"Idempotency-Key": "v2-T2001"})
-        assert wechat.status_code == 200, wechat.text
-        expected.append(("wechatpay", wechat.json()["refund_no"]))
+    v2 = {
+        "out_trade_no": "T2001",
+        "total_fee": 1000,
+        "refund_fee": 100,
+        "notify_url": f"{proxy_url}/notify/wechatpay",
+    }
+    wechat = http.post(f"{first}/refunds/wechatpay", json=v2, headers={"Idempotency-Key": "v2-T2001"})
+    assert wechat.status_code == 200, wechat.text
+    expected.append(("wechatpay", wechat.json()["refund_no"]))
 
     bad = http.post(f"{first}/refunds/wechatpay-v3", json={**v3, "refund": "ten"})
     assert bad.status_code == 422

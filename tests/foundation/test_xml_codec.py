@@ -170,7 +170,8 @@ def test_html_page_is_reported_as_a_certificate_problem(body: bytes) -> None:
     with pytest.raises(DecodeError, match="certificate") as caught:
         decode_xml(body)
     assert caught.value.retryable is False
-    assert caught.value.outcome_unknown is False  # a gateway answered: nothing was executed
+    # The codec cannot see the HTTP status: only the dialect may call a 4xx page a definite refusal.
+    assert caught.value.outcome_unknown is True
     assert looks_like_html(body)
 
 

@@ -197,6 +197,11 @@ class LockingTransport:
         self.journal = journal
         self.locker: sqlite3.Connection | None = None
 
+    @property
+    def in_process(self) -> bool:
+        """Whether the wrapped transport never leaves this process (plain-http refunds are fine)."""
+        return bool(self.inner.in_process)
+
     def configure(self, settings: TransportSettings) -> None:
         self.inner.configure(settings)
 

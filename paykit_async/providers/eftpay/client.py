@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -216,11 +216,14 @@ class EftPayClient(BaseClient):
         _check_echo(outcome.fields, "refund_no", refund_no)
         return structure_reply(RefundStatusResult, outcome.fields, signature_rule=_rule(outcome))
 
-    def parse_notification(self, body: bytes | str | dict[str, Any]) -> RefundNotification:
+    def parse_notification(self, body: bytes | str | Mapping[str, Any]) -> RefundNotification:
         """Verify a notification POSTed to ``notify_url`` and return it typed.
 
-        Raises :class:`SignatureError` for a missing or wrong ``sign`` and :class:`DecodeError`
-        for a body that is not a JSON object. Redeliveries happen: handle by ``refund_no``.
+        ``body`` is the raw request body (``bytes``, preferred), the same as ``str``, or the JSON
+        object your framework parsed (a mapping; a float in it is refused as inexact — pass the
+        bytes). Raises :class:`SignatureError` for a missing or wrong ``sign`` or a signed string
+        that reads as another field set, and :class:`DecodeError` for anything that is not a
+        JSON object. Redeliveries happen: handle by ``refund_no``.
         """
         return parse_notification(self._verifier, body)
 

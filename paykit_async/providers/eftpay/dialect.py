@@ -19,7 +19,7 @@ import attrs
 from ...codecs.json import CONTENT_TYPE, decode_json, encode_json
 from ...errors import DecodeError, HTTPStatusError, ProviderError, SignatureError
 from ...pipeline.core import Operation, Outcome
-from ...signing import PrefixedSha256Signer, is_blank
+from ...signing import PrefixedSha256Signer, ambiguous_field, is_blank
 from ...transport.wire import WireRequest, WireResponse
 
 __all__ = [
@@ -108,7 +108,11 @@ class ReplyVerifier:
         return self._signer.sign(fields)
 
     def verify(self, fields: Mapping[str, Any], *, what: str = "reply") -> SignatureRule:
-        """Check ``fields["sign"]``; return the rule that matched or raise :class:`SignatureError`."""
+        """Check ``fields["sign"]``; return the rule that matched or raise :class:`SignatureError`.
+
+        A signature that matches a string which reads as another field set (a value holds
+        ``&name=``; see :mod:`paykit_async.signing.canonical`) is refused too.
+        """
         signature = fields.get("sign")
         if not isinstance(signature, str) or not signature:
             raise SignatureError(f"eftPay {what} carries no sign")
@@ -120,6 +124,12 @@ class ReplyVerifier:
             rule = SignatureRule.ALL_FIELDS
         else:
             raise SignatureError(f"eftPay {what} signature does not match")
+        name = ambiguous_field(fields, is_empty=is_blank if rule is SignatureRule.NON_EMPTY else _never_empty)
+        if name is not None:
+            raise SignatureError(
+                f"eftPay {what}: the signed string is ambiguous — field {name} could be re-split into "
+                "other fields (a value holds '&name='); refusing to trust it"
+            )
         logger.debug("eftPay %s signature verified with rule %s", what, rule.value)
         return rule
 

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
-from ...codecs.json import decode_json, encode_json
+from ...codecs.inbound import Body, json_body
+from ...codecs.json import encode_json
 from .dialect import ReplyVerifier, as_text, eftpay_time
 from .models import RefundNotification, structure_reply
 
 __all__ = ["build_notification_reply", "parse_notification"]
 
 
-def parse_notification(verifier: ReplyVerifier, body: bytes | str | Mapping[str, Any]) -> RefundNotification:
-    """Decode and verify a notification; raise :class:`SignatureError` when ``sign`` is missing or
-    wrong, :class:`DecodeError` when the body is not a JSON object."""
-    if isinstance(body, Mapping):
-        received: Mapping[str, Any] = body
-    else:
-        received = decode_json(body.encode("utf-8") if isinstance(body, str) else body)
+def parse_notification(verifier: ReplyVerifier, body: Body) -> RefundNotification:
+    """Decode and verify a notification.
+
+    ``body`` is the raw request body (``bytes``, preferred), the same as ``str``, or the JSON
+    object a framework parsed (a mapping; floats are refused as inexact — pass the bytes).
+    Raises :class:`SignatureError` when ``sign`` is missing or wrong or the signed string reads as
+    another field set, :class:`DecodeError` when the body is not a JSON object (or not one of the
+    accepted kinds).
+    """
+    received = json_body(body, what="eftPay notification")
     fields = {name: as_text(value) for name, value in received.items()}
     rule = verifier.verify(fields, what="notification")
     return structure_reply(RefundNotification, fields, signature_rule=rule)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
 
 from typing_extensions import Unpack
@@ -97,11 +98,14 @@ class PayJSClient(BaseClient):
         outcome = await self._call(self._operation("check", payjs_order_id))
         return structure(CheckResult, outcome.fields)
 
-    def parse_notification(self, body: bytes) -> PaymentNotification:
-        """Verify and type a payment notification POSTed to your notify_url (the raw body).
+    def parse_notification(self, body: bytes | str | Mapping[str, Any]) -> PaymentNotification:
+        """Verify and type a payment notification POSTed to your notify_url.
 
-        Raises ``SignatureError`` when it is unsigned, tampered or for another merchant. Answer
-        PAYJS with :meth:`notification_success_reply` once you have recorded it.
+        ``body`` is the raw request body (``bytes``, preferred), the same as ``str``, or the form
+        your framework parsed (``await request.form()``); anything else raises ``DecodeError``.
+        Raises ``SignatureError`` when it is unsigned, tampered, re-split (a signed value holds
+        ``&name=``) or for another merchant. Answer PAYJS with :meth:`notification_success_reply`
+        once you have recorded it.
         """
         return parse_payment_notification(body, signer=self._signer, mchid=self.mchid)
 

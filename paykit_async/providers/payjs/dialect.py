@@ -7,6 +7,8 @@ false dropped; raw values, a space stays a space; nested reply objects in bracke
 Classification of a ``200`` JSON reply:
 
 * signed, signature wrong                  → ``SignatureError`` (never retried)
+* signed over a string that reads as another field set (a value holds ``&name=``, see
+  :mod:`paykit_async.signing.canonical`)   → ``SignatureError``
 * ``return_code=1`` signed and verified    → success
 * ``return_code=1`` without ``sign``       → ``UnsignedReplyError`` (outcome unknown: settled by
   a verified ``check`` for refunds, else raised)
@@ -34,6 +36,7 @@ from ...pipeline.core import Operation, Outcome
 from ...signing import KeyedMd5Signer, is_php_empty
 from ...transport.wire import WireRequest, WireResponse
 from .errors import UnsignedReplyError
+from .notifications import check_unambiguous
 
 __all__ = ["FAIL", "PayJSDialect", "make_signer", "return_code_of"]
 
@@ -88,6 +91,7 @@ class PayJSDialect:
         if signature is not None:
             if not isinstance(signature, str) or not self.signer.verify(fields, signature):
                 raise SignatureError(f"PAYJS {operation.name} reply signature does not verify")
+            check_unambiguous(fields, what=f"PAYJS {operation.name} reply")
         elif return_code == 1:
             raise UnsignedReplyError(
                 f"PAYJS {operation.name} answered success without a signature; not trusted",

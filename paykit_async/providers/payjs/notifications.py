@@ -6,13 +6,22 @@ with body ``success`` within 3 s, so handle each ``payjs_order_id`` idempotently
 
 from __future__ import annotations
 
-from ...codecs.form import decode_form
+from collections.abc import Mapping
+from typing import Any
+
+from ...codecs.inbound import Body, form_body
 from ...errors import DecodeError, SignatureError
 from ...notification_reply import NotificationReply
-from ...signing import KeyedMd5Signer
+from ...signing import KeyedMd5Signer, ambiguous_field, is_php_empty
 from .models import PaymentNotification, structure
 
-__all__ = ["NotificationReply", "failure_reply", "parse_payment_notification", "success_reply"]
+__all__ = [
+    "NotificationReply",
+    "check_unambiguous",
+    "failure_reply",
+    "parse_payment_notification",
+    "success_reply",
+]
 
 _REQUIRED = ("return_code", "total_fee", "out_trade_no", "payjs_order_id", "mchid")
 
@@ -28,24 +37,38 @@ def failure_reply() -> NotificationReply:
 
 
 def parse_payment_notification(
-    body: bytes, *, signer: KeyedMd5Signer, mchid: str | None = None
+    body: Body, *, signer: KeyedMd5Signer, mchid: str | None = None
 ) -> PaymentNotification:
     """Verify and type a form-encoded payment notification.
 
-    The signature is checked over every received field except ``sign`` (unknown fields
-    included). A missing or wrong ``sign``, or a notification for another merchant than
-    ``mchid``, raises ``SignatureError``; a body that is not form data or lacks a required field
-    raises ``DecodeError``.
+    ``body`` is the raw request body (``bytes``, preferred), the same as ``str``, or the mapping
+    a framework parsed from it (``await request.form()``); anything else, or a mapping holding
+    anything but text, raises ``DecodeError``. The signature is checked over every received field
+    except ``sign`` (unknown fields included). A missing or wrong ``sign``, a signed string that
+    reads as another field set (see :mod:`paykit_async.signing.canonical`), or a notification for
+    another merchant than ``mchid`` raises ``SignatureError``; a notification lacking a required
+    field raises ``DecodeError``.
     """
-    fields = decode_form(body)
+    fields = form_body(body, what="PAYJS notification")
     signature = fields.get("sign")
     if not signature:
         raise SignatureError("PAYJS notification carries no signature")
     if not signer.verify(fields, signature):
         raise SignatureError("PAYJS notification signature does not verify")
+    check_unambiguous(fields, what="PAYJS notification")
     missing = [name for name in _REQUIRED if not fields.get(name)]
     if missing:
         raise DecodeError(f"PAYJS notification lacks {', '.join(missing)}", after_send=False)
     if mchid is not None and fields["mchid"] != mchid:
         raise SignatureError("PAYJS notification is for another merchant")
     return structure(PaymentNotification, fields)
+
+
+def check_unambiguous(fields: Mapping[str, Any], *, what: str) -> None:
+    """Refuse verified fields whose signed string reads as another field set (the re-split rule)."""
+    name = ambiguous_field(fields, is_empty=is_php_empty)
+    if name is not None:
+        raise SignatureError(
+            f"{what}: the signed string is ambiguous — field {name} could be re-split into other "
+            "fields (a value holds '&name='); refusing to trust it"
+        )

@@ -3,21 +3,28 @@ refund notifications over WeChat Pay API v2 (XML, MD5 or HMAC-SHA256 signatures,
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, ClassVar
 
 from ...client_base import BaseClient, ClientOptions
-from ...errors import DecodeError, ProviderError, ValidationError
+from ...errors import DecodeError, ProviderError, RefundOutcomeUnknown, SignatureError, ValidationError
 from ...notification_reply import NotificationReply
 from ...pipeline.core import Operation, Outcome
 from ...refund_numbers import RefundNumberRule
-from ...transport.tls import ClientCertificate
+from ...transport.tls import ClientCertificate, is_loopback_url
 from .dialect import SIGN_TYPES, WeChatPayDialect
 from .failover import BACKUP_BASE_URL, FailoverMiddleware
 from .models import CloseOrderResult, RefundDetail, RefundNotification, RefundQueryResult, RefundResult
-from .notifications import NotificationDecryptor, notification_reply, notification_reply_of
+from .notifications import (
+    NotificationDecryptor,
+    confirm_refund_notification,
+    notification_reply,
+    notification_reply_of,
+)
 from .parsing import (
+    indexed_name,
     parse_close_order,
     parse_refund,
     parse_refund_query,
@@ -44,10 +51,11 @@ class WeChatPayClient(BaseClient):
     Refunds need the merchant API certificate: ``cert=ClientCertificate.from_pem(...)`` or
     ``ClientCertificate.from_pkcs12(...)``, or simply the path of ``apiclient_cert.p12``, which is
     opened with the ``mch_id`` as its password (WeChat's default). Without it ``refund`` raises
-    :class:`ValidationError` before any I/O (a plain ``http://`` ``base_url``, i.e. a local
-    simulator, is exempt). ``out_refund_no`` is fixed before the first attempt and every retry
-    re-sends it with identical amounts; a refund whose reply was lost is
-    settled by a refund query on that number. With ``backup_base_url`` (WeChat's is
+    :class:`ValidationError` before any I/O. A plain ``http://`` ``base_url`` is for a simulator
+    only: refunds go to it only on a loopback host (127.0.0.0/8, ::1, localhost) or through an
+    in-process transport, and are refused before any I/O otherwise. ``out_refund_no`` is fixed
+    before the first attempt and every retry re-sends it with identical amounts; a refund whose
+    reply was lost is settled by a refund query on that number. With ``backup_base_url`` (WeChat's is
     :data:`BACKUP_BASE_URL`) an attempt whose connection to ``base_url`` failed before anything
     was sent is re-sent there.
 
@@ -118,7 +126,7 @@ class WeChatPayClient(BaseClient):
         options["middleware"] = middleware
         super().__init__(dialect=dialect, base_url=base_url, cert=cert, **options)
         self._notifications = NotificationDecryptor.for_api_key(
-            api_key, appid=appid, mch_id=mch_id, sub_mch_id=sub_mch_id
+            api_key, appid=appid, mch_id=mch_id, sub_mch_id=sub_mch_id, sub_appid=sub_appid
         )
         base = {"appid": appid, "mch_id": mch_id}
         if sub_appid is not None:
@@ -130,7 +138,7 @@ class WeChatPayClient(BaseClient):
         self._refundv2_url = self._url(_REFUNDV2_PATH)
         self._query_url = self._url(_QUERY_PATH)
         self._close_url = self._url(_CLOSE_PATH)
-        self._refunds_allowed = cert is not None or self.base_url.startswith("http://")
+        self._refund_refusal = _refund_refusal(self.base_url, cert, self.transport)
         self._settle = self._settle_refund
 
     def __repr__(self) -> str:
@@ -163,12 +171,9 @@ class WeChatPayClient(BaseClient):
         :class:`RefundOutcomeUnknown` (retry with ``.refund_no``), or another
         :class:`PaykitError`.
         """
-        if not self._refunds_allowed:
-            raise ValidationError(
-                "refunds need the merchant API certificate: pass "
-                "cert='apiclient_cert.p12' (password: the mch_id) or a ClientCertificate",
-                field="cert",
-            )
+        if self._refund_refusal is not None:
+            # A fresh copy per call: re-raising one instance would grow its traceback every time.
+            raise copy.copy(self._refund_refusal)
         number = self._refund_number(out_refund_no, idempotency_key)
         fields = refund_fields(
             self._base_fields,
@@ -194,13 +199,24 @@ class WeChatPayClient(BaseClient):
             settle=self._settle,
         )
         outcome = await self._call(operation)
-        return parse_refund(
-            outcome.fields,
-            out_refund_no=number,
-            attempts=outcome.attempts,
-            settled_by_query=outcome.settled_by_query,
-            replayed=outcome.replayed,
-        )
+        try:
+            return parse_refund(
+                outcome.fields,
+                out_refund_no=number,
+                attempts=outcome.attempts,
+                settled_by_query=outcome.settled_by_query,
+                replayed=outcome.replayed,
+            )
+        except DecodeError as error:
+            # Verified, but a field cannot be read (a promotion_detail that is not JSON, an
+            # amount that is not an integer): neither success nor failure can be reported.
+            refund_no = operation.refund_no or number
+            raise RefundOutcomeUnknown(
+                f"the verified refund reply for {refund_no} could not be read: {error.message}; "
+                "query the refund before acting",
+                refund_no=refund_no,
+                cause=error,
+            ) from error
 
     async def query_refund(
         self,
@@ -235,15 +251,48 @@ class WeChatPayClient(BaseClient):
         )
         return parse_close_order(outcome.fields)
 
-    def parse_refund_notification(self, body: bytes) -> RefundNotification:
-        """Decrypt and check a refund notification POSTed to ``notify_url``.
+    def parse_refund_notification(self, body: bytes | str | Mapping[str, str]) -> RefundNotification:
+        """Decrypt and check a refund notification POSTed to ``notify_url`` — UNCONFIRMED.
 
-        Raises :class:`SignatureError` when ``req_info`` does not decrypt under this merchant's
-        key or the notification names another merchant, :class:`DecodeError` when the body is
-        not a notification. Answer WeChat with :meth:`notification_reply` (the same
-        notification may arrive several times: handle it idempotently).
+        WeChat's v2 refund notifications are **not authenticated by the protocol**: ``req_info``
+        is AES-256-ECB without a MAC and the envelope is unsigned, so blocks of two genuine
+        notifications can be spliced into a third that decrypts cleanly (say, your refund's number
+        with another refund's REFUNDCLOSE). Act on :meth:`receive_refund_notification`, which
+        confirms the notification with a refund query; use this only to look at what arrived.
+
+        ``body`` is the raw body (bytes, preferred), the same as ``str``, or the envelope's fields
+        as a mapping. Raises :class:`SignatureError` when ``req_info`` does not decrypt under this
+        merchant's key or the notification names another merchant (``appid``, ``mch_id``, and
+        ``sub_mch_id``/``sub_appid`` when configured), :class:`DecodeError` when the body is not a
+        notification. The result has ``confirmed`` False.
         """
         return self._notifications.parse(body)
+
+    async def receive_refund_notification(self, body: bytes | str | Mapping[str, str]) -> RefundNotification:
+        """Decrypt, check and CONFIRM a refund notification: the method to act on.
+
+        Does what :meth:`parse_refund_notification` does, then queries the refund by its
+        ``out_refund_no`` (a signed, verified reply) and compares: refund id, amounts, status,
+        order numbers and totals must agree, or :class:`SignatureError` is raised (a spliced or
+        replayed notification, or one the provider does not know). The returned record has
+        ``confirmed`` True and its fields come from the provider's query. Query failures
+        (network, provider errors) propagate: answer WeChat with
+        :meth:`notification_failure_reply` and it will redeliver later. Handle the result
+        idempotently by ``out_refund_no``; a certificate is not needed.
+        """
+        notification = self._notifications.parse(body)
+        refund_no = notification.out_refund_no
+        try:
+            query = await self.query_refund(out_refund_no=refund_no)
+        except ValidationError:
+            query = None  # not even a possible refund number
+        except ProviderError as error:
+            if error.code != "REFUNDNOTEXIST":
+                raise
+            query = None
+        if query is None:
+            raise SignatureError(f"the provider has no refund {refund_no!r}: not trusting the notification")
+        return confirm_refund_notification(notification, query)
 
     notification_reply = staticmethod(notification_reply)
 
@@ -273,10 +322,44 @@ class WeChatPayClient(BaseClient):
             if error.code == "REFUNDNOTEXIST":
                 return None
             raise
-        for name, value in outcome.fields.items():
-            if value == refund_no and name.startswith("out_refund_no_"):
-                index = name.removeprefix("out_refund_no_")
-                if index.isdigit():
-                    record = query_record_as_refund_fields(outcome.fields, int(index))
-                    return Outcome(fields=record, status_code=outcome.status_code)
-        raise DecodeError(f"the refund query for {refund_no} did not list it")
+        index = _record_index(outcome.fields, refund_no)
+        if index is None:
+            raise DecodeError(f"the refund query for {refund_no} did not list it")
+        record = query_record_as_refund_fields(outcome.fields, index)
+        return Outcome(fields=record, status_code=outcome.status_code)
+
+
+def _refund_refusal(
+    base_url: str, cert: ClientCertificate | None, transport: object
+) -> ValidationError | None:
+    """Why refunds cannot be sent with this configuration (checked before any I/O), or None.
+
+    Over ``https://`` a refund needs the merchant certificate. A plain ``http://`` base URL
+    carries no TLS at all, so it is allowed only for a simulator on this machine (a loopback
+    host) or in process (a mock or ASGI transport): never to a remote host, certificate or not.
+    """
+    if base_url.startswith("http://"):
+        if is_loopback_url(base_url) or getattr(transport, "in_process", False) is True:
+            return None
+        return ValidationError(
+            "refunds are never sent over plain http:// to a remote host; use https:// (plain "
+            "http:// is for a simulator on this machine: 127.0.0.1, ::1, localhost, or in process)",
+            field="base_url",
+        )
+    if cert is None:
+        return ValidationError(
+            "refunds need the merchant API certificate: pass "
+            "cert='apiclient_cert.p12' (password: the mch_id) or a ClientCertificate",
+            field="cert",
+        )
+    return None
+
+
+def _record_index(fields: Mapping[str, str], out_refund_no: str) -> int | None:
+    """The ``$n`` of the refund record ``out_refund_no_$n == out_refund_no`` of a query reply."""
+    for name, value in fields.items():
+        if value == out_refund_no:
+            indexed = indexed_name(name)
+            if indexed is not None and indexed[0] == "out_refund_no" and indexed[2] is None:
+                return indexed[1]
+    return None

@@ -4,10 +4,16 @@ Per attempt, ``encode`` adds a fresh ``nonce_str`` (from :mod:`secrets`), ``sign
 HMAC-SHA256, and ``sign``. ``decode`` classifies the reply:
 
 * HTTP status other than 200 → :class:`HTTPStatusError` (``Retry-After`` honoured), except an HTML
-  page, which is how WeChat rejects a missing or wrong client certificate → :class:`DecodeError`;
+  page with a 4xx status, which is how WeChat rejects a missing or wrong client certificate →
+  :class:`DecodeError` (nothing was executed);
 * ``return_code=FAIL`` (protocol level, usually unsigned) → :class:`ProviderError`;
-* ``return_code=SUCCESS`` without a valid ``sign`` → :class:`SignatureError`;
-* ``result_code=FAIL`` → :class:`ProviderError` flagged from the ``err_code`` table.
+* ``return_code=SUCCESS`` without a valid ``sign``, or signed over a string that reads as another
+  field set → :class:`SignatureError`;
+* ``result_code=FAIL`` → :class:`ProviderError` flagged from the ``err_code`` table;
+* anything else after a send — an HTML page with status 200, a ``return_code`` or ``result_code``
+  that is neither documented value, a body that is not XML — is a :class:`DecodeError` whose
+  outcome is unknown (a refund is then settled by query), never a definite failure. An ``<xml>``
+  document is never taken for an HTML page, whatever its values contain.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from collections.abc import Mapping
 from ...codecs.xml import CONTENT_TYPE, decode_xml, encode_xml, looks_like_html
 from ...errors import DecodeError, HTTPStatusError, ProviderError, SignatureError
 from ...pipeline.core import Operation, Outcome
-from ...signing import KeyedHmacSha256Signer, KeyedMd5Signer
+from ...signing import KeyedHmacSha256Signer, KeyedMd5Signer, ambiguous_field
 from ...transport.wire import WireRequest, WireResponse
 from .errors import provider_error
 
@@ -87,22 +93,30 @@ class WeChatPayDialect:
         """Check ``return_code``, the signature and ``result_code``; return ``fields`` if all pass."""
         return_code = fields.get("return_code")
         if return_code != "SUCCESS":
-            if return_code is None:
-                raise DecodeError("the reply carries no return_code: not a WeChat Pay v2 reply")
+            if return_code != "FAIL":
+                # Neither documented value: the reply cannot say whether anything was executed.
+                raise DecodeError(
+                    f"the reply carries no valid return_code ({return_code!r}): not a WeChat Pay v2 reply"
+                )
             sign = fields.get("sign")
             # Protocol failures are usually unsigned; a signature that is present must be right.
-            if sign and not self.verify(fields, sign):
-                raise SignatureError("a return_code=FAIL reply carries an invalid sign")
+            if sign:
+                if not self.verify(fields, sign):
+                    raise SignatureError("a return_code=FAIL reply carries an invalid sign")
+                _refuse_ambiguous(fields)
             raise ProviderError(return_code, fields.get("return_msg", ""), raw=fields)
         sign = fields.get("sign")
         if not sign:
             raise SignatureError("a return_code=SUCCESS reply carries no sign: refusing to trust it")
         if not self.verify(fields, sign):
             raise SignatureError("the reply's sign does not match: refusing to trust it")
+        _refuse_ambiguous(fields)
         result_code = fields.get("result_code")
         if result_code != "SUCCESS":
-            if result_code is None:
-                raise DecodeError("a return_code=SUCCESS reply carries no result_code")
+            if result_code != "FAIL":
+                raise DecodeError(
+                    f"a return_code=SUCCESS reply carries no valid result_code ({result_code!r})"
+                )
             code = fields.get("err_code") or result_code
             raise provider_error(code, fields.get("err_code_des", ""), fields)
         return fields
@@ -115,6 +129,17 @@ class WeChatPayDialect:
         if length == 64:
             return self._hmac.verify(fields, sign)
         return False
+
+
+def _refuse_ambiguous(fields: Mapping[str, str]) -> None:
+    """The re-split rule (:mod:`paykit_async.signing.canonical`): a verified reply is believed
+    only when its signed string reads as exactly the received fields."""
+    name = ambiguous_field(fields)
+    if name is not None:
+        raise SignatureError(
+            f"the reply's signed string is ambiguous — field {name} could be re-split into other "
+            "fields (a value holds '&name='); refusing to trust it"
+        )
 
 
 def _certificate_error() -> DecodeError:

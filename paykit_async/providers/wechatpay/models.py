@@ -234,8 +234,12 @@ class CloseOrderResult:
 class RefundNotification:
     """A refund result notification, decrypted from ``req_info`` and checked against the merchant.
 
-    ``success_time`` is kept as sent (``yyyy-MM-dd HH:mm:ss``, China time); ``success_at`` parses it.
-    ``raw`` holds the decrypted fields.
+    ``confirmed`` is False for what ``parse_refund_notification`` returns: WeChat's refund
+    notifications are not authenticated by the protocol (AES-ECB without a MAC, unsigned
+    envelope), so those fields are unconfirmed. ``receive_refund_notification`` returns the record
+    confirmed by a verified refund query (``confirmed`` True; every field but the merchant ids
+    then comes from the query). ``success_time`` is kept as sent (``yyyy-MM-dd HH:mm:ss``, China
+    time); ``success_at`` parses it. ``raw`` holds the decrypted fields.
     """
 
     appid: str
@@ -255,6 +259,7 @@ class RefundNotification:
     refund_recv_accout: str | None = None
     refund_account: str | None = None
     refund_request_source: str | None = None
+    confirmed: bool = False
     raw: Mapping[str, str] = attrs.field(factory=dict, repr=False)
 
     @property

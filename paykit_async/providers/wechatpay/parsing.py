@@ -6,7 +6,6 @@ does not have its documented type (a non-integer amount) is a :class:`DecodeErro
 
 from __future__ import annotations
 
-import json
 import re
 import types
 import typing
@@ -18,6 +17,7 @@ from typing import Any, TypeVar
 import attrs
 import cattrs
 
+from ...codecs.json import decode_json_value
 from ...converter import make_converter, strict_bool, strict_int
 from ...errors import DecodeError
 from .models import (
@@ -32,6 +32,7 @@ from .models import (
 )
 
 __all__ = [
+    "indexed_name",
     "parse_close_order",
     "parse_notification",
     "parse_promotion_detail",
@@ -42,7 +43,20 @@ __all__ = [
 
 T = TypeVar("T")
 
-_INDEXED = re.compile(r"([a-z_]+?)_([0-9]+)(?:_([0-9]+))?\Z")
+# ``name_$n`` / ``name_$n_$m``. An index is a plain decimal of at most four digits without a
+# leading zero (WeChat's are below 50); any other digit run leaves the name a plain field, so a
+# name like ``refund_fee_0001`` or one with thousands of digits is never turned into a number.
+_INDEX = "(0|[1-9][0-9]{0,3})"
+_INDEXED = re.compile(f"([a-z_]+?)_{_INDEX}(?:_{_INDEX})?\\Z")
+
+
+def indexed_name(name: str) -> tuple[str, int, int | None] | None:
+    """``(base, n, m)`` of an indexed field name (``m`` None for ``name_$n``), else None."""
+    match = _INDEXED.match(name)
+    if match is None:
+        return None
+    base, n, m = match.groups()
+    return base, int(n), None if m is None else int(m)
 
 
 def _text(value: Any) -> str:
@@ -162,15 +176,15 @@ def _split(
         if not name[-1].isdigit():
             plain[name] = value
             continue
-        match = _INDEXED.match(name)
-        if match is None:
+        indexed = indexed_name(name)
+        if indexed is None:
             plain[name] = value
             continue
-        base, n, m = match.groups()
+        base, n, m = indexed
         if m is None:
-            single.setdefault(int(n), {})[base] = value
+            single.setdefault(n, {})[base] = value
         else:
-            double.setdefault(int(n), {}).setdefault(int(m), {})[base] = value
+            double.setdefault(n, {}).setdefault(m, {})[base] = value
     return plain, single, double
 
 
@@ -189,9 +203,9 @@ def parse_promotion_detail(text: str) -> list[Promotion]:
 
 def _promotion_items(text: str) -> list[dict[str, Any]]:
     try:
-        value = json.loads(text, parse_float=Decimal)
-    except ValueError:
-        raise DecodeError("promotion_detail is not valid JSON") from None
+        value = decode_json_value(text)
+    except DecodeError as exc:
+        raise DecodeError(f"promotion_detail is not valid JSON: {exc.message}") from None
     if isinstance(value, Mapping):
         value = value.get("promotion_detail", [])
     if not isinstance(value, list) or not all(isinstance(item, Mapping) for item in value):
@@ -254,7 +268,6 @@ def query_record_as_refund_fields(fields: Mapping[str, str], index: int) -> dict
     Used when a lost refund reply is settled by a query: order fields are copied, ``*_$index``
     fields lose their index and ``coupon_*_$index_$m`` become ``coupon_*_$m``.
     """
-    wanted = str(index)
     result: dict[str, str] = {}
     for name in (
         "appid",
@@ -272,10 +285,10 @@ def query_record_as_refund_fields(fields: Mapping[str, str], index: int) -> dict
         if name in fields:
             result[name] = fields[name]
     for name, value in fields.items():
-        match = _INDEXED.match(name)
-        if match is None or match.group(2) != wanted:
+        indexed = indexed_name(name)
+        if indexed is None or indexed[1] != index:
             continue
-        base, _n, m = match.groups()
+        base, _n, m = indexed
         result[base if m is None else f"{base}_{m}"] = value
     return result
 
