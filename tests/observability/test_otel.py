@@ -78,15 +78,17 @@ def telemetry() -> Iterator[Telemetry]:
     meter_provider.shutdown()
 
 
-class FirstAttemptBusy(httpx.AsyncBaseTransport):
-    """The simulator in process, except that the first request gets HTTP 503; records bodies."""
+class FirstAttemptBusy(httpx.MockTransport):
+    """The simulator in process, except that the first request gets HTTP 503; records bodies.
+    (A MockTransport, so that clients know it is in process: no network, no TLS.)"""
 
     def __init__(self, sim: Simulator) -> None:
+        super().__init__(self._answer)
         self._inner = sim.httpx_transport()
         self.bodies: list[bytes] = []
         self.headers: list[dict[str, str]] = []
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def _answer(self, request: httpx.Request) -> httpx.Response:
         self.bodies.append(await request.aread())
         self.headers.append(dict(request.headers))
         if len(self.bodies) == 1:
