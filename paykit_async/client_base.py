@@ -139,6 +139,18 @@ class BaseClient:
         self.dialect = dialect
         self.pipeline = Pipeline(layers, Exchange(dialect=dialect, transport=self.transport))
 
+    def add_middleware(self, middleware: Middleware, *, outer: bool = False) -> None:
+        """Add a middleware after construction (integrations such as :mod:`paykit_async.otel`).
+
+        By default it runs once per attempt, innermost (nearest the wire, after the ``middleware=``
+        given to the constructor); with ``outer=True`` it wraps the whole call — idempotency,
+        retries, waits and settle queries — and runs once per operation. Add middlewares before
+        the client is used concurrently.
+        """
+        layers = self.pipeline.middlewares
+        layers = (middleware, *layers) if outer else (*layers, middleware)
+        self.pipeline = Pipeline(layers, self.pipeline.handler)
+
     async def validate_refund(self, **request: Any) -> Operation:
         """Run every check ``refund(**request)`` makes before any I/O, and send nothing.
 

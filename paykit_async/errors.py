@@ -45,10 +45,13 @@ class PaykitError(Exception):
 
     ``retryable`` says whether sending the *same* request again may succeed; ``outcome_unknown``
     says whether the provider may have executed the request although no verified answer arrived.
+    ``request_id`` is the provider's id of the request that failed (WeChat Pay v3's
+    ``Request-ID`` header) when the provider sent one — quote it to the provider's support.
     """
 
     retryable: bool = False
     outcome_unknown: bool = False
+    request_id: str | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -196,3 +199,4 @@ class RefundOutcomeUnknown(PaykitError):
         super().__init__(message)
         self.refund_no = refund_no
         self.__cause__ = cause
+        self.request_id = getattr(cause, "request_id", None)

@@ -203,6 +203,10 @@ PROMISED_OUTPUT = {
     "print(refunds)  # {'R2001': 'SUCCESS'}": "{'R2001': 'SUCCESS'}\n",
     "print(on_payment_notification(notification.body))": "body=b'success')\n",
     "again.out_refund_no == result.out_refund_no, again.replayed)": " True True\n",
+    "print(reply.status_code, reply.text, handled)": (
+        "200 success ['paid P1001 300', 'refund R1001 SUCCESS']\n"
+    ),
+    "print(span.name, dict(span.attributes or {}))": "'paykit.outcome': 'success', 'paykit.attempts': 2}\n",
 }
 
 

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import attrs
 
+from ..errors import PaykitError
 from ..transport.base import Transport
 from ..transport.wire import WireRequest, WireResponse
 
@@ -33,9 +34,17 @@ __all__ = [
     "Pacer",
     "Pipeline",
     "Settler",
+    "WireRecord",
     "pacing",
+    "recording_wire",
+    "request_id_of",
     "watch_sending",
+    "wire_received",
+    "wire_sent",
 ]
+
+#: Response headers that carry the provider's id of a request (WeChat Pay v3: ``Request-ID``).
+REQUEST_ID_HEADERS = ("request-id", "x-request-id")
 
 
 @attrs.frozen(kw_only=True)
@@ -44,7 +53,8 @@ class Outcome:
 
     ``attempts`` counts the requests sent; ``settled_by_query`` is set when an unknown outcome was
     resolved by the provider's query; ``replayed`` when an idempotency store returned a recorded
-    outcome without calling the provider.
+    outcome without calling the provider. ``request_id`` is the provider's id of the request that
+    produced the reply (a ``Request-ID`` header), when it sends one.
     """
 
     fields: Mapping[str, Any]
@@ -52,6 +62,7 @@ class Outcome:
     attempts: int = 1
     settled_by_query: bool = False
     replayed: bool = False
+    request_id: str | None = None
 
 
 Settler = Callable[["Operation"], Awaitable[Outcome | None]]
@@ -119,8 +130,76 @@ class Exchange:
 
     async def __call__(self, operation: Operation) -> Outcome:
         request = self.dialect.encode(operation)
+        wire_sent(request)
         response = await self.transport.send(request)
-        return self.dialect.decode(operation, response)
+        request_id = wire_received(response)
+        try:
+            outcome = self.dialect.decode(operation, response)
+        except PaykitError as error:
+            error.request_id = error.request_id or request_id
+            raise
+        return outcome if request_id is None else attrs.evolve(outcome, request_id=request_id)
+
+
+class WireRecord:
+    """What the exchange saw of one attempt on the wire, for observers (tracing, metrics).
+
+    Filled only inside :func:`recording_wire` (so mutable, unlike the value types here); never
+    holds a header value other than the request id, nor any part of a body.
+    """
+
+    __slots__ = ("method", "request_id", "status_code", "url")
+
+    def __init__(self) -> None:
+        self.method: str | None = None
+        self.url: str | None = None
+        self.status_code: int | None = None
+        self.request_id: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<WireRecord {self.method} {self.url} -> {self.status_code}>"
+
+
+_WIRE_RECORD: ContextVar[WireRecord | None] = ContextVar("paykit_wire_record", default=None)
+
+
+@contextlib.contextmanager
+def recording_wire() -> Iterator[WireRecord]:
+    """Within the block, exchanges in this task note their method, URL, status and request id
+    in the yielded :class:`WireRecord` (a middleware's view of the wire, without wrapping it)."""
+    record = WireRecord()
+    token = _WIRE_RECORD.set(record)
+    try:
+        yield record
+    finally:
+        _WIRE_RECORD.reset(token)
+
+
+def wire_sent(request: WireRequest) -> None:
+    """Exchanges call this before sending (a no-op outside :func:`recording_wire`)."""
+    record = _WIRE_RECORD.get()
+    if record is not None:
+        record.method = request.method
+        record.url = request.url
+
+
+def wire_received(response: WireResponse) -> str | None:
+    """Exchanges call this on a response; returns its request id (see :func:`request_id_of`)."""
+    request_id = request_id_of(response.headers)
+    record = _WIRE_RECORD.get()
+    if record is not None:
+        record.status_code = response.status_code
+        record.request_id = request_id
+    return request_id
+
+
+def request_id_of(headers: Mapping[str, str]) -> str | None:
+    """The provider's request id in lower-cased response ``headers``, if any (at most 128 chars)."""
+    for name in REQUEST_ID_HEADERS:
+        value = headers.get(name)
+        if value:
+            return value[:128]
+    return None
 
 
 class Pacer(Protocol):

@@ -14,7 +14,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 BLOCKS = [
     block
     for block in re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.DOTALL)
-    if "WeChatPayV3Client(" in block
+    if "WeChatPayV3Client(" in block and "notification_app" not in block  # the v3 section's own
 ]
 
 

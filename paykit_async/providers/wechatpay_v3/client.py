@@ -12,9 +12,9 @@ from urllib.parse import quote
 import attrs
 
 from ...client_base import BaseClient, ClientOptions
-from ...errors import SignatureError, ValidationError
+from ...errors import PaykitError, SignatureError, ValidationError
 from ...notification_reply import NotificationReply
-from ...pipeline.core import Operation, Outcome, Pipeline
+from ...pipeline.core import Operation, Outcome, Pipeline, wire_received, wire_sent
 from ...refund_numbers import RefundNumberRule
 from ...signing.rsa import KeySource, Sha256WithRsaSigner, load_public_key
 from ...transport.base import Transport
@@ -61,13 +61,21 @@ class _V3Exchange:
 
     async def __call__(self, operation: Operation) -> Outcome:
         await self.certificates.ensure_ready()
-        response = await self.transport.send(self.dialect.encode(operation))
+        request = self.dialect.encode(operation)
+        wire_sent(request)
+        response = await self.transport.send(request)
+        request_id = wire_received(response)
         try:
-            return self.dialect.decode(operation, response)
-        except UnknownSerial as unknown:
-            if not await self.certificates.refresh_for(unknown.serial):
-                raise
-            return self.dialect.decode(operation, response)
+            try:
+                outcome = self.dialect.decode(operation, response)
+            except UnknownSerial as unknown:
+                if not await self.certificates.refresh_for(unknown.serial):
+                    raise
+                outcome = self.dialect.decode(operation, response)
+        except PaykitError as error:
+            error.request_id = error.request_id or request_id
+            raise
+        return outcome if request_id is None else attrs.evolve(outcome, request_id=request_id)
 
 
 class WeChatPayV3Client(BaseClient):
@@ -252,6 +260,7 @@ class WeChatPayV3Client(BaseClient):
             attempts=outcome.attempts,
             settled_by_query=outcome.settled_by_query,
             replayed=outcome.replayed,
+            request_id=outcome.request_id,
         )
 
     def _query_operation(self, out_refund_no: str) -> Operation:
@@ -267,7 +276,7 @@ class WeChatPayV3Client(BaseClient):
         """
         check_merchant_number(out_refund_no, "out_refund_no", 64)
         outcome = await self._call(self._query_operation(out_refund_no))
-        return parse_refund(outcome.fields, out_refund_no=out_refund_no)
+        return parse_refund(outcome.fields, out_refund_no=out_refund_no, request_id=outcome.request_id)
 
     async def close_order(self, out_trade_no: str) -> CloseOrderResult:
         """Close an unpaid order (``POST …/out-trade-no/{out_trade_no}/close`` → 204)."""
@@ -276,7 +285,9 @@ class WeChatPayV3Client(BaseClient):
         outcome = await self._call(
             Operation(provider=PROVIDER, name="close_order", url=url, fields=self._close_fields)
         )
-        return CloseOrderResult(out_trade_no=out_trade_no, status_code=outcome.status_code)
+        return CloseOrderResult(
+            out_trade_no=out_trade_no, status_code=outcome.status_code, request_id=outcome.request_id
+        )
 
     async def _settle_refund(self, operation: Operation) -> Outcome | None:
         """Settle a refund whose outcome is unknown by querying its ``out_refund_no``.
@@ -291,7 +302,7 @@ class WeChatPayV3Client(BaseClient):
             if error.code == "RESOURCE_NOT_EXISTS" and error.signed:
                 return None
             raise
-        return Outcome(fields=outcome.fields, status_code=outcome.status_code)
+        return Outcome(fields=outcome.fields, status_code=outcome.status_code, request_id=outcome.request_id)
 
     # -- platform certificates ----------------------------------------------------------------
 

@@ -129,7 +129,8 @@ class RefundResult:
     unknown value is kept verbatim: see :attr:`status_known`). ``out_refund_no`` is always set —
     keep it to query or retry the refund. ``settled_by_query`` is True when a lost reply was
     settled by querying the refund, ``replayed`` when an idempotency store returned the recorded
-    result without calling WeChat.
+    result without calling WeChat. ``request_id`` is WeChat's ``Request-ID`` of the reply (None
+    for a replayed result).
     """
 
     out_refund_no: str
@@ -147,6 +148,7 @@ class RefundResult:
     attempts: int = 1
     settled_by_query: bool = False
     replayed: bool = False
+    request_id: str | None = None
     raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
 
     @property
@@ -167,10 +169,12 @@ class RefundResult:
 
 @attrs.frozen(kw_only=True)
 class CloseOrderResult:
-    """The verified answer to a close-order request (HTTP 204: the order is closed)."""
+    """The verified answer to a close-order request (HTTP 204: the order is closed).
+    ``request_id`` is WeChat's ``Request-ID`` of the reply."""
 
     out_trade_no: str
     status_code: int = 204
+    request_id: str | None = None
 
 
 @attrs.frozen(kw_only=True)

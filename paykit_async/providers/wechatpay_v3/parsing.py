@@ -72,6 +72,7 @@ def parse_refund(
     attempts: int = 1,
     settled_by_query: bool = False,
     replayed: bool = False,
+    request_id: str | None = None,
 ) -> RefundResult:
     """A refund reply or refund query document → :class:`RefundResult`."""
     data = _without_nulls(document)
@@ -79,6 +80,7 @@ def parse_refund(
     data["attempts"] = attempts
     data["settled_by_query"] = settled_by_query
     data["replayed"] = replayed
+    data["request_id"] = request_id
     data["raw"] = document
     return _structure(data, RefundResult, "the refund")
 
