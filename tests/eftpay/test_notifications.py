@@ -101,3 +101,13 @@ def test_notification_reply_uses_the_current_time() -> None:
     assert reply["return_code"] == "success"
     assert len(reply["time"]) == 14
     assert reply["sign"] == reference_sign(reply)
+
+
+def test_a_signed_notification_for_another_merchant_is_refused() -> None:
+    # Signed with this merchant's secret (a shared or leaked secret), but naming another merchant.
+    fields = signed({**NOTIFICATION, "user_confirm_key": "OTHER001"})
+    with pytest.raises(SignatureError, match="another merchant"):
+        client().parse_notification(json.dumps(fields).encode())
+    # A notification that names no merchant is checked by its signature alone.
+    without = signed({k: v for k, v in NOTIFICATION.items() if k != "user_confirm_key"})
+    assert client().parse_notification(json.dumps(without).encode()).refund_no == "201901010011"

@@ -222,10 +222,11 @@ class EftPayClient(BaseClient):
         ``body`` is the raw request body (``bytes``, preferred), the same as ``str``, or the JSON
         object your framework parsed (a mapping; a float in it is refused as inexact — pass the
         bytes). Raises :class:`SignatureError` for a missing or wrong ``sign`` or a signed string
-        that reads as another field set, and :class:`DecodeError` for anything that is not a
-        JSON object. Redeliveries happen: handle by ``refund_no``.
+        that reads as another field set or that names another ``user_confirm_key`` than this
+        client's, and :class:`DecodeError` for anything that is not a JSON object. Redeliveries
+        happen: handle by ``refund_no``.
         """
-        return parse_notification(self._verifier, body)
+        return parse_notification(self._verifier, body, user_confirm_key=self.user_confirm_key)
 
     def notification_reply(self, *, now: datetime | None = None) -> bytes:
         """The signed JSON body to answer a notification with, telling eftPay to stop resending."""
