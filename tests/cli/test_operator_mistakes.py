@@ -165,8 +165,13 @@ def test_a_second_run_is_refused_and_leaves_the_first_runs_results_intact(tmp_pa
                 assert first.poll() is None, "the first run ended too early"
                 assert time.monotonic() < deadline
                 time.sleep(0.02)
+            # While the second run starts and is refused, the first must still be running, however
+            # slowly this machine starts a process: slow the simulator right down until then (110
+            # rows at 4 in flight and 0.5 s each leave the first run at least 13 s).
+            live.simulator.set_faults(FaultPlan(seed=1, rules=(FaultRule(latency=0.5, latency_rate=1.0),)))
             second = _run(live, csv_file, out, config=config)
             assert first.poll() is None, "the first run must still be running"
+            live.simulator.set_faults(FaultPlan())
         finally:
             _, first_stderr = first.communicate(timeout=120)
         snapshot = live.simulator.snapshot()
