@@ -72,12 +72,21 @@ if TYPE_CHECKING:
     from .providers.wechatpay.models import RefundNotification as WeChatPayRefundNotification
     from .providers.wechatpay_v3.models import RefundNotification as WeChatPayV3RefundNotification
 
-__all__ = ["DEFAULT_MAX_BODY", "NotificationApp", "notification_app", "notification_identity"]
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "DEFAULT_REMEMBERED_NOTIFICATIONS",
+    "NotificationApp",
+    "notification_app",
+    "notification_identity",
+]
 
 logger = logging.getLogger("paykit_async.asgi")
 
 #: The default body cap: real notifications are a few KiB; 64 KiB leaves ample room.
 DEFAULT_MAX_BODY = 64 * 1024
+#: How many handled notifications the default in-memory store remembers (redeliveries come
+#: within about a day; a few hundred bytes each).
+DEFAULT_REMEMBERED_NOTIFICATIONS = 100_000
 
 #: Every notification record carries this fingerprint: the key alone is the identity.
 _FINGERPRINT = "paykit-notification-v1"
@@ -248,7 +257,9 @@ class NotificationApp:
         self._handler = handler
         self.provider = provider.name
         self.idempotency_store: IdempotencyStore = (
-            idempotency_store if idempotency_store is not None else MemoryStore()
+            idempotency_store
+            if idempotency_store is not None
+            else MemoryStore(max_finished=DEFAULT_REMEMBERED_NOTIFICATIONS)
         )
         self.max_body = max_body
         self.lease = lease
@@ -460,9 +471,10 @@ def notification_app(
     ``handler`` is ``async def handler(notification)``, called once per notification identity
     with the verified (for WeChat Pay, confirmed) notification: WeChat Pay v2 and v3 refund
     notifications, PAYJS payment notifications, eftPay notifications. ``idempotency_store``
-    remembers what was handled (default: a :class:`~paykit_async.MemoryStore` of this app, so
-    one process; give a ``RedisStore`` or ``SQLiteStore`` shared by every process that serves
-    the endpoint). ``max_body`` caps the body in bytes (413 beyond it). ``lease`` is how long a
+    remembers what was handled (default: a :class:`~paykit_async.MemoryStore` of this app that
+    remembers the last :data:`DEFAULT_REMEMBERED_NOTIFICATIONS` handled notifications, so one
+    process and bounded memory; give a ``RedisStore`` or ``SQLiteStore`` shared by every process
+    that serves the endpoint). ``max_body`` caps the body in bytes (413 beyond it). ``lease`` is how long a
     running handler keeps its claim; ``wait`` how long a concurrent redelivery waits for it.
     """
     return NotificationApp(

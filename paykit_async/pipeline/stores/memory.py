@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import attrs
 
+from ...errors import ValidationError
 from .base import Claim, IdempotencyRecord, RecordedError, RecordedOutcome, RecordState
 
 __all__ = ["MemoryStore"]
@@ -16,15 +17,37 @@ class MemoryStore:
     """Keeps records in memory: exactly-once within one process, forgotten when it exits.
 
     Claims are atomic because each method runs without awaiting between its read and its write.
-    ``time_source`` gives lease time (seconds); tests may pass a fake one.
+    ``time_source`` gives lease time (seconds); tests may pass a fake one. ``max_finished``
+    bounds memory for long-running processes: beyond that many finished (succeeded or failed)
+    records, the oldest finished ones are forgotten — records in flight never are. A forgotten
+    refund key is still safe to repeat (its refund number is derived from the key, and the
+    provider dedupes by it); it is only no longer replayed from memory.
     """
 
-    def __init__(self, *, time_source: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, *, time_source: Callable[[], float] = time.time, max_finished: int | None = None
+    ) -> None:
+        if max_finished is not None and (
+            not isinstance(max_finished, int) or isinstance(max_finished, bool) or max_finished < 1
+        ):
+            raise ValidationError("must be an int >= 1 or None", field="max_finished")
         self._records: dict[str, IdempotencyRecord] = {}
         self._time = time_source
+        self._max_finished = max_finished
+        # Finished keys, oldest first (a dict keeps insertion order and removes in O(1)).
+        self._finished: dict[str, None] = {}
 
     def __repr__(self) -> str:
         return f"<MemoryStore {len(self._records)} key(s)>"
+
+    def _note_finished(self, key: str) -> None:
+        if self._max_finished is None:
+            return
+        self._finished[key] = None
+        while len(self._finished) > self._max_finished:
+            oldest = next(iter(self._finished))
+            del self._finished[oldest]
+            self._records.pop(oldest, None)
 
     async def claim(self, key: str, *, refund_no: str, fingerprint: str, owner: str, lease: float) -> Claim:
         now = self._time()
@@ -56,6 +79,7 @@ class MemoryStore:
             return False
         state = RecordState.SUCCEEDED if isinstance(result, RecordedOutcome) else RecordState.FAILED
         self._records[key] = attrs.evolve(record, state=state, owner="", lease_expires=0.0, result=result)
+        self._note_finished(key)
         return True
 
     async def release(self, key: str, *, owner: str) -> None:
@@ -67,6 +91,7 @@ class MemoryStore:
         record = self._records.get(key)
         if record is None or record.state is not RecordState.FAILED:
             return False
+        self._finished.pop(key, None)
         self._records[key] = attrs.evolve(
             record,
             state=RecordState.IN_FLIGHT,
