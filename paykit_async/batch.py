@@ -12,11 +12,17 @@ task group, and yielding from inside a task group in an async generator is unsaf
 asyncio and trio. Leaving the block early (``break``, an exception, cancellation of the caller)
 cancels the refunds still in flight and waits for them: no task outlives the block.
 
-Every request's refund number is fixed *before* it is sent (generated with
-:func:`~paykit_async.refund_numbers.new_refund_no` when the request has none), so a refund whose
-outcome is unknown can be settled later under the same number — never re-issued under a new one.
-Requests are pulled from the iterable lazily and results flow through a bounded stream, so memory
-stays proportional to ``concurrency`` whatever the number of requests.
+Every request's refund number is fixed *before* it is sent, so a refund whose outcome is unknown
+can be settled later under the same number — never re-issued under a new one. With an
+idempotency key (``batch_id=`` or ``idempotency_key=``) the number is derived from the key
+(:meth:`~paykit_async.refund_numbers.RefundNumberRule.fix`), exactly as the client's own
+``refund()`` would derive it; without one it is minted at random.
+
+``batch_id=`` keys each request by its *content* — provider, merchant, order identifiers, amounts
+and an explicit refund number or ``idempotency_key`` (see :func:`refund_key`) — never by its
+position, so a batch may be edited (rows inserted, deleted, reordered) and run again: each refund
+is made once. Requests are pulled from the iterable lazily and results flow through a bounded
+stream, so memory stays proportional to ``concurrency`` whatever the number of requests.
 """
 
 from __future__ import annotations
@@ -46,13 +52,14 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .errors import (
     IdempotencyConflict,
+    IdempotencyStoreError,
     PaykitError,
     ProviderError,
     RefundOutcomeUnknown,
     ValidationError,
 )
 from .pipeline.clock import Clock, MonotonicClock
-from .pipeline.core import Handler, Operation, Outcome
+from .pipeline.core import Handler, Operation, Outcome, Pipeline, pacing
 from .refund_numbers import RefundNumberRule
 
 if sys.version_info < (3, 11):
@@ -66,6 +73,7 @@ __all__ = [
     "RefundBatch",
     "RefundNumberRule",
     "count_attempts",
+    "refund_key",
     "refund_many",
     "refund_number_rule",
 ]
@@ -77,10 +85,12 @@ RefundRequest = Mapping[str, Any]
 @attrs.frozen(kw_only=True)
 class InvalidRequest:
     """A request that could not even be built (a malformed CSV row, say), passed through a batch
-    so that it gets its own :attr:`BatchStatus.INVALID` outcome, in its place, with ``reason``."""
+    so that it gets its own :attr:`BatchStatus.INVALID` outcome, in its place, with ``reason``
+    (and ``code`` as its ``error_code``)."""
 
     reason: str
     fields: Mapping[str, Any] = attrs.field(factory=dict)
+    code: str = "ValidationError"
 
 
 class RefundingClient(Protocol):
@@ -101,6 +111,8 @@ class BatchStatus(str, enum.Enum):
     UNKNOWN = "unknown"
     #: The request itself is malformed; nothing was sent.
     INVALID = "invalid"
+    #: ``validate_only``: every check passed; nothing was sent.
+    READY = "ready"
 
 
 @attrs.frozen(kw_only=True)
@@ -137,6 +149,18 @@ def refund_number_rule(client: object) -> RefundNumberRule | None:
     """The refund-number rule a client declares (``refund_number_rule``), or None."""
     rule = getattr(client, "refund_number_rule", None)
     return rule if isinstance(rule, RefundNumberRule) else None
+
+
+def refund_key(client: object, request: Mapping[str, Any], *, batch_id: str) -> str:
+    """The idempotency key ``refund_many(batch_id=...)`` gives ``request``: ``batch_id``, a colon
+    and the SHA-256 of the refund's identity at the client's merchant
+    (:meth:`RefundNumberRule.identity_of`: order identifiers, amounts, an explicit refund number or
+    ``idempotency_key``; never descriptions, never the request's position)."""
+    rule = refund_number_rule(client) or RefundNumberRule(field="")
+    if not rule.provider:
+        rule = attrs.evolve(rule, provider=str(getattr(client, "provider", "")))
+    merchant = str(getattr(client, "refund_merchant", ""))
+    return f"{batch_id}:{rule.identity_of(request, merchant=merchant)}"
 
 
 # --------------------------------------------------------------------------- attempts
@@ -210,16 +234,25 @@ def refund_many(
     idempotency_key: KeyFor | None = None,
     on_start: OnStart | None = None,
     buffer: int | None = None,
+    batch_id: str | None = None,
+    validate_only: bool = False,
 ) -> RefundBatch:
     """Refund every request through ``client``, ``concurrency`` at a time; see the module doc.
 
     ``concurrency`` should not exceed the client's connection pool (``max_connections``,
-    100 by default). ``rate`` caps requests per second (WeChat allows about 150/s). With
+    100 by default). ``rate`` caps the requests per second actually sent — attempts and settle
+    queries, not outcomes replayed from the idempotency store (WeChat allows about 150/s). With
     ``ordered=True`` outcomes come in request order (at most ``2 * concurrency`` are held back).
-    ``idempotency_key(index, request)`` gives each refund a key for the client's idempotency
-    store, so a re-run after a crash reuses the recorded refund number. ``on_start`` is awaited
-    with each refund number before the refund is sent (to journal it). One request's failure
-    never stops the others.
+
+    ``batch_id`` keys every request by its content (:func:`refund_key`); otherwise
+    ``idempotency_key(index, request)`` may give each refund a key, and a request's own
+    ``idempotency_key`` is used as it is. Either way a key fixes the refund number (derived from
+    it) and, with an idempotency store on the client, makes a re-run replay finished refunds and
+    resume unfinished ones under their numbers. ``on_start`` is awaited with each refund number
+    before the refund is sent (to journal it). ``validate_only`` sends nothing: each request gets
+    every check a real run makes (the client's :meth:`validate_refund`) and ends
+    :attr:`BatchStatus.READY` or :attr:`BatchStatus.INVALID` with the message a real run would
+    give. One request's failure never stops the others.
     """
     if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
         raise ValidationError(f"must be an int >= 1, got {concurrency!r}", field="concurrency")
@@ -232,6 +265,16 @@ def refund_many(
             field="concurrency",
         )
     limiter = RateLimiter(rate) if isinstance(rate, int | float) else rate
+    if batch_id is not None:
+        if not isinstance(batch_id, str) or not batch_id:
+            raise ValidationError("must be a non-empty str", field="batch_id")
+        if idempotency_key is not None:
+            raise ValidationError("give batch_id or idempotency_key, not both", field="batch_id")
+        content_batch = batch_id
+
+        def idempotency_key(index: int, request: RefundRequest) -> str:
+            return refund_key(client, request, batch_id=content_batch)
+
     return RefundBatch(
         client=client,
         requests=requests,
@@ -241,6 +284,8 @@ def refund_many(
         idempotency_key=idempotency_key,
         on_start=on_start,
         buffer=concurrency if buffer is None else buffer,
+        keys_replace_request_keys=batch_id is not None,
+        validate_only=validate_only,
     )
 
 
@@ -263,6 +308,8 @@ class RefundBatch:
         idempotency_key: KeyFor | None,
         on_start: OnStart | None,
         buffer: int,
+        keys_replace_request_keys: bool = False,
+        validate_only: bool = False,
     ) -> None:
         self._client = client
         self._requests = requests
@@ -272,10 +319,17 @@ class RefundBatch:
         self._key_for = idempotency_key
         self._on_start = on_start
         self._buffer = buffer
+        self._keys_replace_request_keys = keys_replace_request_keys
+        self._validate_only = validate_only
         self._rule = refund_number_rule(client)
+        merchant = getattr(client, "refund_merchant", None)
+        self._merchant = merchant if isinstance(merchant, str) else None
         self._fields = _RefundFields.of(client)
         pipeline = getattr(client, "pipeline", None)
         self._counts_attempts = count_attempts in getattr(pipeline, "middlewares", ())
+        # A pipeline client paces each request it actually sends (never a replay from its store);
+        # any other client is paced once per refund call.
+        self._paced_inside = isinstance(pipeline, Pipeline)
         self._source: Iterator[object] | AsyncIterator[object] = (
             aiter(requests) if isinstance(requests, AsyncIterable) else iter(requests)
         )
@@ -396,7 +450,7 @@ class RefundBatch:
                 index=index,
                 request=request.fields,
                 status=BatchStatus.INVALID,
-                error_code="ValidationError",
+                error_code=request.code,
                 error_message=request.reason,
             )
         if not isinstance(request, Mapping):
@@ -409,24 +463,26 @@ class RefundBatch:
             )
         refund_no: str | None = None
         try:
-            fixed = request
-            if self._rule is not None:
-                fixed, refund_no = self._rule.fix(request)
-            kwargs = dict(fixed)
-            if self._key_for is not None and "idempotency_key" not in kwargs:
-                key = self._key_for(index, fixed)
-                if key is not None:
-                    kwargs["idempotency_key"] = key
+            fixed, kwargs, refund_no = self._prepare(index, request)
             self._check_arguments(kwargs)
+            if self._validate_only:
+                return await self._validate(index, fixed, kwargs, refund_no)
         except ValidationError as error:
             return _failure(index, request, refund_no, BatchStatus.INVALID, error, None, None)
-        recorded = await self._recorded_refund_no(kwargs.get("idempotency_key"))
+        try:
+            recorded = await self._recorded_refund_no(kwargs.get("idempotency_key"))
+        except Exception as error:
+            # The store could not be read: nothing was sent, the next run tries again.
+            if not isinstance(error, PaykitError):
+                reason = f"{type(error).__name__}: {error}"
+                error = IdempotencyStoreError(f"the idempotency store failed: {reason}")
+            return _failure(index, fixed, refund_no, BatchStatus.FAILED, error, 0, None)
         if recorded is not None and self._rule is not None and recorded != refund_no:
             # The key was used before (a crashed or interrupted run): that number is the refund.
             refund_no = recorded
             fixed = {**fixed, self._rule.field: recorded}
             kwargs[self._rule.field] = recorded
-        if self._limiter is not None:
+        if self._limiter is not None and not self._paced_inside:
             await self._limiter.acquire()
         self.started += 1
         self.in_flight[index] = refund_no
@@ -437,7 +493,8 @@ class RefundBatch:
         token = _attempt_counter.set(cell)
         began = anyio.current_time()
         try:
-            result = await self._client.refund(**kwargs)
+            with pacing(self._limiter if self._paced_inside else None):
+                result = await self._client.refund(**kwargs)
         except (ValidationError, IdempotencyConflict) as error:
             status = BatchStatus.INVALID
             outcome = _failure(index, fixed, refund_no, status, error, cell[0] if counted else None, began)
@@ -468,6 +525,41 @@ class RefundBatch:
             _attempt_counter.reset(token)
         del self.in_flight[index]
         return outcome
+
+    def _prepare(
+        self, index: int, request: Mapping[str, Any]
+    ) -> tuple[Mapping[str, Any], dict[str, Any], str | None]:
+        """The request with its refund number fixed, the ``refund()`` arguments, and the number.
+
+        The idempotency key comes from ``batch_id`` (replacing a request's own key, which is part
+        of the content it hashes), else from the request, else from ``idempotency_key=``.
+        """
+        key: str | None
+        own_key = request.get("idempotency_key")
+        if self._key_for is not None and (self._keys_replace_request_keys or own_key is None):
+            key = self._key_for(index, request)
+        else:
+            key = own_key if isinstance(own_key, str) and own_key else None
+        fixed: Mapping[str, Any] = request
+        refund_no: str | None = None
+        if self._rule is not None:
+            fixed, refund_no = self._rule.fix(request, key=key, merchant=self._merchant)
+        kwargs = dict(fixed)
+        if key is not None:
+            kwargs["idempotency_key"] = key
+        elif "idempotency_key" in kwargs and not own_key:
+            del kwargs["idempotency_key"]
+        return fixed, kwargs, refund_no
+
+    async def _validate(
+        self, index: int, fixed: Mapping[str, Any], kwargs: dict[str, Any], refund_no: str | None
+    ) -> BatchOutcome:
+        """``validate_only``: the checks ``refund()`` makes, through the client; nothing is sent."""
+        validate = getattr(self._client, "validate_refund", None)
+        if validate is not None:
+            operation = await validate(**kwargs)
+            refund_no = operation.refund_no or refund_no
+        return BatchOutcome(index=index, request=fixed, status=BatchStatus.READY, refund_no=refund_no)
 
     async def _recorded_refund_no(self, key: object) -> str | None:
         """The refund number the client's idempotency store holds for ``key``, if any."""

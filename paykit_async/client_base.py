@@ -1,16 +1,20 @@
-"""What every provider client shares: transport setup, the middleware pipeline, ``async with``."""
+"""What every provider client shares: transport setup, the middleware pipeline, ``async with``,
+and checking a refund without sending it."""
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Sequence
+from contextvars import ContextVar
 from types import TracebackType
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from .errors import ValidationError
-from .pipeline.clock import Clock
+from .pipeline.clock import Clock, MonotonicClock
 from .pipeline.core import Dialect, Exchange, Middleware, Operation, Outcome, Pipeline
 from .pipeline.retry import RetryBudget, RetryMiddleware, RetryPolicy
+from .refund_numbers import RefundNumberRule, new_refund_no
 from .transport.base import Transport
 from .transport.httpx_transport import HttpxTransport
 from .transport.tls import ClientCertificate
@@ -36,6 +40,24 @@ class ClientOptions(TypedDict, total=False):
     max_connections: int
     retry_budget: RetryBudget | None
     clock: Clock | None
+    idempotency_lease: float | None
+    idempotency_wait: float
+    idempotency_retry_failed: bool
+
+
+#: Set while :meth:`BaseClient.validate_refund` runs: ``_call`` hands the operation back instead.
+_validating: ContextVar[bool] = ContextVar("paykit_validating", default=False)
+
+
+class _Validated(BaseException):
+    """Carries the operation out of ``refund()`` when only validating (never seen by callers).
+
+    A ``BaseException`` so that no ``except Exception`` in a client's ``refund()`` can swallow it.
+    """
+
+    def __init__(self, operation: Operation) -> None:
+        super().__init__()
+        self.operation = operation
 
 
 class BaseClient:
@@ -43,9 +65,17 @@ class BaseClient:
 
     Middleware order, outermost first: idempotency (when a store is given), retry, then the
     user's ``middleware`` — which therefore run once per attempt — then the exchange.
+
+    Idempotency options: ``idempotency_lease`` (seconds a claim stays exclusive; default the
+    larger of 120 s and twice the retry deadline), ``idempotency_wait`` (seconds to wait for another
+    worker sending the same key, default 30, never past the deadline) and
+    ``idempotency_retry_failed`` (re-send a key whose recorded outcome is a definite refusal,
+    under the same refund number, instead of replaying the refusal; default False).
     """
 
     provider: str = ""
+    refund_merchant: str = ""
+    """The merchant account a derived refund number belongs to (set by each provider client)."""
 
     def __init__(
         self,
@@ -62,6 +92,9 @@ class BaseClient:
         max_connections: int = 100,
         retry_budget: RetryBudget | None = None,
         clock: Clock | None = None,
+        idempotency_lease: float | None = None,
+        idempotency_wait: float = 30.0,
+        idempotency_retry_failed: bool = False,
     ) -> None:
         if not base_url.startswith(("https://", "http://")):
             raise ValidationError(
@@ -82,17 +115,84 @@ class BaseClient:
                 max_connections=max_connections,
             )
         )
+        # One clock for the retry and idempotency layers: they share each call's deadline.
+        self.clock: Clock = clock if clock is not None else MonotonicClock()
         layers: list[Middleware] = []
         if idempotency_store is not None:
             from .pipeline.idempotency import IdempotencyMiddleware
 
-            layers.append(IdempotencyMiddleware(idempotency_store))
-        layers.append(RetryMiddleware(self.retry_policy, budget=self.retry_budget, clock=clock))
+            deadline = self.retry_policy.deadline
+            if idempotency_lease is None:
+                idempotency_lease = 120.0 if deadline is None else max(120.0, 2 * deadline)
+            layers.append(
+                IdempotencyMiddleware(
+                    idempotency_store,
+                    lease=idempotency_lease,
+                    wait=idempotency_wait,
+                    deadline=deadline,
+                    retry_failed=idempotency_retry_failed,
+                    clock=self.clock,
+                )
+            )
+        layers.append(RetryMiddleware(self.retry_policy, budget=self.retry_budget, clock=self.clock))
         layers.extend(middleware)
         self.dialect = dialect
         self.pipeline = Pipeline(layers, Exchange(dialect=dialect, transport=self.transport))
 
+    async def validate_refund(self, **request: Any) -> Operation:
+        """Run every check ``refund(**request)`` makes before any I/O, and send nothing.
+
+        Returns the :class:`Operation` the refund would send (its fields and refund number — the
+        derived one when the request has an ``idempotency_key``); raises the same
+        :class:`ValidationError` ``refund()`` would, unknown or missing arguments included. It is
+        ``refund()`` itself, stopped where it would enter the pipeline, so the two cannot disagree.
+        """
+        refund = getattr(self, "refund", None)
+        if refund is None:
+            raise ValidationError(f"{type(self).__name__} has no refund()")
+        try:
+            inspect.signature(refund).bind(**request)
+        except TypeError as error:
+            raise ValidationError(str(error)) from None
+        token = _validating.set(True)
+        try:
+            await refund(**request)
+        except _Validated as validated:
+            return validated.operation
+        finally:
+            _validating.reset(token)
+        raise ValidationError(f"{type(self).__name__}.refund() returned without building a request")
+
+    def derived_refund_no(self, idempotency_key: str) -> str | None:
+        """The refund number ``refund()`` uses for ``idempotency_key`` when given no number.
+
+        A documented function of (provider, :attr:`refund_merchant`, key) — see
+        :func:`~paykit_async.refund_numbers.derive_refund_no` — so a repeated call sends the
+        provider the same number even when no idempotency store remembers the first. None when the
+        provider has no merchant refund number (PAYJS: the order is the refund's identity).
+        """
+        rule = getattr(self, "refund_number_rule", None)
+        if not isinstance(rule, RefundNumberRule) or not rule.generated or not rule.provider:
+            return None
+        return rule.derive(merchant=self.refund_merchant, key=idempotency_key)
+
+    def _refund_number(self, given: str | None, idempotency_key: str | None) -> str:
+        """The refund number a ``refund()`` call sends: the caller's, else the one derived from
+        its idempotency key, else a fresh random one."""
+        if given is not None:
+            return given
+        if idempotency_key is not None:
+            if not isinstance(idempotency_key, str) or not idempotency_key:
+                raise ValidationError("must be a non-empty str", field="idempotency_key")
+            derived = self.derived_refund_no(idempotency_key)
+            if derived is not None:
+                return derived
+        rule = getattr(self, "refund_number_rule", None)
+        return new_refund_no(length=rule.derived_length if isinstance(rule, RefundNumberRule) else 32)
+
     async def _call(self, operation: Operation) -> Outcome:
+        if _validating.get():
+            raise _Validated(operation)
         return await self.pipeline(operation)
 
     def _url(self, path: str) -> str:

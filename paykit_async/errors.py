@@ -10,6 +10,8 @@
     ├── ProviderError         the provider refused the request (``.code``, ``.message``, ``.retryable``)
     ├── ValidationError       bad input, raised before any I/O (also a ``ValueError``)
     ├── IdempotencyConflict   an idempotency key was reused for a different request
+    ├── IdempotencyStoreError the idempotency store failed (unreadable or read-only file, locked
+    │                         too long, server down); raised before anything is sent
     └── RefundOutcomeUnknown  the provider may or may not have executed a refund; settle it later
                               with the same refund number (``.refund_no``), never with a new one
 
@@ -28,6 +30,7 @@ __all__ = [
     "DecodeError",
     "HTTPStatusError",
     "IdempotencyConflict",
+    "IdempotencyStoreError",
     "PaykitError",
     "ProviderError",
     "RefundOutcomeUnknown",
@@ -56,15 +59,19 @@ class TransportError(PaykitError):
     """The request could not be completed: connection refused, TLS failure, timeout, reset.
 
     ``sent`` is False when the request certainly never reached the provider (connection or TLS
-    handshake failed), None when it may have (timeout or reset after writing).
+    handshake failed), None when it may have (timeout or reset after writing). ``retryable`` is
+    False for failures that only a configuration change can fix — the server's certificate failed
+    verification, or the server rejected the client certificate: retrying, or failing over to
+    another domain, cannot help, and the message says what to change.
     """
 
     retryable = True
 
-    def __init__(self, message: str, *, sent: bool | None = None) -> None:
+    def __init__(self, message: str, *, sent: bool | None = None, retryable: bool = True) -> None:
         super().__init__(message)
         self.sent = sent
         self.outcome_unknown = sent is not False
+        self.retryable = retryable
 
 
 class HTTPStatusError(PaykitError):
@@ -164,6 +171,16 @@ class IdempotencyConflict(PaykitError):
     def __init__(self, message: str, *, key: str) -> None:
         super().__init__(message)
         self.key = key
+
+
+class IdempotencyStoreError(PaykitError):
+    """The idempotency store could not be used: a file that is not a database, read-only or locked
+    by another process for too long, a Redis server that is down.
+
+    Raised before anything is sent, so nothing was refunded. A failure while *recording* an
+    outcome after the provider answered is never raised as this error: the known result is
+    returned (and the failure logged), or :class:`RefundOutcomeUnknown` when the result is unknown.
+    """
 
 
 class RefundOutcomeUnknown(PaykitError):

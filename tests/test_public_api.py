@@ -16,7 +16,8 @@ import paykit_async
 EXPECTED_ALL = {
     "AiohttpTransport", "BatchOutcome", "BatchStatus", "ClientCertificate", "DecodeError", "EftPayClient",
     "FakeClock", "HTTPStatusError", "Handler", "HttpxTransport", "IdempotencyConflict",
-    "IdempotencyMiddleware", "IdempotencyStore", "InvalidRequest", "KeyedHmacSha256Signer", "KeyedMd5Signer",
+    "IdempotencyMiddleware", "IdempotencyStore", "IdempotencyStoreError", "InvalidRequest",
+    "KeyedHmacSha256Signer", "KeyedMd5Signer",
     "LoggingMiddleware", "MemoryStore", "Middleware", "NotificationReply", "Operation", "Outcome",
     "PayJSClient", "PaykitError",
     "PrefixedSha256Signer", "ProviderError", "RedisStore", "RefundBatch", "RefundDetail", "RefundGoods",
@@ -163,7 +164,7 @@ def test_error_tree() -> None:
     base = paykit_async.PaykitError
     for name in (
         "TransportError", "SignatureError", "DecodeError", "ProviderError", "ValidationError",
-        "IdempotencyConflict", "RefundOutcomeUnknown", "HTTPStatusError",
+        "IdempotencyConflict", "IdempotencyStoreError", "RefundOutcomeUnknown", "HTTPStatusError",
     ):  # fmt: skip
         assert issubclass(getattr(paykit_async, name), base), name
     assert issubclass(paykit_async.ValidationError, ValueError)

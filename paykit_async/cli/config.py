@@ -175,6 +175,7 @@ def build_client(
     max_connections: int | None = None,
     retry: RetryPolicy | None = None,
     transport: Transport | None = None,
+    idempotency_retry_failed: bool = False,
 ) -> Any:
     """The provider client for ``settings``; :class:`ConfigError` if they are unusable."""
     from ..providers.eftpay import EftPayClient
@@ -186,6 +187,7 @@ def build_client(
     options: dict[str, Any] = {"middleware": list(middleware)}
     if idempotency_store is not None:
         options["idempotency_store"] = idempotency_store
+        options["idempotency_retry_failed"] = idempotency_retry_failed
     if retry is not None:
         options["retry"] = retry
     if transport is not None:

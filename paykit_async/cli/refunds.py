@@ -1,13 +1,21 @@
-"""``paykit refunds run``: a CSV of refunds, exactly once, resumable after a crash."""
+"""``paykit refunds run``: a CSV of refunds, exactly once, whatever the operator does next.
+
+A row's refund is identified by its content — provider, merchant, order identifiers, amounts and
+an explicit refund number or ``idempotency_key`` — never by its position, and its refund number is
+derived from that identity. So the CSV may be edited and run again, the journal lost, a run killed:
+each refund reaches the provider under one number, and the provider's own dedupe keeps it single.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
+import sqlite3
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import anyio
 import attrs
@@ -15,13 +23,17 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ..batch import BatchOutcome, BatchStatus, count_attempts, refund_many, refund_number_rule
+from ..batch import BatchOutcome, BatchStatus, InvalidRequest, count_attempts, refund_key, refund_many
+from ..errors import PaykitError, ProviderError
 from ..pipeline.retry import RetryPolicy
 from .app import CONFIG_HELP, PROVIDER_CHOICE, cli, fail, json_default, progress_bar
 from .config import ConfigError, ProviderSettings, build_client, load_settings
 from .rows import CsvRefunds, HeaderError
 
-__all__ = ["refunds"]
+__all__ = ["DEFAULT_BATCH_ID", "refunds"]
+
+#: The batch id when none is given: a row's content alone identifies its refund, in any file.
+DEFAULT_BATCH_ID = "csv"
 
 
 @cli.group()
@@ -38,12 +50,18 @@ def refunds() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="SQLite journal of refund numbers and outcomes [default: FILE.csv.journal.db].",
 )
-@click.option("--batch-id", help="Names this batch in the journal [default: the CSV file's absolute path].")
+@click.option(
+    "--batch-id",
+    help="Scopes row identities: the same row under another batch id is another refund "
+    f"[default: {DEFAULT_BATCH_ID!r} — a row's content alone identifies it, whatever the file].",
+)
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), help="Results as JSON lines [default: stdout]."
 )
 @click.option("--concurrency", "-c", default=16, show_default=True, help="Refunds in flight.")
-@click.option("--rate", "-r", type=float, help="At most this many requests per second (WeChat: about 150).")
+@click.option(
+    "--rate", "-r", type=float, help="At most this many requests sent per second (WeChat: about 150)."
+)
 @click.option("--retry-attempts", default=4, show_default=True, help="Requests per refund at most.")
 @click.option(
     "--retry-delay",
@@ -51,7 +69,17 @@ def refunds() -> None:
     show_default=True,
     help="First retry wait in seconds (doubles, capped at 8).",
 )
-@click.option("--dry-run", is_flag=True, help="Check the file and the configuration; send nothing.")
+@click.option(
+    "--deadline", default=60.0, show_default=True, help="Seconds one refund may take, settling included."
+)
+@click.option(
+    "--retry-failed/--no-retry-failed",
+    default=True,
+    show_default=True,
+    help="Send rows the provider refused before again, under the same refund number "
+    "(after fixing a key, a balance); --no-retry-failed reports the old refusal.",
+)
+@click.option("--dry-run", is_flag=True, help="Run every check the real run makes; send nothing.")
 def refunds_run(
     csv_file: Path,
     provider: str,
@@ -63,17 +91,20 @@ def refunds_run(
     rate: float | None,
     retry_attempts: int,
     retry_delay: float,
+    deadline: float,
+    retry_failed: bool,
     dry_run: bool,
 ) -> None:
     """Refund every row of FILE.csv, exactly once, resumable after a crash.
 
     The header names the provider's refund() fields, e.g. ``out_trade_no,total_fee,refund_fee``
     (WeChat Pay), ``payjs_order_id`` (PAYJS), ``paytype,payment_type,out_trade_no,
-    transaction_amount,total_fee`` (eftPay). Before a row is sent its refund number is recorded
-    in the journal under the key <batch id>:row<N>; running the same command again — after a
-    crash, kill -9 or Ctrl-C — replays finished rows from the journal, re-sends unfinished ones
-    with their recorded numbers (settling unknown outcomes by query) and never refunds a row twice.
-    A malformed row fails on its own with a message in the results; the others proceed.
+    transaction_amount,total_fee`` (eftPay). A row's refund is identified by its content (order,
+    amounts, an explicit refund number or idempotency_key column) and its refund number derived
+    from it; the journal records each number before the row is sent. Running the command again —
+    after a crash, kill -9, Ctrl-C, an edit of the file or a lost journal — replays finished rows,
+    re-sends unfinished ones under the same numbers and never refunds a row twice. Two rows with
+    the same identity are refused as ambiguous. A malformed row fails on its own; the others proceed.
     """
     if concurrency < 1:
         fail("--concurrency must be >= 1")
@@ -81,99 +112,180 @@ def refunds_run(
         fail("--rate must be > 0")
     if retry_attempts < 1 or not retry_delay >= 0:
         fail("--retry-attempts must be >= 1 and --retry-delay >= 0")
-    retry = RetryPolicy(attempts=retry_attempts, initial_delay=retry_delay, max_delay=max(8.0, retry_delay))
+    if not deadline > 0:
+        fail("--deadline must be > 0")
+    if batch_id is not None and not batch_id.strip():
+        fail("--batch-id must not be empty")
+    retry = RetryPolicy(
+        attempts=retry_attempts,
+        initial_delay=retry_delay,
+        max_delay=max(8.0, retry_delay),
+        deadline=deadline,
+    )
     rows = CsvRefunds(path=csv_file, provider=provider)
     try:
         rows.header()
         settings = load_settings(provider, config_file)
+        identity_client = build_client(settings)
     except (ConfigError, HeaderError) as exc:
         fail(str(exc))
     except (OSError, UnicodeDecodeError) as exc:
         fail(f"cannot read {csv_file}: {exc}")
+    batch = batch_id if batch_id is not None else DEFAULT_BATCH_ID
+    try:
+        survey = _Survey.of(rows, identity_client, batch)
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read {csv_file}: {exc}")
+    job = _Job(
+        settings=settings,
+        rows=rows,
+        survey=survey,
+        batch=batch,
+        concurrency=concurrency,
+        rate=rate,
+        retry=retry,
+        retry_failed=retry_failed,
+    )
+    if dry_run:
+        with _results(out) as sink:
+            status = anyio.run(lambda: _dry_run(job, identity_client, sink))
+        sys.exit(status)
+    anyio.run(identity_client.aclose)
     journal_path = journal if journal is not None else csv_file.with_name(csv_file.name + ".journal.db")
-    batch = batch_id if batch_id is not None else f"csv:{csv_file.resolve()}"
-    with _output(out) as sink:
-        if dry_run:
-            status = _dry_run(settings, rows, sink)
-        else:
-            with _journal_lock(journal_path):
-                try:
-                    status = anyio.run(
-                        lambda: _run_batch(
-                            settings, rows, sink, journal_path, batch, concurrency, rate, retry
-                        )
-                    )
-                except KeyboardInterrupt:
-                    fail(
-                        f"interrupted; every started row is in the journal {journal_path}: "
-                        "run the same command again to resume",
-                        status=130,
-                    )
+    # The lock comes first: a run that is refused must not touch the running one's files.
+    with _journal_lock(journal_path):
+        try:
+            status = anyio.run(lambda: _run_batch(job, journal_path, out))
+        except KeyboardInterrupt:
+            fail(
+                f"interrupted; every started row is in the journal {journal_path}: "
+                "run the same command again to resume",
+                status=130,
+            )
     sys.exit(status)
 
 
-async def _run_batch(
-    settings: ProviderSettings,
-    rows: CsvRefunds,
-    sink: IO[str],
-    journal_path: Path,
-    batch: str,
-    concurrency: int,
-    rate: float | None,
-    retry: RetryPolicy,
-) -> int:
+# --------------------------------------------------------------------------- the file, surveyed
+
+
+@attrs.frozen(kw_only=True)
+class _Survey:
+    """One pass over the file before anything is sent: how many rows, which are ambiguous.
+
+    Memory is one small int per row (a 64-bit prefix of each row's key), plus the row numbers of
+    the duplicates; two distinct rows sharing a prefix would only be refused, never paid twice.
+    """
+
+    total: int
+    duplicates: Mapping[int, tuple[int, ...]]
+
+    @classmethod
+    def of(cls, rows: CsvRefunds, client: Any, batch: str) -> _Survey:
+        first: dict[int, int] = {}
+        duplicates: dict[int, list[int]] = {}
+        total = 0
+        for number, request in rows:
+            total += 1
+            if isinstance(request, InvalidRequest):
+                continue
+            short = _short_key(client, request, batch)
+            seen = first.setdefault(short, number)
+            if seen != number:
+                duplicates.setdefault(short, [seen]).append(number)
+        return cls(total=total, duplicates={k: tuple(v) for k, v in duplicates.items()})
+
+    def duplicate_of(self, client: Any, request: Mapping[str, Any], batch: str, number: int) -> str | None:
+        """Why row ``number`` is refused as an ambiguous duplicate, or None."""
+        if not self.duplicates:
+            return None
+        numbers = self.duplicates.get(_short_key(client, request, batch))
+        if numbers is None:
+            return None
+        others = ", ".join(str(n) for n in numbers if n != number)
+        return (
+            f"the same refund as row(s) {others} (same order and amounts): if they are genuine separate "
+            "refunds, give each its own refund number or idempotency_key column; otherwise delete "
+            "the extra rows. Nothing was sent for any of them"
+        )
+
+
+def _short_key(client: Any, request: Mapping[str, Any], batch: str) -> int:
+    return int(refund_key(client, request, batch_id=batch).rsplit(":", 1)[1][:16], 16)
+
+
+@attrs.frozen(kw_only=True)
+class _Job:
+    settings: ProviderSettings
+    rows: CsvRefunds
+    survey: _Survey
+    batch: str
+    concurrency: int
+    rate: float | None
+    retry: RetryPolicy
+    retry_failed: bool
+
+    def requests(self, client: Any, numbers: dict[int, int]) -> Iterator[Mapping[str, Any] | InvalidRequest]:
+        """The rows as requests, duplicates refused; ``numbers`` maps each yielded index to its row
+        number until the outcome is written (so it holds only the rows in flight)."""
+        for index, (number, request) in enumerate(self.rows):
+            numbers[index] = number
+            if isinstance(request, Mapping):
+                reason = self.survey.duplicate_of(client, request, self.batch, number)
+                if reason is not None:
+                    yield InvalidRequest(reason=reason, fields=request, code="DuplicateRow")
+                    continue
+            yield request
+
+
+# --------------------------------------------------------------------------- running
+
+
+async def _run_batch(job: _Job, journal_path: Path, out: Path | None) -> int:
     from ..pipeline.stores.sqlite import SQLiteStore
 
     store = SQLiteStore(journal_path)
     try:
-        client = build_client(
-            settings,
-            idempotency_store=store,
-            middleware=[count_attempts],
-            max_connections=max(concurrency, 10),
-            retry=retry,
-        )
-    except ConfigError as exc:
-        await store.aclose()
-        fail(str(exc))
-    console = Console(stderr=True)
-    counts: dict[str, int] = {status.value: 0 for status in BatchStatus}
-    replayed = 0
-
-    def key_for(index: int, request: Mapping[str, Any]) -> str:
-        return f"{batch}:row{index + 1}"
-
-    async def take_over_stale_claim(index: int, request: Mapping[str, Any], refund_no: str | None) -> None:
-        # We hold the journal lock, so a live claim in it belongs to a run that died: free it now
-        # instead of waiting for its lease to run out. Its refund number is kept and re-sent.
-        record = await store.get(key_for(index, request))
-        if record is not None and record.owner and record.state.value == "in_flight":
-            await store.release(record.key, owner=record.owner)
-
-    total = rows.count()
-    try:
-        async with client:
-            with progress_bar(console) as progress:
-                task = progress.add_task(settings.provider, total=total)
-                batch_run = refund_many(
-                    client,
-                    (request for _, request in rows),
-                    concurrency=concurrency,
-                    rate=rate,
-                    idempotency_key=key_for,
-                    on_start=take_over_stale_claim,
-                )
-                async with batch_run as outcomes:
-                    async for outcome in outcomes:
-                        counts[outcome.status.value] += 1
-                        line = _result_line(outcome)
-                        replayed += line["replayed"]
-                        sink.write(json.dumps(line, default=json_default) + "\n")
-                        sink.flush()
-                        progress.advance(task)
+        try:
+            await store.get("paykit:journal-check")  # creates the journal, or says why it cannot
+        except PaykitError as exc:
+            fail(str(exc))
+        _prepare_journal(journal_path)
+        try:
+            client = build_client(
+                job.settings,
+                idempotency_store=store,
+                middleware=[count_attempts],
+                max_connections=max(job.concurrency, 10),
+                retry=job.retry,
+                idempotency_retry_failed=job.retry_failed,
+            )
+        except ConfigError as exc:
+            fail(str(exc))
+        console = Console(stderr=True)
+        counts = {status.value: 0 for status in BatchStatus if status is not BatchStatus.READY}
+        replayed = 0
+        numbers: dict[int, int] = {}
+        with _results(out) as sink:
+            async with client:
+                with progress_bar(console) as progress:
+                    task = progress.add_task(job.settings.provider, total=job.survey.total)
+                    batch_run = refund_many(
+                        client,
+                        job.requests(client, numbers),
+                        concurrency=job.concurrency,
+                        rate=job.rate,
+                        batch_id=job.batch,
+                    )
+                    async with batch_run as outcomes:
+                        async for outcome in outcomes:
+                            counts[outcome.status.value] += 1
+                            line = _result_line(outcome, numbers.pop(outcome.index))
+                            replayed += line["replayed"]
+                            sink.write(line)
+                            progress.advance(task)
     finally:
         await store.aclose()
-    summary = Table(title=f"{settings.provider} refunds from {rows.path.name}", title_justify="left")
+    summary = Table(title=f"{job.settings.provider} refunds from {job.rows.path.name}", title_justify="left")
     summary.add_column("status")
     summary.add_column("rows", justify="right")
     for name, count in counts.items():
@@ -181,94 +293,136 @@ async def _run_batch(
     summary.add_row("(of them replayed from the journal)", f"{replayed:,}")
     console.print(summary)
     console.print(f"journal: {journal_path}")
-    return 0 if counts["succeeded"] == total else 1
+    return 0 if counts["succeeded"] == job.survey.total else 1
 
 
-def _dry_run(settings: ProviderSettings, rows: CsvRefunds, sink: IO[str]) -> int:
+def _prepare_journal(path: Path) -> None:
+    """Refuse a journal of paykit 0.1 (keys by row position, random refund numbers: resuming it
+    with content keys would refund its finished rows again), and free the claims of a run that
+    died — we hold the journal lock, so no live run owns them. Their refund numbers are kept."""
     try:
-        client = build_client(settings)
-    except ConfigError as exc:
-        fail(str(exc))
-    rule = refund_number_rule(client)
-    checker = _FieldCheck.of(client)
+        with contextlib.closing(sqlite3.connect(path, timeout=5, isolation_level=None)) as db:
+            legacy = db.execute(
+                "SELECT key FROM paykit_idempotency WHERE key GLOB '*:row[0-9]*'"
+                " AND substr(key, instr(key, ':row') + 4) NOT GLOB '*[^0-9]*' LIMIT 1"
+            ).fetchone()
+            if legacy is not None:
+                fail(
+                    f"the journal {path} was written by paykit 0.1 (rows keyed by position, random refund "
+                    "numbers): finish that batch with paykit 0.1, or give --journal a new file only once "
+                    "every row in it has succeeded"
+                )
+            db.execute(
+                "UPDATE paykit_idempotency SET lease_expires = 0 WHERE state = 'in_flight' AND owner != ''"
+            )
+    except sqlite3.Error as exc:
+        fail(f"the journal {path} cannot be used: {exc}")
+
+
+async def _dry_run(job: _Job, client: Any, sink: _ResultSink) -> int:
     bad = 0
-    for number, request in rows:
-        line: dict[str, Any] = {"row": number}
-        if not isinstance(request, Mapping):
-            line.update(status="invalid", error_message=request.reason)
-        else:
-            problem = checker(request)
-            if problem:
-                line.update(status="invalid", error_message=f"row {number}: {problem}")
-            else:
-                line.update(status="ready", request=dict(request))
-                if rule is not None and rule.generated and not request.get(rule.field):
-                    line["refund_no"] = "(assigned and journalled when the batch runs)"
-        bad += line["status"] != "ready"
-        sink.write(json.dumps(line, default=json_default) + "\n")
+    numbers: dict[int, int] = {}
+    async with client:
+        batch_run = refund_many(
+            client,
+            job.requests(client, numbers),
+            concurrency=job.concurrency,
+            batch_id=job.batch,
+            validate_only=True,
+        )
+        async with batch_run as outcomes:
+            async for outcome in outcomes:
+                line = _result_line(outcome, numbers.pop(outcome.index))
+                if outcome.status is BatchStatus.READY:
+                    line["request"] = dict(outcome.request)
+                else:
+                    bad += 1
+                sink.write(line)
     click.echo(f"dry run: {bad} invalid row(s); nothing was sent", err=True)
     return 0 if bad == 0 else 1
 
 
-@attrs.frozen(kw_only=True)
-class _FieldCheck:
-    """Checks a request's fields against the client's refund() keywords, without sending."""
-
-    accepted: frozenset[str]
-    required: frozenset[str]
-
-    @classmethod
-    def of(cls, client: Any) -> _FieldCheck:
-        import inspect
-
-        params = [
-            p for p in inspect.signature(client.refund).parameters.values() if p.name != "idempotency_key"
-        ]
-        return cls(
-            accepted=frozenset(p.name for p in params),
-            required=frozenset(p.name for p in params if p.default is p.empty),
-        )
-
-    def __call__(self, request: Mapping[str, Any]) -> str | None:
-        missing = sorted(self.required - set(request))
-        if missing:
-            return f"missing field(s) {', '.join(missing)}"
-        unknown = sorted(set(request) - self.accepted)
-        return f"unknown field(s) {', '.join(unknown)}" if unknown else None
-
-
-def _result_line(outcome: BatchOutcome) -> dict[str, Any]:
+def _result_line(outcome: BatchOutcome, number: int) -> dict[str, Any]:
+    """One results line. Every row error has one shape: ``row N: message``, an ``error_code``
+    and the refund number when there is one — malformed, ambiguous, refused by the client's checks
+    or by the provider alike."""
     result = outcome.result
     provider_refund_id = None
     for name in ("refund_id", "transaction_id"):
         provider_refund_id = getattr(result, name, None)
         if provider_refund_id:
             break
+    status = outcome.status
+    attempts = 0 if status in (BatchStatus.INVALID, BatchStatus.READY) else outcome.attempts
+    if status is BatchStatus.SUCCEEDED:
+        # Replayed from the journal: the provider was not called (count_attempts counted 0).
+        replayed = bool(getattr(result, "replayed", False)) or attempts == 0
+    else:
+        replayed = status is BatchStatus.FAILED and isinstance(outcome.error, ProviderError) and attempts == 0
+    message = outcome.error_message
+    if outcome.error_code == "IdempotencyConflict":
+        message = (
+            f"{message}. The journal holds this row's refund with other details (refund_desc, "
+            "notify_url...): restore them, or give the row its own refund number or idempotency_key "
+            "if it is another refund"
+        )
     return {
-        "row": outcome.index + 1,
-        "status": outcome.status.value,
+        "row": number,
+        "status": status.value,
         "refund_no": outcome.refund_no,
         "provider_refund_id": provider_refund_id,
         "error_code": outcome.error_code,
-        "error_message": outcome.error_message,
-        "attempts": outcome.attempts,
-        # Replayed from the journal: the provider was not called (count_attempts counted 0).
-        "replayed": outcome.ok and (bool(getattr(result, "replayed", False)) or outcome.attempts == 0),
+        "error_message": None if message is None else f"row {number}: {message}",
+        "attempts": attempts,
+        "replayed": replayed,
         "settled_by_query": bool(getattr(result, "settled_by_query", False)),
     }
 
 
+# --------------------------------------------------------------------------- output that survives
+
+
+class _ResultSink:
+    """Results as JSON lines (UTF-8, Chinese text as it is), one complete line per write.
+
+    Each line goes out in one ``os.write`` of the whole line (looping only on a short write), so a
+    crash or ``kill -9`` leaves complete lines, one per finished row; the file is fsynced at the end.
+    """
+
+    def __init__(self, fd: int, *, sync: bool) -> None:
+        self._fd = fd
+        self._sync = sync
+
+    def write(self, line: Mapping[str, Any]) -> None:
+        data = (json.dumps(line, default=json_default, ensure_ascii=False) + "\n").encode("utf-8")
+        while data:
+            written = os.write(self._fd, data)
+            data = data[written:]
+
+    def close(self) -> None:
+        if self._sync:
+            with contextlib.suppress(OSError):
+                os.fsync(self._fd)
+
+
 @contextlib.contextmanager
-def _output(out: Path | None) -> Iterator[IO[str]]:
+def _results(out: Path | None) -> Iterator[_ResultSink]:
+    """The results file, opened (and truncated: a run writes every row) only when the run starts."""
     if out is None:
-        yield sys.stdout
+        sys.stdout.flush()
+        sink = _ResultSink(sys.stdout.fileno(), sync=False)
+        yield sink
         return
     try:
-        handle = out.open("w", encoding="utf-8")
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     except OSError as exc:
         fail(f"cannot write {out}: {exc.strerror}")
-    with handle:
-        yield handle
+    sink = _ResultSink(fd, sync=True)
+    try:
+        yield sink
+    finally:
+        sink.close()
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -287,5 +441,5 @@ def _journal_lock(journal: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            fail(f"another paykit run is using the journal {journal}")
+            fail(f"another paykit run is using the journal {journal}; nothing was done")
         yield

@@ -2,11 +2,14 @@
 
 The header row names the provider's ``refund()`` fields (``out_trade_no,total_fee,refund_fee``
 for WeChat Pay v2, ``out_trade_no,total,refund`` for v3; ``payjs_order_id`` for PAYJS;
-``paytype,payment_type,out_trade_no,transaction_amount,total_fee`` for eftPay; optional ones such
-as ``out_refund_no`` / ``refund_no`` or ``refund_desc`` may be added). Empty cells are left out.
-A row that cannot be turned into a request becomes an :class:`~paykit_async.batch.InvalidRequest`
-with a clear reason, so it fails on its own while the others proceed. Rows are read lazily, one
-at a time.
+``paytype,payment_type,out_trade_no,transaction_amount,total_fee`` for eftPay; optional ones
+such as ``out_refund_no`` / ``refund_no`` or ``refund_desc`` may be added, and an
+``idempotency_key`` column tells apart two genuine refunds with the same order and amounts).
+Empty cells are left out; blank lines (a trailing one, say) are skipped. Row numbers count the
+file's records after the header, blank ones included, so row N is line N + 1 of a plain file. A
+row that cannot be turned into a request becomes an :class:`~paykit_async.batch.InvalidRequest`
+with a clear reason (without the row number, which the caller adds), so it fails on its own
+while the others proceed. Rows are read lazily, one at a time.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from ..batch import InvalidRequest
 
 __all__ = ["FIELDS", "CsvRefunds", "HeaderError", "convert_row"]
 
-#: The refund() fields of each provider that may appear as CSV columns (all but idempotency_key).
+#: The refund() fields of each provider that may appear as CSV columns (plus ``idempotency_key``).
 FIELDS: Mapping[str, tuple[str, ...]] = {
     "wechatpay": (
         "out_trade_no",
@@ -36,6 +39,7 @@ FIELDS: Mapping[str, tuple[str, ...]] = {
         "refund_account",
         "notify_url",
         "detail",
+        "idempotency_key",
     ),
     "wechatpay-v3": (
         "out_trade_no",
@@ -48,8 +52,9 @@ FIELDS: Mapping[str, tuple[str, ...]] = {
         "funds_account",
         "currency",
         "goods_detail",
+        "idempotency_key",
     ),
-    "payjs": ("payjs_order_id",),
+    "payjs": ("payjs_order_id", "idempotency_key"),
     "eftpay": (
         "paytype",
         "payment_type",
@@ -59,6 +64,7 @@ FIELDS: Mapping[str, tuple[str, ...]] = {
         "refund_no",
         "tid",
         "refund_desc",
+        "idempotency_key",
     ),
 }
 _INT_FIELDS = {
@@ -101,9 +107,11 @@ class CsvRefunds:
         return columns
 
     def count(self) -> int:
-        """How many data rows the file has (one pass, constant memory)."""
+        """How many data rows the file has, blank lines left out (one pass, constant memory)."""
         with self._open() as handle:
-            return max(0, sum(1 for _ in csv.reader(handle)) - 1)
+            reader = csv.reader(handle)
+            next(reader, None)
+            return sum(1 for cells in reader if not _blank(cells))
 
     def __iter__(self) -> Iterator[tuple[int, Mapping[str, Any] | InvalidRequest]]:
         columns = self.header()
@@ -111,21 +119,28 @@ class CsvRefunds:
             reader = csv.reader(handle)
             next(reader, None)
             for number, cells in enumerate(reader, start=1):
-                yield number, convert_row(self.provider, columns, cells, number)
+                if not _blank(cells):
+                    yield number, convert_row(self.provider, columns, cells, number)
 
     def _open(self) -> Any:
         return self.path.open(newline="", encoding="utf-8-sig")
 
 
+def _blank(cells: Sequence[str]) -> bool:
+    return not any(cell.strip() for cell in cells)
+
+
 def convert_row(
-    provider: str, columns: Sequence[str], cells: Sequence[str], number: int
+    provider: str, columns: Sequence[str], cells: Sequence[str], number: int = 0
 ) -> Mapping[str, Any] | InvalidRequest:
-    """One CSV row as ``refund()`` keyword arguments, or an InvalidRequest saying what is wrong."""
+    """One CSV row as ``refund()`` keyword arguments, or an InvalidRequest saying what is wrong.
+
+    The reason does not name the row: ``number`` is accepted for callers that pass it, and the
+    batch command prefixes every row error, whatever its origin, with ``row N: ``.
+    """
     raw = dict(zip(columns, cells, strict=False))
     if len(cells) != len(columns):
-        return InvalidRequest(
-            reason=f"row {number}: {len(cells)} cell(s) for {len(columns)} column(s)", fields=raw
-        )
+        return InvalidRequest(reason=f"{len(cells)} cell(s) for {len(columns)} column(s)", fields=raw)
     request: dict[str, Any] = {}
     for column, cell in raw.items():
         text = cell.strip()
@@ -134,16 +149,16 @@ def convert_row(
         if column in _INT_FIELDS.get(provider, ()):
             if not text.isdigit():
                 return InvalidRequest(
-                    reason=f"row {number}: {column} must be a whole number of fen, got {text!r}", fields=raw
+                    reason=f"{column} must be a whole number of fen, got {text!r}", fields=raw
                 )
             request[column] = int(text)
         elif column in _JSON_FIELDS.get(provider, ()):
             try:
                 request[column] = json.loads(text)
             except ValueError:
-                return InvalidRequest(reason=f"row {number}: {column} is not valid JSON", fields=raw)
+                return InvalidRequest(reason=f"{column} is not valid JSON", fields=raw)
         else:
             request[column] = text
     if not request:
-        return InvalidRequest(reason=f"row {number}: empty row", fields=raw)
+        return InvalidRequest(reason="empty row", fields=raw)
     return request

@@ -22,7 +22,7 @@ import anyio
 import attrs
 import click
 
-from ..errors import PaykitError, RefundOutcomeUnknown, ValidationError
+from ..errors import IdempotencyStoreError, PaykitError, RefundOutcomeUnknown, ValidationError
 from ..pipeline.core import Handler, Operation, Outcome
 from .app import CONFIG_HELP, PROVIDER_CHOICE, as_json, cli, fail, json_default
 from .config import ConfigError, build_client, load_settings
@@ -248,6 +248,8 @@ def _single_call(
         fail(f"outcome unknown for refund {exc.refund_no}: {exc.message}", status=1)
     except ValidationError as exc:
         fail(f"{type(exc).__name__}: {exc} (nothing was sent)")
+    except IdempotencyStoreError as exc:
+        fail(f"cannot use the journal: {exc.message} (nothing was sent)")
     except PaykitError as exc:
         fail(f"{type(exc).__name__}: {exc}", status=1)
     except sqlite3.Error as exc:

@@ -5,11 +5,17 @@ outermost first; the innermost handler is the exchange (encode + sign → transp
 verify). The provider clients build their chains as::
 
     Idempotency → Retry → user middlewares (once per attempt) → exchange
+
+A :class:`Pacer` installed with :func:`pacing` is awaited right before the exchange, so it paces
+requests actually sent — every attempt and settle query — and never an outcome replayed from an
+idempotency store.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 import attrs
@@ -24,8 +30,11 @@ __all__ = [
     "Middleware",
     "Operation",
     "Outcome",
+    "Pacer",
     "Pipeline",
     "Settler",
+    "pacing",
+    "watch_sending",
 ]
 
 
@@ -114,10 +123,45 @@ class Exchange:
         return self.dialect.decode(operation, response)
 
 
+class Pacer(Protocol):
+    """Something that makes a request wait for its turn (a rate limiter)."""
+
+    async def acquire(self) -> None: ...
+
+
+_pacer: ContextVar[Pacer | None] = ContextVar("paykit_pacer", default=None)
+_sending: ContextVar[list[bool] | None] = ContextVar("paykit_sending", default=None)
+
+
+@contextlib.contextmanager
+def watch_sending() -> Iterator[list[bool]]:
+    """A cell that turns ``[True]`` once a request of this task reaches the exchange inside the
+    block — after pacing and the middlewares. The retry layer uses it to tell an attempt cut off
+    before anything was sent (``sent=False``) from one cut off in flight."""
+    cell = [False]
+    token = _sending.set(cell)
+    try:
+        yield cell
+    finally:
+        _sending.reset(token)
+
+
+@contextlib.contextmanager
+def pacing(pacer: Pacer | None) -> Iterator[None]:
+    """Within the block (in this task), every request a :class:`Pipeline` sends first awaits
+    ``pacer.acquire()``. ``refund_many`` uses it so that its rate counts requests actually sent."""
+    token = _pacer.set(pacer)
+    try:
+        yield
+    finally:
+        _pacer.reset(token)
+
+
 class Pipeline:
     """Runs an operation through ``middlewares`` (outermost first) down to ``handler``.
 
-    The chain of closures is built once here, not per call.
+    The chain of closures is built once here, not per call. The handler is paced by the
+    :func:`pacing` in effect, if any.
     """
 
     __slots__ = ("_entry", "handler", "middlewares")
@@ -125,13 +169,26 @@ class Pipeline:
     def __init__(self, middlewares: Sequence[Middleware], handler: Handler) -> None:
         self.middlewares = tuple(middlewares)
         self.handler = handler
-        entry: Handler = handler
+        entry: Handler = _paced(handler)
         for middleware in reversed(self.middlewares):
             entry = _bind(middleware, entry)
         self._entry = entry
 
     async def __call__(self, operation: Operation) -> Outcome:
         return await self._entry(operation)
+
+
+def _paced(handler: Handler) -> Handler:
+    async def paced(operation: Operation) -> Outcome:
+        pacer = _pacer.get()
+        if pacer is not None:
+            await pacer.acquire()
+        sending = _sending.get()
+        if sending is not None:
+            sending[0] = True
+        return await handler(operation)
+
+    return paced
 
 
 def _bind(middleware: Middleware, call_next: Handler) -> Handler:

@@ -9,6 +9,7 @@ caller gets :class:`RefundOutcomeUnknown` with the refund number — never a def
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -23,8 +24,9 @@ from ..errors import (
     ValidationError,
 )
 from ..retry_after import parse_retry_after
-from .clock import Clock, MonotonicClock
-from .core import Handler, Operation, Outcome
+from .clock import Clock, MonotonicClock, deadline_scope
+from .core import Handler, Operation, Outcome, watch_sending
+from .deadline import call_deadline
 
 __all__ = ["RetryBudget", "RetryMiddleware", "RetryPolicy", "parse_retry_after"]
 
@@ -42,7 +44,10 @@ class RetryPolicy:
 
     Backoff is "full jitter": attempt *n* waits ``uniform(0, min(max_delay, initial_delay *
     2**(n-1)))``, but never less than a server hint (``Retry-After``, a provider's minimum delay)
-    capped at ``max_retry_after``. ``deadline`` bounds the whole operation including waits.
+    capped at ``max_retry_after``. ``deadline`` (seconds, default 60) bounds the whole call:
+    every attempt, every wait, the query that settles an unknown refund outcome and the
+    idempotency store's bookkeeping. An attempt still running when it passes is abandoned (its
+    outcome is unknown) and the call ends — a refund with ``RefundOutcomeUnknown``.
     """
 
     attempts: int = attrs.field(default=4)
@@ -123,7 +128,8 @@ class RetryMiddleware:
 
     ``SignatureError`` and ``ValidationError`` are never retried. For refunds whose outcome is
     still unknown after the last attempt, ``operation.settle`` is asked; if it cannot tell,
-    :class:`RefundOutcomeUnknown` carrying the refund number is raised.
+    :class:`RefundOutcomeUnknown` carrying the refund number is raised. The policy's deadline
+    bounds all of it, the settle query included (see :mod:`paykit_async.pipeline.deadline`).
     """
 
     def __init__(
@@ -141,63 +147,106 @@ class RetryMiddleware:
 
     async def __call__(self, operation: Operation, call_next: Handler) -> Outcome:
         policy, clock = self.policy, self.clock
-        deadline = None if policy.deadline is None else clock.now() + policy.deadline
-        attempt = 1
-        # Once one attempt may have been executed, a later refusal (e.g. "system busy") does not
-        # prove the refund was not made: the outcome stays unknown until a query settles it.
-        maybe_executed = False
-        while True:
-            try:
-                outcome = await call_next(
-                    attrs.evolve(operation, attempt=attempt) if attempt > 1 else operation
-                )
-            except PaykitError as error:
-                maybe_executed = maybe_executed or error.outcome_unknown
-                if isinstance(error, SignatureError | ValidationError) or not error.retryable:
-                    return await self._give_up(operation, error, attempt, maybe_executed)
-                if attempt >= policy.attempts:
-                    return await self._give_up(operation, error, attempt, maybe_executed)
-                wait = policy.delay(attempt, getattr(error, "retry_after", None), self._rng)
-                if deadline is not None and clock.now() + wait > deadline:
-                    return await self._give_up(operation, error, attempt, maybe_executed)
-                if not self.budget.try_acquire(error):
-                    logger.warning("retry budget exhausted; not retrying %s", operation.name)
-                    return await self._give_up(operation, error, attempt, maybe_executed)
-                logger.info(
-                    "retrying %s.%s (attempt %d failed: %s); waiting %.2fs",
-                    operation.provider,
-                    operation.name,
-                    attempt,
-                    type(error).__name__,
-                    wait,
-                )
-                await clock.sleep(wait)
-                attempt += 1
-                continue
-            self.budget.on_success()
-            return attrs.evolve(outcome, attempts=attempt) if attempt != outcome.attempts else outcome
+        with call_deadline(clock, policy.deadline) as deadline:
+            attempt = 1
+            # Once one attempt may have been executed, a later refusal (e.g. "system busy") does
+            # not prove the refund was not made: the outcome stays unknown until a query settles it.
+            maybe_executed = False
+            while True:
+                try:
+                    outcome = await self._attempt(
+                        attrs.evolve(operation, attempt=attempt) if attempt > 1 else operation,
+                        call_next,
+                        deadline,
+                    )
+                except PaykitError as error:
+                    maybe_executed = maybe_executed or error.outcome_unknown
+                    if isinstance(error, SignatureError | ValidationError) or not error.retryable:
+                        return await self._give_up(operation, error, attempt, maybe_executed, deadline)
+                    if attempt >= policy.attempts:
+                        return await self._give_up(operation, error, attempt, maybe_executed, deadline)
+                    wait = policy.delay(attempt, getattr(error, "retry_after", None), self._rng)
+                    if deadline is not None and clock.now() + wait >= deadline:
+                        return await self._give_up(operation, error, attempt, maybe_executed, deadline)
+                    if not self.budget.try_acquire(error):
+                        logger.warning("retry budget exhausted; not retrying %s", operation.name)
+                        return await self._give_up(operation, error, attempt, maybe_executed, deadline)
+                    logger.info(
+                        "retrying %s.%s (attempt %d failed: %s); waiting %.2fs",
+                        operation.provider,
+                        operation.name,
+                        attempt,
+                        type(error).__name__,
+                        wait,
+                    )
+                    await clock.sleep(wait)
+                    attempt += 1
+                    continue
+                self.budget.on_success()
+                return attrs.evolve(outcome, attempts=attempt) if attempt != outcome.attempts else outcome
+
+    async def _attempt(self, operation: Operation, call_next: Handler, deadline: float | None) -> Outcome:
+        """One attempt, abandoned when the call's deadline passes (its outcome is then unknown)."""
+        if deadline is None:
+            return await call_next(operation)
+        if self.clock.now() >= deadline:
+            raise TransportError(
+                f"the call's deadline ({self.policy.deadline} s) passed before this attempt was sent",
+                sent=False,
+            )
+        answered: list[Outcome] = []
+        with watch_sending() as sending, deadline_scope(self.clock, deadline):
+            answered.append(await call_next(operation))
+        if answered:
+            return answered[0]
+        # The deadline's scope cancelled the attempt (and swallowed the cancellation).
+        if not sending[0]:
+            # Cut off while waiting for its turn (a rate limit) or in a middleware: never sent.
+            raise TransportError(
+                f"the call's deadline ({self.policy.deadline} s) passed before this attempt was sent",
+                sent=False,
+            )
+        raise TransportError(
+            f"no reply within the call's deadline ({self.policy.deadline} s); the attempt was abandoned",
+            sent=None,
+        )
 
     async def _give_up(
-        self, operation: Operation, error: PaykitError, attempts: int, maybe_executed: bool = False
+        self,
+        operation: Operation,
+        error: PaykitError,
+        attempts: int,
+        maybe_executed: bool = False,
+        deadline: float | None = None,
     ) -> Outcome:
         """Raises ``error`` — unless it (or an earlier attempt) leaves a refund's outcome unknown:
-        then settle it by query, and if that cannot decide, raise :class:`RefundOutcomeUnknown`
-        (never a definite failure)."""
+        then settle it by query within what is left of the deadline, and if that cannot decide,
+        raise :class:`RefundOutcomeUnknown` (never a definite failure)."""
         if not (operation.is_refund and (error.outcome_unknown or maybe_executed)):
             raise error
         refund_no = operation.refund_no or ""
-        if operation.settle is not None:
+        settle = operation.settle
+        if settle is not None and (deadline is None or self.clock.now() < deadline):
+            settled: Outcome | None = None
+            decided = False
             try:
-                settled = await operation.settle(operation)
+                # The query runs through the client's pipeline, where the retry layer finds this
+                # call's deadline and stays within it; the scope is the hard stop.
+                with contextlib.nullcontext() if deadline is None else deadline_scope(self.clock, deadline):
+                    settled = await settle(operation)
+                    decided = True
             except Exception as query_error:  # cancellation is a BaseException: it propagates
                 logger.warning(
                     "settling refund %s by query failed: %s", refund_no, type(query_error).__name__
                 )
             else:
-                if settled is not None:
+                if not decided:
+                    logger.warning("settling refund %s by query ran out of time", refund_no)
+                elif settled is not None:
                     return attrs.evolve(settled, attempts=attempts, settled_by_query=True)
-                # The provider verifiably has no such refund: the failure is definite.
-                raise error
+                else:
+                    # The provider verifiably has no such refund: the failure is definite.
+                    raise error
         raise RefundOutcomeUnknown(
             f"the outcome of refund {refund_no} is unknown after {attempts} attempt(s) "
             f"({type(error).__name__}); retry with the same refund number or query it",

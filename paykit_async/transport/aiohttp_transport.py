@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from ..errors import TransportError, ValidationError
 from .base import already_configured
 from .tls import build_ssl_context
+from .tls_errors import tls_configuration_error
 from .wire import TransportSettings, WireRequest, WireResponse
 
 if TYPE_CHECKING:
@@ -134,16 +135,8 @@ class AiohttpTransport:
                 return WireResponse(status_code=response.status, headers=headers, content=content)
         except TransportError:
             raise
-        except _not_sent_errors() as exc:
-            raise TransportError(_describe(exc), sent=False) from exc
-        except aiohttp.ClientError as exc:
-            raise TransportError(_describe(exc), sent=None) from exc
-        except asyncio.TimeoutError as exc:
-            raise TransportError("no complete reply within the total timeout", sent=None) from exc
-        except ssl.SSLError as exc:
-            raise TransportError(f"TLS error: {exc.reason or exc}", sent=None) from exc
-        except OSError as exc:
-            raise TransportError(f"network error: {exc}", sent=None) from exc
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise _transport_error(exc) from exc
 
     async def aclose(self) -> None:
         self._closed = True
@@ -175,6 +168,24 @@ def _not_sent_errors() -> tuple[type[BaseException], ...]:
     if connect_timeout is not None:
         errors.append(connect_timeout)
     return tuple(errors)
+
+
+def _transport_error(exc: BaseException) -> TransportError:
+    """Classifies a failure: a TLS misconfiguration (not retried), never sent, or maybe sent."""
+    import aiohttp
+
+    configuration = tls_configuration_error(exc)
+    if configuration is not None:
+        return configuration
+    if isinstance(exc, _not_sent_errors()):
+        return TransportError(_describe(exc), sent=False)
+    if isinstance(exc, aiohttp.ClientError):
+        return TransportError(_describe(exc), sent=None)
+    if isinstance(exc, asyncio.TimeoutError):
+        return TransportError("no complete reply within the total timeout", sent=None)
+    if isinstance(exc, ssl.SSLError):
+        return TransportError(f"TLS error: {exc.reason or exc}", sent=None)
+    return TransportError(f"network error: {exc}", sent=None)
 
 
 def _describe(exc: BaseException) -> str:

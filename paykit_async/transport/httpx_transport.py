@@ -11,6 +11,7 @@ import httpx
 from ..errors import TransportError, ValidationError
 from .base import already_configured
 from .tls import build_ssl_context
+from .tls_errors import tls_configuration_error
 from .wire import TransportSettings, WireRequest, WireResponse
 
 __all__ = ["HttpxTransport"]
@@ -101,19 +102,27 @@ class HttpxTransport:
                 )
         except TransportError:
             raise
-        except _NOT_SENT as exc:
-            raise TransportError(_describe(exc), sent=False) from exc
-        except httpx.HTTPError as exc:
-            raise TransportError(_describe(exc), sent=None) from exc
-        except ssl.SSLError as exc:
-            # httpx lets some handshake and record errors escape unwrapped.
-            raise TransportError(f"TLS error: {exc.reason or exc}", sent=None) from exc
-        except OSError as exc:
-            raise TransportError(f"network error: {exc}", sent=None) from exc
+        except (httpx.HTTPError, OSError) as exc:
+            raise _transport_error(exc) from exc
 
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
+
+
+def _transport_error(exc: httpx.HTTPError | OSError) -> TransportError:
+    """Classifies a failure: a TLS misconfiguration (not retried), never sent, or maybe sent."""
+    configuration = tls_configuration_error(exc)
+    if configuration is not None:
+        return configuration
+    if isinstance(exc, _NOT_SENT):
+        return TransportError(_describe(exc), sent=False)
+    if isinstance(exc, httpx.HTTPError):
+        return TransportError(_describe(exc), sent=None)
+    if isinstance(exc, ssl.SSLError):
+        # httpx lets some handshake and record errors escape unwrapped.
+        return TransportError(f"TLS error: {exc.reason or exc}", sent=None)
+    return TransportError(f"network error: {exc}", sent=None)
 
 
 def _describe(exc: httpx.HTTPError) -> str:

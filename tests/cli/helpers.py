@@ -21,8 +21,7 @@ from paykit_async.simulator import (
     Simulator,
     SimulatorConfig,
 )
-
-from ..servers import serve_asgi
+from paykit_async.simulator.serve import serve_in_thread
 
 #: Faults on every endpoint: a couple of per cent of each kind, before and after the work.
 FAULTS = FaultPlan(
@@ -68,8 +67,10 @@ class LiveSimulator:
 
 @contextlib.contextmanager
 def live_simulator(config: SimulatorConfig) -> Iterator[LiveSimulator]:
+    """The simulator served as ``paykit simulator serve`` serves it (uvicorn with its lifespan),
+    on a free port, from a thread of the test process so that tests can read its ledger."""
     simulator = Simulator(config)
-    with serve_asgi(simulator.app, tls=None) as root:
+    with serve_in_thread(simulator) as root:
         yield LiveSimulator(simulator=simulator, root=root)
 
 

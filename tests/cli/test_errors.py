@@ -85,7 +85,7 @@ def test_an_unusable_journal_is_one_line(tmp_path: Path) -> None:
     single = run_paykit(
         "refund", "-p", "payjs", "payjs_order_id=P1", "--journal", journal, "--idempotency-key", "k", env=env
     )
-    assert_one_error_line(single, f"cannot use the journal {journal}: unable to open database file")
+    assert_one_error_line(single, "cannot use the journal", str(journal), "unable to open database file")
     batch = tmp_path / "refunds.csv"
     batch.write_text("payjs_order_id\nP1\n", encoding="utf-8")
     done = run_paykit("refunds", "run", batch, "-p", "payjs", "--journal", journal, env=env)

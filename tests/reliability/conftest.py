@@ -30,15 +30,13 @@ def _ping(port: int) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The URL of a private redis-server. Skipped when redis-server is missing — but not on CI."""
+def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """A private redis-server on a free port (no persistence); skipped when it is not installed."""
     executable = shutil.which("redis-server")
     if executable is None:
         if os.environ.get("CI"):
             pytest.fail("redis-server is not installed, and CI is set: the Redis store must be tested")
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    directory: Path = tmp_path_factory.mktemp("redis")
     for _ in range(5):
         port = _free_port()
         process = subprocess.Popen(
@@ -58,20 +56,29 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         while process.poll() is None and time.monotonic() < deadline and not _ping(port):
             time.sleep(0.02)
         if process.poll() is None and _ping(port):
-            break
+            return process, port
         process.kill()
         process.wait()
-    else:
-        pytest.fail("redis-server did not start")
+    pytest.fail("redis-server did not start")
+
+
+def stop_redis(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a private redis-server. Skipped when redis-server is missing — but not on CI."""
+    process, port = start_redis(tmp_path_factory.mktemp("redis"))
     try:
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_redis(process)
 
 
 @pytest.fixture

@@ -154,3 +154,24 @@ async def test_sqlite_store_survives_reopening(tmp_path: Path) -> None:
 
 def test_redis_store_repr_hides_the_url() -> None:
     assert "secret" not in repr(RedisStore("redis://:secret@127.0.0.1:6379/0"))
+
+
+async def test_reopen_turns_only_a_failed_record_back_into_a_claim(store: IdempotencyStore) -> None:
+    assert not await store.reopen("k", fingerprint="f", owner="a", lease=LEASE)  # no record
+    await store.claim("k", refund_no="R1", fingerprint="f", owner="a", lease=LEASE)
+    assert not await store.reopen("k", fingerprint="f2", owner="b", lease=LEASE)  # in flight
+    await store.finish("k", owner="a", result=RecordedError(code="SIGNERROR", message="签名错误"))
+    assert await store.reopen("k", fingerprint="f2", owner="b", lease=LEASE)
+    record = await store.get("k")
+    assert record is not None
+    assert (record.state, record.refund_no, record.fingerprint, record.owner, record.result) == (
+        RecordState.IN_FLIGHT,
+        "R1",
+        "f2",
+        "b",
+        None,
+    )
+    assert not (await store.claim("k", refund_no="R9", fingerprint="f2", owner="c", lease=LEASE)).acquired
+    assert (await store.claim("k", refund_no="R9", fingerprint="f2", owner="b", lease=LEASE)).acquired
+    await store.finish("k", owner="b", result=RecordedOutcome(fields={"refund_id": "1"}))
+    assert not await store.reopen("k", fingerprint="f2", owner="c", lease=LEASE)  # succeeded stays

@@ -214,3 +214,26 @@ def test_no_secret_in_any_repr() -> None:
     assert body not in shown
     assert "mchid=1900000109" in repr(client)
     assert "sub_mchid=1900000001" in repr(client)
+
+
+async def test_keyed_refunds_derive_their_number_like_every_other_provider() -> None:
+    # A lost journal must not mint a new number: the client, refund_many and the CLI all derive
+    # the same documented number from (provider, merchant, key).
+    from paykit_async import derive_refund_no
+    from paykit_async.batch import refund_number_rule
+
+    client = _client()
+    expected = derive_refund_no(provider="wechatpay-v3", merchant="1900000109", key="order-7:refund-1")
+    assert client.derived_refund_no("order-7:refund-1") == expected
+    operation = await client.validate_refund(
+        refund=100, total=300, out_trade_no="T7", idempotency_key="order-7:refund-1"
+    )
+    assert operation.refund_no == expected
+    rule = refund_number_rule(client)
+    assert rule is not None
+    fixed, number = rule.fix({"out_trade_no": "T7"}, key="order-7:refund-1", merchant=client.refund_merchant)
+    assert number == expected == fixed["out_refund_no"]
+    partner = _client(sub_mchid="1900000001")
+    assert partner.derived_refund_no("k") == derive_refund_no(
+        provider="wechatpay-v3", merchant="1900000109/1900000001", key="k"
+    )

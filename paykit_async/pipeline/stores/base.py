@@ -4,7 +4,8 @@ A store remembers, per idempotency key, the refund number fixed before the first
 fingerprint of the request, and either a claim (an owner token with a lease: "this worker is
 sending it now") or the final result. ``claim`` is atomic in every store, so concurrent calls with
 one key never both reach the provider; a crashed worker's claim is taken over once its lease ends,
-keeping the same refund number.
+keeping the same refund number. A store that cannot do its job raises
+:class:`~paykit_async.errors.IdempotencyStoreError` — never a driver's own exception.
 """
 
 from __future__ import annotations
@@ -104,6 +105,15 @@ class IdempotencyStore(Protocol):
 
     async def release(self, key: str, *, owner: str) -> None:
         """End ``owner``'s lease at once, leaving the record in flight for the next call to resume."""
+        ...
+
+    async def reopen(self, key: str, *, fingerprint: str, owner: str, lease: float) -> bool:
+        """Atomically turn a FAILED record back into an in-flight one claimed by ``owner``.
+
+        The refund number is kept, the recorded refusal dropped and ``fingerprint`` recorded (the
+        refused request may have been corrected: nothing was executed under that number). True
+        when the record was failed and is now ``owner``'s; otherwise nothing changes.
+        """
         ...
 
     async def get(self, key: str) -> IdempotencyRecord | None:

@@ -63,6 +63,20 @@ class MemoryStore:
         if record is not None and record.state is RecordState.IN_FLIGHT and record.owner == owner:
             self._records[key] = attrs.evolve(record, lease_expires=0.0)
 
+    async def reopen(self, key: str, *, fingerprint: str, owner: str, lease: float) -> bool:
+        record = self._records.get(key)
+        if record is None or record.state is not RecordState.FAILED:
+            return False
+        self._records[key] = attrs.evolve(
+            record,
+            state=RecordState.IN_FLIGHT,
+            fingerprint=fingerprint,
+            owner=owner,
+            lease_expires=self._time() + lease,
+            result=None,
+        )
+        return True
+
     async def get(self, key: str) -> IdempotencyRecord | None:
         return self._records.get(key)
 

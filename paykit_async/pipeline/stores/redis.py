@@ -6,7 +6,8 @@ expire ``ttl`` seconds after they were created.
 
 redis-py's asyncio client runs on asyncio only; under trio (or any other event loop) the store
 uses redis-py's synchronous client in a worker thread (``anyio.to_thread``), with the same
-scripts and the same guarantees.
+scripts and the same guarantees. A server that is down or does not answer within ``timeout``
+raises :class:`~paykit_async.errors.IdempotencyStoreError`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import anyio.to_thread
 
+from ...errors import IdempotencyStoreError
 from .base import (
     Claim,
     IdempotencyRecord,
@@ -69,19 +71,44 @@ return 0
 """
 
 
+# KEYS[1] record; ARGV: fingerprint, owner, lease seconds.
+_REOPEN = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'failed' then
+  return 0
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('HSET', KEYS[1], 'state', 'in_flight', 'fingerprint', ARGV[1], 'owner', ARGV[2],
+           'lease_expires', string.format('%.6f', now + tonumber(ARGV[3])))
+redis.call('HDEL', KEYS[1], 'result')
+return 1
+"""
+
+
 class RedisStore:
     """Records in Redis at ``url`` (``redis://`` or ``rediss://``), under ``prefix`` + key.
 
     ``ttl`` (seconds, default 30 days) is how long a key is remembered after its first claim;
-    choose it longer than any retry of the same business refund may come.
+    choose it longer than any retry of the same business refund may come. ``timeout`` (seconds)
+    bounds connecting and each command.
     """
 
-    def __init__(self, url: str, *, ttl: float = 30 * 24 * 3600, prefix: str = "paykit:idem:") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        ttl: float = 30 * 24 * 3600,
+        prefix: str = "paykit:idem:",
+        timeout: float = 5.0,
+    ) -> None:
         if ttl <= 0:
             raise ValueError("ttl must be > 0")
+        if not timeout > 0:
+            raise ValueError("timeout must be > 0")
         self.url = url
         self.ttl = ttl
         self.prefix = prefix
+        self.timeout = timeout
         self._async_client: Any = None
         self._sync_client: Any = None
 
@@ -101,7 +128,10 @@ class RedisStore:
             f"{lease:.6f}",
             str(max(1, round(self.ttl * 1000))),
         )
-        acquired, flat = reply
+        try:
+            acquired, flat = reply
+        except (TypeError, ValueError) as error:
+            raise IdempotencyStoreError(f"Redis store: unexpected claim reply for key {key!r}") from error
         return Claim(record=_record(key, flat), acquired=int(acquired) == 1)
 
     async def finish(self, key: str, *, owner: str, result: RecordedOutcome | RecordedError) -> bool:
@@ -111,6 +141,10 @@ class RedisStore:
 
     async def release(self, key: str, *, owner: str) -> None:
         await self._eval(_RELEASE, key, owner)
+
+    async def reopen(self, key: str, *, fingerprint: str, owner: str, lease: float) -> bool:
+        reply = await self._eval(_REOPEN, key, fingerprint, owner, f"{lease:.6f}")
+        return int(reply) == 1
 
     async def get(self, key: str) -> IdempotencyRecord | None:
         flat = await self._command("HGETALL", self.prefix + key)
@@ -134,16 +168,35 @@ class RedisStore:
         return await self._command("EVAL", script, 1, self.prefix + key, *args)
 
     async def _command(self, *args: Any) -> Any:
+        try:
+            import redis
+        except ImportError:
+            raise IdempotencyStoreError(
+                'RedisStore needs the redis package: pip install "paykit_async[redis]"'
+            ) from None
+        try:
+            return await self._execute(*args)
+        except (redis.RedisError, OSError) as error:
+            # redis-py's messages name the host and port, never the password in the URL.
+            reason = str(error) or type(error).__name__
+            raise IdempotencyStoreError(f"Redis store failed: {type(error).__name__}: {reason}") from error
+
+    async def _execute(self, *args: Any) -> Any:
+        options: dict[str, Any] = {
+            "decode_responses": True,
+            "socket_timeout": self.timeout,
+            "socket_connect_timeout": self.timeout,
+        }
         if _on_asyncio():
             if self._async_client is None:
                 import redis.asyncio
 
-                self._async_client = redis.asyncio.Redis.from_url(self.url, decode_responses=True)
+                self._async_client = redis.asyncio.Redis.from_url(self.url, **options)
             return await self._async_client.execute_command(*args)
         if self._sync_client is None:
             import redis
 
-            self._sync_client = redis.Redis.from_url(self.url, decode_responses=True)
+            self._sync_client = redis.Redis.from_url(self.url, **options)
         return await anyio.to_thread.run_sync(lambda: self._sync_client.execute_command(*args))
 
 
@@ -156,13 +209,18 @@ def _on_asyncio() -> bool:
 
 
 def _record(key: str, flat: Sequence[str]) -> IdempotencyRecord:
-    values = dict(zip(flat[::2], flat[1::2], strict=True))
-    return IdempotencyRecord(
-        key=key,
-        refund_no=values["refund_no"],
-        fingerprint=values["fingerprint"],
-        state=RecordState(values["state"]),
-        owner=values.get("owner", ""),
-        lease_expires=float(values.get("lease_expires", "0")),
-        result=load_result(values.get("result")),
-    )
+    try:
+        values = dict(zip(flat[::2], flat[1::2], strict=True))
+        return IdempotencyRecord(
+            key=key,
+            refund_no=values["refund_no"],
+            fingerprint=values["fingerprint"],
+            state=RecordState(values["state"]),
+            owner=values.get("owner", ""),
+            lease_expires=float(values.get("lease_expires", "0")),
+            result=load_result(values.get("result")),
+        )
+    except (KeyError, ValueError, TypeError) as error:
+        raise IdempotencyStoreError(
+            f"Redis store: the record for key {key!r} is unreadable ({type(error).__name__})"
+        ) from error

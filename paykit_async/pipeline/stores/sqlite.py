@@ -3,8 +3,13 @@
 The stdlib ``sqlite3`` module runs in a worker thread (``anyio.to_thread``) so the event loop
 never blocks on disk. The file uses WAL with ``synchronous=FULL``: a committed claim survives
 ``kill -9`` and power loss. Every claim is one ``BEGIN IMMEDIATE`` transaction (a write lock
-taken before reading), so two processes can never both acquire one key; a busy timeout makes
-them queue instead of failing.
+taken before reading), so two processes can never both acquire one key.
+
+While another process holds the write lock, a transaction is retried in short slices with
+``anyio.sleep`` between them (never one long blocking wait in SQLite's busy handler), so waiting
+is cancellable — the idempotency layer bounds it by the call's deadline — and gives up after
+``busy_timeout``. Every failure (a file that is not a database, read-only, locked too long,
+unreadable records) is an :class:`~paykit_async.errors.IdempotencyStoreError` naming the file.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import anyio
 import anyio.to_thread
 
+from ...errors import IdempotencyStoreError
 from .base import (
     Claim,
     IdempotencyRecord,
@@ -33,6 +40,13 @@ __all__ = ["SQLiteStore"]
 _IN_FLIGHT = RecordState.IN_FLIGHT.value
 
 _T = TypeVar("_T")
+
+# Primary result codes (sqlite3.SQLITE_BUSY / SQLITE_LOCKED exist only on Python >= 3.11).
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
+
+#: How long one attempt may block in SQLite's busy handler before yielding to the event loop.
+_BUSY_SLICE = 0.05
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS paykit_idempotency (
@@ -55,10 +69,12 @@ _SELECT = (
 
 
 class SQLiteStore:
-    """Records in an SQLite file at ``path`` (created with its table on first use).
+    """Records in an SQLite file at ``path`` (created with its table on first use; a ``file:``
+    URI is accepted too).
 
     One connection per store, used by one worker thread at a time. ``busy_timeout`` (seconds) is
-    how long a write waits for another process's transaction before failing.
+    how long a write waits for another process's transaction before failing with
+    :class:`~paykit_async.errors.IdempotencyStoreError` (a call's deadline may end it sooner).
     """
 
     def __init__(
@@ -133,6 +149,18 @@ class SQLiteStore:
 
         await self._write(release)
 
+    async def reopen(self, key: str, *, fingerprint: str, owner: str, lease: float) -> bool:
+        def reopen(db: sqlite3.Connection) -> bool:
+            now = self._time()
+            cursor = db.execute(
+                "UPDATE paykit_idempotency SET state = ?, fingerprint = ?, owner = ?, lease_expires = ?,"
+                " result = NULL, updated_at = ? WHERE key = ? AND state = ?",
+                (_IN_FLIGHT, fingerprint, owner, now + lease, now, key, RecordState.FAILED.value),
+            )
+            return cursor.rowcount == 1
+
+        return await self._write(reopen)
+
     async def get(self, key: str) -> IdempotencyRecord | None:
         def get(db: sqlite3.Connection) -> IdempotencyRecord | None:
             row = db.execute(_SELECT, (key,)).fetchone()
@@ -153,17 +181,36 @@ class SQLiteStore:
     # -- plumbing -----------------------------------------------------------------------------
 
     async def _run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
-        # Not abandoned on cancellation: a transaction always finishes (commits or rolls back)
-        # before the caller sees the cancellation, so nothing is left half-written.
+        """Runs ``work`` in the worker thread, retrying while the database is busy (up to
+        ``busy_timeout``); any failure becomes an :class:`IdempotencyStoreError`."""
+
+        # A slice is never abandoned on cancellation: a transaction always finishes (commits or
+        # rolls back) before the caller sees the cancellation, so nothing is left half-written.
         def locked() -> _T:
             with self._lock:
                 return work(self._connect())
 
-        return await anyio.to_thread.run_sync(locked)
+        give_up_at = time.monotonic() + self.busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                return await anyio.to_thread.run_sync(locked)
+            except sqlite3.OperationalError as error:
+                if not _busy(error):
+                    raise self._failure(error) from error
+                if time.monotonic() + pause > give_up_at:
+                    raise IdempotencyStoreError(
+                        f"SQLite journal {self.path} is locked by another process "
+                        f"(waited {self.busy_timeout:g} s)"
+                    ) from error
+            except (sqlite3.Error, OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
+                raise self._failure(error) from error
+            await anyio.sleep(pause)
+            pause = min(pause * 2, 0.1)
 
     async def _write(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Runs ``work`` in one ``BEGIN IMMEDIATE`` transaction: the write lock is taken (waiting
-        up to the busy timeout) before anything is read, so reads and writes see one state."""
+        """Runs ``work`` in one ``BEGIN IMMEDIATE`` transaction: the write lock is taken before
+        anything is read, so reads and writes see one state."""
 
         def transaction(db: sqlite3.Connection) -> _T:
             db.execute("BEGIN IMMEDIATE")
@@ -178,37 +225,49 @@ class SQLiteStore:
 
         return await self._run(transaction)
 
+    def _failure(self, error: BaseException) -> IdempotencyStoreError:
+        text = str(error) or type(error).__name__
+        if isinstance(error, sqlite3.DatabaseError) and "not a database" in text:
+            hint = "it is not an SQLite database (move it aside, or give another path)"
+        elif "readonly" in text or "read-only" in text:
+            hint = "it is read-only (the journal and its directory must be writable)"
+        elif isinstance(error, sqlite3.Error):
+            hint = f"{type(error).__name__}: {text}"
+        else:
+            hint = f"unreadable record ({type(error).__name__}: {text})"
+        return IdempotencyStoreError(f"SQLite journal {self.path} cannot be used: {hint}")
+
     def _connect(self) -> sqlite3.Connection:
         if self._closed:
             raise RuntimeError("this SQLiteStore is closed")
         if self._connection is None:
             db = sqlite3.connect(
-                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+                self.path,
+                timeout=_BUSY_SLICE,
+                isolation_level=None,
+                check_same_thread=False,
+                uri=self.path.startswith("file:"),
             )
             try:
-                self._set_up(db)
+                # Busy waits stay short here; longer ones are cancellable retries in _run. Switching
+                # a new file to WAL while another process opens it can also answer "locked".
+                db.execute(f"PRAGMA busy_timeout = {int(_BUSY_SLICE * 1000)}")
+                if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = FULL")
+                db.execute(_SCHEMA)
             except BaseException:
                 db.close()
                 raise
             self._connection = db
         return self._connection
 
-    def _set_up(self, db: sqlite3.Connection) -> None:
-        # Switching a new file to WAL while another process opens it can fail with "database is
-        # locked" without waiting on the busy handler, so the set-up itself is retried.
-        give_up_at = time.monotonic() + self.busy_timeout
-        while True:
-            try:
-                db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-                if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                    db.execute("PRAGMA journal_mode = WAL")
-                db.execute("PRAGMA synchronous = FULL")
-                db.execute(_SCHEMA)
-                return
-            except sqlite3.OperationalError as error:
-                if "locked" not in str(error) or time.monotonic() > give_up_at:
-                    raise
-                time.sleep(0.01)
+
+def _busy(error: sqlite3.OperationalError) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    return "locked" in str(error)
 
 
 def _record(row: tuple[str, str, str, str, str, float, str | None]) -> IdempotencyRecord:

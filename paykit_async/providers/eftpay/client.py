@@ -11,7 +11,7 @@ from ...client_base import BaseClient, ClientOptions
 from ...errors import DecodeError, ValidationError
 from ...notification_reply import NotificationReply
 from ...pipeline.core import Operation, Outcome
-from ...refund_numbers import RefundNumberRule, new_refund_no
+from ...refund_numbers import RefundNumberRule
 from .amounts import format_amount
 from .dialect import EftPayDialect, EftPayOutcome, ReplyVerifier, SignatureRule, utc_now
 from .fields import (
@@ -55,7 +55,13 @@ class EftPayClient(BaseClient):
     """
 
     provider = "eftpay"
-    refund_number_rule: ClassVar[RefundNumberRule] = RefundNumberRule(field="refund_no", max_length=28)
+    refund_number_rule: ClassVar[RefundNumberRule] = RefundNumberRule(
+        field="refund_no",
+        max_length=_REFUND_NO_LENGTH,
+        provider="eftpay",
+        identity=("out_trade_no", "transaction_amount", "total_fee", "refund_no"),
+        amounts=("transaction_amount", "total_fee"),
+    )
 
     def __init__(
         self,
@@ -71,6 +77,7 @@ class EftPayClient(BaseClient):
         if not isinstance(secret, str) or not secret:
             raise ValidationError("must be a non-empty string", field="secret")
         self.tid = None if tid is None else check_identifier(tid, field="tid", max_chars=20)
+        self.refund_merchant = self.user_confirm_key
         transient = frozenset(retryable_codes)
         if any(not isinstance(code, str) or not code or code == "00" for code in transient):
             raise ValidationError(
@@ -101,8 +108,9 @@ class EftPayClient(BaseClient):
         """Refund ``transaction_amount`` of the order ``out_trade_no`` (originally ``total_fee``).
 
         The service (``service.wechat.jsapi.Refund`` or ``service.alipay.jsapi.Refund``) follows
-        ``paytype``. ``refund_no`` is generated when omitted and is reused by every retry; an
-        outcome left unknown is settled by querying that refund. The result means eftPay
+        ``paytype``. ``refund_no`` is generated when omitted — derived from ``idempotency_key``
+        when one is given (:meth:`derived_refund_no`) — and is reused by every retry; an outcome
+        left unknown is settled by querying that refund. The result means eftPay
         accepted the refund: check ``trade_status`` for where it stands.
         """
         check_pay_type(paytype, payment_type)
@@ -113,7 +121,7 @@ class EftPayClient(BaseClient):
             out_trade_no=out_trade_no,
             transaction_amount=transaction_amount,
             total_fee=total_fee,
-            refund_no=refund_no,
+            refund_no=self._refund_number(refund_no, idempotency_key),
             tid=tid,
             refund_desc=refund_desc,
         )
@@ -152,7 +160,7 @@ class EftPayClient(BaseClient):
             out_trade_no=out_trade_no,
             transaction_amount=transaction_amount,
             total_fee=total_fee,
-            refund_no=refund_no,
+            refund_no=self._refund_number(refund_no, idempotency_key),
             tid=tid,
             refund_desc=refund_desc,
         )
@@ -241,7 +249,7 @@ class EftPayClient(BaseClient):
         out_trade_no: str,
         transaction_amount: Amount,
         total_fee: Amount,
-        refund_no: str | None,
+        refund_no: str,
         tid: str | None,
         refund_desc: str | None,
     ) -> dict[str, str]:
@@ -259,11 +267,7 @@ class EftPayClient(BaseClient):
             "out_trade_no": check_identifier(out_trade_no, field="out_trade_no", max_chars=28),
             "paytype": paytype,
             "payment_type": payment_type,
-            "refund_no": (
-                new_refund_no(length=_REFUND_NO_LENGTH)
-                if refund_no is None
-                else check_identifier(refund_no, field="refund_no", max_chars=_REFUND_NO_LENGTH)
-            ),
+            "refund_no": check_identifier(refund_no, field="refund_no", max_chars=_REFUND_NO_LENGTH),
         }
         terminal = self.tid if tid is None else check_identifier(tid, field="tid", max_chars=20)
         if terminal is not None:

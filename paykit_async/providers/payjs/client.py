@@ -39,7 +39,9 @@ class PayJSClient(BaseClient):
     """
 
     provider = _PROVIDER
-    refund_number_rule: ClassVar[RefundNumberRule] = RefundNumberRule(field="payjs_order_id", generated=False)
+    refund_number_rule: ClassVar[RefundNumberRule] = RefundNumberRule(
+        field="payjs_order_id", generated=False, provider="payjs", identity=("payjs_order_id",)
+    )
 
     def __init__(
         self,
@@ -51,6 +53,7 @@ class PayJSClient(BaseClient):
     ) -> None:
         mchid, key = check_credentials(mchid, key)
         self.mchid = mchid
+        self.refund_merchant = mchid
         self._signer = make_signer(key)
         super().__init__(dialect=PayJSDialect(signer=self._signer), base_url=base_url, **options)
 

@@ -11,7 +11,7 @@ from ...client_base import BaseClient, ClientOptions
 from ...errors import DecodeError, ProviderError, ValidationError
 from ...notification_reply import NotificationReply
 from ...pipeline.core import Operation, Outcome
-from ...refund_numbers import RefundNumberRule, new_refund_no
+from ...refund_numbers import RefundNumberRule
 from ...transport.tls import ClientCertificate
 from .dialect import SIGN_TYPES, WeChatPayDialect
 from .failover import BACKUP_BASE_URL, FailoverMiddleware
@@ -56,7 +56,12 @@ class WeChatPayClient(BaseClient):
     """
 
     provider = "wechatpay"
-    refund_number_rule: ClassVar[RefundNumberRule] = RefundNumberRule(field="out_refund_no", max_length=64)
+    refund_number_rule: ClassVar[RefundNumberRule] = RefundNumberRule(
+        field="out_refund_no",
+        max_length=64,
+        provider="wechatpay",
+        identity=("out_trade_no", "transaction_id", "total_fee", "refund_fee", "out_refund_no"),
+    )
 
     def __init__(
         self,
@@ -108,6 +113,7 @@ class WeChatPayClient(BaseClient):
         self.sub_mch_id = sub_mch_id
         self.sign_type = sign_type
         self.backup_base_url = backup_base_url
+        self.refund_merchant = mch_id if sub_mch_id is None else f"{mch_id}/{sub_mch_id}"
         dialect = WeChatPayDialect(api_key=api_key, sign_type=sign_type)
         options["middleware"] = middleware
         super().__init__(dialect=dialect, base_url=base_url, cert=cert, **options)
@@ -163,9 +169,7 @@ class WeChatPayClient(BaseClient):
                 "cert='apiclient_cert.p12' (password: the mch_id) or a ClientCertificate",
                 field="cert",
             )
-        if idempotency_key is not None and (not isinstance(idempotency_key, str) or not idempotency_key):
-            raise ValidationError("must be a non-empty str", field="idempotency_key")
-        number = new_refund_no() if out_refund_no is None else out_refund_no
+        number = self._refund_number(out_refund_no, idempotency_key)
         fields = refund_fields(
             self._base_fields,
             total_fee=total_fee,

@@ -15,7 +15,7 @@ from ...client_base import BaseClient, ClientOptions
 from ...errors import SignatureError, ValidationError
 from ...notification_reply import NotificationReply
 from ...pipeline.core import Operation, Outcome, Pipeline
-from ...refund_numbers import RefundNumberRule, derive_refund_no, new_refund_no
+from ...refund_numbers import RefundNumberRule
 from ...signing.rsa import KeySource, Sha256WithRsaSigner, load_public_key
 from ...transport.base import Transport
 from ..wechatpay.requests import check_merchant_number
@@ -91,7 +91,12 @@ class WeChatPayV3Client(BaseClient):
     """
 
     provider = PROVIDER
-    refund_number_rule: ClassVar[RefundNumberRule] = RefundNumberRule(field="out_refund_no", max_length=64)
+    refund_number_rule: ClassVar[RefundNumberRule] = RefundNumberRule(
+        field="out_refund_no",
+        max_length=64,
+        provider=PROVIDER,
+        identity=("out_trade_no", "transaction_id", "refund", "total", "out_refund_no"),
+    )
 
     def __init__(
         self,
@@ -164,6 +169,7 @@ class WeChatPayV3Client(BaseClient):
         )
         partner = sub_mchid is not None
         self._merchant = mchid if sub_mchid is None else f"{mchid}/{sub_mchid}"
+        self.refund_merchant = self._merchant
         self._refund_url = self._url(_REFUNDS_PATH)
         self._certificates_url = self._url(_CERTIFICATES_PATH)
         self._close_prefix = self._url(
@@ -214,14 +220,7 @@ class WeChatPayV3Client(BaseClient):
         :class:`~paykit_async.RefundOutcomeUnknown` (retry with ``.refund_no``, never a new
         number) or another :class:`~paykit_async.PaykitError`.
         """
-        if idempotency_key is not None and (not isinstance(idempotency_key, str) or not idempotency_key):
-            raise ValidationError("must be a non-empty str", field="idempotency_key")
-        if out_refund_no is not None:
-            number = out_refund_no
-        elif idempotency_key is not None:
-            number = derive_refund_no(provider=PROVIDER, merchant=self._merchant, key=idempotency_key)
-        else:
-            number = new_refund_no()
+        number = self._refund_number(out_refund_no, idempotency_key)
         fields = refund_fields(
             sub_mchid=self.sub_mchid,
             refund=refund,
