@@ -20,6 +20,9 @@ Sections and keys are the client constructors' keywords::
     [eftpay]                         # EftPayClient
     user_confirm_key = "..."  secret = "..."  base_url = "https://..."  tid = "..."
 
+Every section also takes ``rate_limit`` (requests per second for the merchant, e.g. ``150``;
+the ``rate_limit=`` client option — shared through Redis by ``paykit worker``).
+
 Every key may instead come from ``PAYKIT_<PROVIDER>_<KEY>`` (``PAYKIT_WECHATPAY_API_KEY``,
 ``PAYKIT_WECHATPAY_V3_APIV3_KEY``, ``PAYKIT_PAYJS_KEY``, ``PAYKIT_EFTPAY_SECRET`` ...); the
 environment wins over the file. Error
@@ -52,7 +55,7 @@ __all__ = ["PROVIDERS", "ConfigError", "ProviderSettings", "build_client", "env_
 
 PROVIDERS = ("wechatpay", "wechatpay-v3", "payjs", "eftpay")
 
-_COMMON = ("base_url", "ca_file", "max_connections")
+_COMMON = ("base_url", "ca_file", "max_connections", "rate_limit")
 _KEYS: Mapping[str, tuple[str, ...]] = {
     "wechatpay": (
         "appid",
@@ -176,8 +179,14 @@ def build_client(
     retry: RetryPolicy | None = None,
     transport: Transport | None = None,
     idempotency_retry_failed: bool = False,
+    rate_limit_storage: str | None = None,
+    idempotency_lease: float | None = None,
 ) -> Any:
-    """The provider client for ``settings``; :class:`ConfigError` if they are unusable."""
+    """The provider client for ``settings``; :class:`ConfigError` if they are unusable.
+
+    The section's ``rate_limit`` (requests/s for the merchant) is kept in ``rate_limit_storage``
+    — a Redis URL shared by many processes — or, when None, in this process.
+    """
     from ..providers.eftpay import EftPayClient
     from ..providers.payjs import PayJSClient
     from ..providers.wechatpay import WeChatPayClient
@@ -199,6 +208,13 @@ def build_client(
     connections = max_connections if max_connections is not None else _int(v, "max_connections")
     if connections is not None:
         options["max_connections"] = connections
+    if idempotency_lease is not None:
+        options["idempotency_lease"] = idempotency_lease
+    per_second = _int(v, "rate_limit")
+    if per_second is not None:
+        from ..pipeline.ratelimit import RateLimit
+
+        options["rate_limit"] = RateLimit(per_second=per_second, storage=rate_limit_storage)
     provider = settings.provider
     try:
         if provider == "wechatpay":

@@ -40,6 +40,7 @@ asyncio, and limits' synchronous Redis storage in a worker thread on trio.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import math
 import random
 import time
@@ -63,6 +64,7 @@ __all__ = ["OVER_LIMIT_CODES", "RateLimit", "RateLimitMiddleware", "is_over_limi
 OVER_LIMIT_CODES = frozenset({"FREQUENCY_LIMITED"})
 
 _WINDOW = 1  # seconds: the providers' limits are per second
+_MISSING_LIMITS = 'needs the limits library: pip install "paykit_async[ratelimit]"'
 
 
 def is_over_limit(error: BaseException) -> bool:
@@ -136,6 +138,8 @@ class RateLimitMiddleware:
 
     def __init__(self, limit: RateLimit | int, *, key: str | Callable[[], str]) -> None:
         self.limit = RateLimit.of(limit)
+        if importlib.util.find_spec("limits") is None:
+            raise ValidationError(_MISSING_LIMITS, field="rate_limit")
         self._key_source = key
         self._key: str | None = None
         self.window = _WINDOW + self.limit.margin
@@ -250,12 +254,8 @@ def _event_loop() -> str:
 
 
 def _backend_for(limit: RateLimit, key: str, loop: str) -> _Backend:
-    try:
-        import limits
-    except ImportError:  # pragma: no cover - the extra is missing
-        raise ValidationError(
-            'rate_limit= needs the limits library: pip install "paykit_async[ratelimit]"', field="rate_limit"
-        ) from None
+    import limits
+
     item = limits.RateLimitItemPerSecond(limit.per_second, _WINDOW, namespace="paykit-rate")
     if not limit.shared:
         return _SyncBackend(limits.storage.MemoryStorage(), item, key, threaded=False)
