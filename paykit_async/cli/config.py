@@ -51,7 +51,15 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10 only
     import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
-__all__ = ["PROVIDERS", "ConfigError", "ProviderSettings", "build_client", "env_name", "load_settings"]
+__all__ = [
+    "PROVIDERS",
+    "ConfigError",
+    "ProviderSettings",
+    "build_client",
+    "configured_providers",
+    "env_name",
+    "load_settings",
+]
 
 PROVIDERS = ("wechatpay", "wechatpay-v3", "payjs", "eftpay")
 
@@ -137,6 +145,19 @@ def load_settings(
         hints = ", ".join(f"{k} (or {env_name(provider, k)})" for k in missing)
         raise ConfigError(f"[{provider}] is missing {hints}")
     return ProviderSettings(provider=provider, values=values)
+
+
+def configured_providers(
+    config_file: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None
+) -> tuple[str, ...]:
+    """The providers ``config_file`` has a section for, or the environment has a key of."""
+    environ = os.environ if environ is None else environ
+    found = []
+    for provider in PROVIDERS:
+        in_file = config_file is not None and bool(_read_section(Path(config_file), provider))
+        if in_file or any(environ.get(env_name(provider, key)) for key in _KEYS[provider]):
+            found.append(provider)
+    return tuple(found)
 
 
 def _read_section(path: Path, provider: str) -> dict[str, str]:
