@@ -9,9 +9,10 @@ other worker takes the job, and the job stays in the queue):
 - arq's :data:`JOB_TIMEOUT` is longer, so arq never cuts a refund off — and short, so that a
   killed worker's jobs run again on another worker :data:`JOB_TIMEOUT` + 10 seconds after they
   started (55 s), not after arq's default of 300 + 10;
-- the idempotency claim a refund holds in Redis lasts :data:`IDEMPOTENCY_LEASE`, less than
-  that, so the job's next run finds the claim expired and resumes the refund under its number at
-  once instead of waiting for a dead worker.
+- the idempotency claim a refund holds in Redis lasts :data:`IDEMPOTENCY_LEASE` (the job
+  timeout): longer than the refund call, shorter than the in-progress key, so the job's next run
+  finds the claim expired and resumes the refund under its number at once instead of waiting
+  for a dead worker.
 
 Job results are kept :data:`KEEP_RESULTS` (30 days, as long as the idempotency records): while a
 result exists, enqueueing the same row again adds nothing. Jobs and results are JSON in Redis
@@ -44,8 +45,8 @@ QUEUE_NAME = "paykit:queue"
 REFUND_DEADLINE = 30.0
 #: arq's limit for one job, in seconds.
 JOB_TIMEOUT = 45
-#: Seconds an idempotency claim stays exclusive.
-IDEMPOTENCY_LEASE = 40.0
+#: Seconds an idempotency claim stays exclusive (the job timeout).
+IDEMPOTENCY_LEASE = 45.0
 #: Seconds a job's result is kept.
 KEEP_RESULTS = 30 * 24 * 3600
 #: Seconds a job may wait in the queue before arq gives up on it (workers down for a week).
@@ -107,29 +108,35 @@ def worker_settings(
     if not providers:
         raise ConfigError("the configuration has no provider section ([wechatpay], [payjs], ...)")
     settings = {name: load_settings(name, config_file, environ) for name in providers}
-    # The refund ends well within the job; the claim expires before the job runs again.
+    # The refund ends well within the job; its claim expires before arq runs the job again.
     deadline = max(5.0, min(REFUND_DEADLINE, job_timeout - 15.0))
-    lease = job_timeout - 5.0
-    for provider_settings in settings.values():
-        build_client(provider_settings)  # a ConfigError now, not in every worker's startup
+    lease = float(job_timeout)
 
-    async def on_startup(ctx: dict[str, Any]) -> None:
+    def make_client(provider_settings: Any, store: Any) -> Any:
         from ..batch import count_attempts
         from ..pipeline.retry import RetryPolicy
+
+        return build_client(
+            provider_settings,
+            idempotency_store=store,
+            middleware=[count_attempts],
+            max_connections=max(concurrency, 10),
+            retry=RetryPolicy(deadline=deadline),
+            rate_limit_storage=redis_url,
+            idempotency_lease=lease,
+        )
+
+    from ..pipeline.stores.memory import MemoryStore
+
+    for provider_settings in settings.values():
+        make_client(provider_settings, MemoryStore())  # a ConfigError now, not in every worker
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
         from ..pipeline.stores.redis import RedisStore
 
         store = RedisStore(redis_url)
         clients = {
-            name: build_client(
-                provider_settings,
-                idempotency_store=store,
-                middleware=[count_attempts],
-                max_connections=max(concurrency, 10),
-                retry=RetryPolicy(deadline=deadline),
-                rate_limit_storage=redis_url,
-                idempotency_lease=lease,
-            )
-            for name, provider_settings in settings.items()
+            name: make_client(provider_settings, store) for name, provider_settings in settings.items()
         }
         ctx[STATE_KEY] = WorkerState(clients=clients, closers=(*clients.values(), store))
 
