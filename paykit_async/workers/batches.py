@@ -50,7 +50,7 @@ async def connect(redis_url: str, *, queue_name: str = QUEUE_NAME) -> Any:
     from .settings import redis_settings
 
     settings = redis_settings(redis_url)
-    settings.conn_retries = 1
+    settings.conn_retries = 0  # a command says at once that Redis is unreachable
     return await create_pool(
         settings, job_serializer=dumps, job_deserializer=loads, default_queue_name=queue_name
     )
