@@ -15,10 +15,11 @@ one merchant together. :class:`RateLimitMiddleware` keeps it with the `limits
   let go exactly one second apart may arrive 0.99 s apart. The margin (30 ms by default) absorbs
   that variation; it costs ``margin / (1 + margin)`` of the throughput (3 %). Across processes
   the check and the take happen under a short lock (a limits entry of its own, cleared after
-  use), so two processes cannot both take the last place of the window.
-- **Smoothing**: requests are at least ``(1 + margin) / (2 * per_second)`` seconds apart, so a
-  full window is spread over at least half a second instead of arriving in one burst — a burst
-  queues at the provider, and queueing is what makes arrival delays vary.
+  use), so two processes cannot both take the last place of the window: four Redis round trips
+  per request (lock, check, take, unlock).
+- **Smoothing**: one process's requests are at least ``(1 + margin) / (2 * per_second)`` seconds
+  apart, so a window is not filled in one burst — a burst queues at the provider, and queueing is
+  what makes arrival delays vary.
 - **Over-limit replies** (WeChat ``FREQUENCY_LIMITED``, HTTP 429 — :func:`is_over_limit`) mean
   the provider's limit is lower than configured, or shared with others: the limiter lowers its
   own effective rate multiplicatively (halved, at most once per window) and raises it back
@@ -148,6 +149,7 @@ class RateLimitMiddleware:
         self.over_limit_replies = 0
         self._increase = max(1.0, self.limit.per_second / 10)
         self._last_decrease = -math.inf
+        self._next_turn = 0.0
         self._backends: dict[str, _Backend] = {}
         self._turns: dict[str, anyio.Lock] = {}
 
@@ -187,33 +189,34 @@ class RateLimitMiddleware:
         # One request of this process at a time competes for the window; the others queue here.
         async with turn:
             while True:
-                wait = await self._wait_before_sending(backend, smooth=True)
-                if wait > 0:
-                    await anyio.sleep(wait)
-                    continue
-                if not await backend.lock():
-                    # Another process is taking a place right now: let it finish.
-                    await anyio.sleep(random.uniform(0.0005, 0.002))
-                    continue
-                try:
-                    if await self._wait_before_sending(backend, smooth=False) <= 0 and await backend.hit():
-                        return
-                finally:
-                    with anyio.CancelScope(shield=True):
-                        await backend.unlock()
+                pause = self._next_turn - time.time()
+                if pause > 0:
+                    await anyio.sleep(pause)  # smoothing: this process's requests stay spaced
+                wait = await self._take(backend)
+                if wait is None:
+                    self._next_turn = time.time() + self.spacing
+                    return
+                await anyio.sleep(wait)
 
-    async def _wait_before_sending(self, backend: _Backend, *, smooth: bool) -> float:
-        """Seconds until the window (and, with ``smooth``, the spacing) lets one more request go."""
-        allowed = max(1, math.floor(self.effective_rate))
-        start, count = await backend.window(allowed, self.window)
-        now = time.time()
-        if count >= allowed:
-            return max(start + self.window - now, 0.0005)
-        if smooth:
-            last, recent = await backend.window(1, self.spacing)
-            if recent:
-                return max(last + self.spacing - time.time(), 0.0)
-        return 0.0
+    async def _take(self, backend: _Backend) -> float | None:
+        """Take a place in the window: None when taken, else the seconds until it may have one.
+
+        The request is sent right after: the place's timestamp is its send time, give or take
+        the round trip of the unlock.
+        """
+        if not await backend.lock():
+            # Another process is taking a place right now: let it finish.
+            return random.uniform(0.0005, 0.002)
+        try:
+            allowed = max(1, math.floor(self.effective_rate))
+            oldest, count = await backend.window(allowed, self.window)
+            if count < allowed and await backend.hit():
+                return None
+        finally:
+            with anyio.CancelScope(shield=True):
+                await backend.unlock()
+        # Full: wait for the oldest request in the window to leave it.
+        return max(oldest + self.window - time.time() if count >= allowed else 0.0, 0.0005)
 
     def _slow_down(self) -> None:
         self.over_limit_replies += 1
