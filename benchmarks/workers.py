@@ -141,7 +141,8 @@ def _measure(workers: int, count: int, directory: Path, redis_url: str) -> Worke
         ]
         for process in processes:
             process.wait(timeout=count / LIMIT * 3 + 60)
-        arrivals = sorted(r.at for r in simulator.requests() if r.endpoint == "refund" and not r.over_limit)
+        accepted = [r for r in simulator.requests() if r.endpoint == "refund" and not r.over_limit]
+        arrivals = sorted(r.arrived for r in accepted)
         over_limit = simulator.over_limit_replies()
         done = len(simulator.snapshot().refunds)
     return WorkersRow(

@@ -192,9 +192,10 @@ class RateLimitMiddleware:
                 pause = self._next_turn - time.time()
                 if pause > 0:
                     await anyio.sleep(pause)  # smoothing: this process's requests stay spaced
+                began = time.time()
                 wait = await self._take(backend)
                 if wait is None:
-                    self._next_turn = time.time() + self.spacing
+                    self._next_turn = began + self.spacing
                     return
                 await anyio.sleep(wait)
 

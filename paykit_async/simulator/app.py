@@ -65,7 +65,8 @@ class SimulatorApp:
         handler, endpoint = route
         state = self._state
         # The merchant's rate limit counts arrivals, so it is checked before anything else.
-        over_limit = not state.rate_limits.admit(handler.name, state.now())
+        arrived = state.now()
+        over_limit = not state.rate_limits.admit(handler.name, arrived)
         fault = state.faults.decide(handler.name, endpoint)
         if over_limit:
             fault = attrs.evolve(fault, kind=FaultKind.RATE_LIMITED, retry_after=1)
@@ -96,6 +97,7 @@ class SimulatorApp:
                 fault=None if kind is None or over_limit else kind.value,
                 at=state.now(),
                 over_limit=over_limit,
+                arrived=arrived,
             )
         )
         if kind is FaultKind.DROP_BEFORE or kind is FaultKind.DROP_AFTER:

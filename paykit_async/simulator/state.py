@@ -40,6 +40,9 @@ class RequestRecord:
     at: float
     over_limit: bool = False
     """The merchant's rate limit refused it (``SimulatorConfig.rate_limit``)."""
+    arrived: float = 0.0
+    """When it arrived (``at`` is when it was answered, after any latency fault); the rate limit
+    counts arrivals."""
 
 
 @attrs.frozen(kw_only=True)

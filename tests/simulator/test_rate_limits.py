@@ -104,6 +104,7 @@ async def test_beyond_the_limit_each_provider_answers_its_over_limit_reply(provi
         await _refund(sim, client, provider, 3)
     records = [r for r in sim.requests() if r.provider == provider]
     assert [r.over_limit for r in records] == [False, False, False, True, False]
+    assert all(0 < r.arrived <= r.at for r in records)
     ledger = sim.snapshot()
     assert len([key for key in ledger.refunds if key[0] == provider]) == 4
     assert ledger.duplicate_payouts == 0

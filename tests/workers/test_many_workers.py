@@ -258,7 +258,7 @@ def test_three_workers_share_one_rate_limit(tmp_path: Path, redis_url: str, redi
         finally:
             workers.stop()
         sim = live.simulator
-        arrivals = sorted(r.at for r in sim.requests() if r.endpoint == "refund")
+        arrivals = sorted(r.arrived for r in sim.requests() if r.endpoint == "refund")
         assert sim.over_limit_replies() == 0, workers.logs()
     assert len(arrivals) == count
     assert _progress(redis_url, batch).all_done

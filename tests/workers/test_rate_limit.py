@@ -44,7 +44,7 @@ def _wechat(sim: Simulator, rate_limit: Any, **options: Any) -> WeChatPayClient:
 
 def _busiest_second(sim: Simulator, provider: str = "wechatpay") -> int:
     """The most requests that arrived in any one-second window (sliding over every arrival)."""
-    times = sorted(r.at for r in sim.requests() if r.provider == provider)
+    times = sorted(r.arrived for r in sim.requests() if r.provider == provider and not r.over_limit)
     busiest, start = 0, 0
     for end, at in enumerate(times):
         while times[start] <= at - 1.0:
