@@ -339,9 +339,9 @@ def worker(
     started = time.monotonic()
     try:
         arq_worker.run()
-    except OSError as exc:  # redis' ConnectionError is an OSError... of its own kind
-        fail(f"cannot reach Redis at {_where(redis_url)}: {exc}")
     except Exception as exc:
+        if isinstance(exc, OSError) or type(exc).__name__ in ("ConnectionError", "TimeoutError"):
+            fail(f"cannot reach Redis at {_where(redis_url)}: {exc}")
         if type(exc).__module__.startswith("redis"):
             fail(f"Redis at {_where(redis_url)} failed: {exc}")
         raise
