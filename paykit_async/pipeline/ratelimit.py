@@ -131,7 +131,7 @@ class RateLimit:
 class RateLimitMiddleware:
     """Sends each request (every attempt) only when the merchant's rate limit allows it.
 
-    ``key`` names the merchant (``"wechatpay:1900000109"``); a callable is asked on first use
+    ``key`` names the merchant (``"wechatpay/1900000109"``); a callable is asked on first use
     (a client knows its merchant only once constructed). ``effective_rate`` is the current
     rate after over-limit replies (see the module documentation); ``over_limit_replies`` counts
     them.
@@ -150,8 +150,8 @@ class RateLimitMiddleware:
         self._increase = max(1.0, self.limit.per_second / 10)
         self._last_decrease = -math.inf
         self._next_turn = 0.0
-        self._backends: dict[str, _Backend] = {}
-        self._turns: dict[str, anyio.Lock] = {}
+        self._backends: dict[object, _Backend] = {}
+        self._turns: dict[object, anyio.Lock] = {}
 
     def __repr__(self) -> str:
         where = "redis" if self.limit.shared else "memory"
@@ -179,10 +179,11 @@ class RateLimitMiddleware:
 
     async def acquire(self) -> None:
         """Wait until one more request fits the window (cancel the caller to stop waiting)."""
-        loop = _event_loop()
+        # Per event loop: an asyncio Redis connection and a lock belong to the loop that made them.
+        loop = anyio.lowlevel.current_token()
         backend = self._backends.get(loop)
         if backend is None:
-            backend = self._backends[loop] = _backend_for(self.limit, self.key, loop)
+            backend = self._backends[loop] = _backend_for(self.limit, self.key, _event_loop())
         turn = self._turns.get(loop)
         if turn is None:
             turn = self._turns[loop] = anyio.Lock()

@@ -192,3 +192,22 @@ def test_rate_limit_values_are_checked_before_any_io() -> None:
     with pytest.raises(ValidationError):
         _wechat(sim, 0)
     assert "secret" not in repr(RateLimit(per_second=1, storage="redis://:secret@host/0"))
+
+
+def test_a_client_used_by_two_event_loops_in_turn_gets_a_window_per_loop(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """An asyncio Redis connection belongs to its loop: a second ``anyio.run`` gets its own."""
+    sim = Simulator(SimulatorConfig(auto_orders=True, completion_delay=0.0, rate_limit=10))
+    client = _wechat(sim, RateLimit(per_second=10, storage=redis_url))
+    assert client.rate_limiter is not None
+    client.rate_limiter._key = f"wechatpay/{redis_prefix}loops"
+
+    async def one(n: int) -> None:
+        await client.refund(out_trade_no=f"E{n}", total_fee=100, refund_fee=10, out_refund_no=f"ER{n}")
+
+    anyio.run(one, 1)
+    anyio.run(one, 2)
+    anyio.run(client.aclose)
+    assert len(sim.snapshot().refunds) == 2
+    assert sim.over_limit_replies() == 0
