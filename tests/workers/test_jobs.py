@@ -145,6 +145,9 @@ def test_worker_settings_are_arq_settings_tuned_for_refund_jobs(tmp_path: Path) 
     # A killed worker's job is taken again when its in-progress key expires: within a minute.
     assert worker.in_progress_timeout_s == 55
     assert worker.max_jobs == 16
+    assert worker.poll_delay_s == 0.05  # arq starts jobs only when it polls: 16 / 0.05 s at most
+    assert worker._job_completion_wait == 10  # SIGINT/SIGTERM: running refunds get 10 s to finish
+    assert worker.keep_result_s == 30 * 24 * 3600  # enqueueing a row again adds nothing meanwhile
     assert job_id_for("b:1") == "paykit:b:1"
 
 
