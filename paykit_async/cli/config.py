@@ -21,7 +21,8 @@ Sections and keys are the client constructors' keywords::
     user_confirm_key = "..."  secret = "..."  base_url = "https://..."  tid = "..."
 
 Every section also takes ``rate_limit`` (requests per second for the merchant, e.g. ``150``;
-the ``rate_limit=`` client option — shared through Redis by ``paykit worker``).
+the ``rate_limit=`` client option — shared through Redis by ``paykit worker``) and
+``rate_limit_margin`` (seconds of headroom for arrival jitter, default 0.03).
 
 Every key may instead come from ``PAYKIT_<PROVIDER>_<KEY>`` (``PAYKIT_WECHATPAY_API_KEY``,
 ``PAYKIT_WECHATPAY_V3_APIV3_KEY``, ``PAYKIT_PAYJS_KEY``, ``PAYKIT_EFTPAY_SECRET`` ...); the
@@ -63,7 +64,7 @@ __all__ = [
 
 PROVIDERS = ("wechatpay", "wechatpay-v3", "payjs", "eftpay")
 
-_COMMON = ("base_url", "ca_file", "max_connections", "rate_limit")
+_COMMON = ("base_url", "ca_file", "max_connections", "rate_limit", "rate_limit_margin")
 _KEYS: Mapping[str, tuple[str, ...]] = {
     "wechatpay": (
         "appid",
@@ -101,6 +102,8 @@ _REQUIRED: Mapping[str, tuple[str, ...]] = {
 }
 #: Keys that are switches: TOML booleans or true/false (1/0, yes/no) in the environment.
 _FLAGS = frozenset({"platform_certificates"})
+#: Keys that are numbers of seconds: TOML numbers (fractions allowed) or their text.
+_SECONDS = frozenset({"rate_limit_margin"})
 #: Keys whose values are never shown.
 SECRET_KEYS = frozenset({"api_key", "key", "secret", "p12_password", "key_password", "apiv3_key"})
 
@@ -185,6 +188,9 @@ def _read_section(path: Path, provider: str) -> dict[str, str]:
         if key in _FLAGS and isinstance(value, bool):
             values[key] = "true" if value else "false"
             continue
+        if key in _SECONDS and isinstance(value, float):
+            values[key] = repr(value)
+            continue
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise ConfigError(f"[{provider}] {key} must be a string")
         values[key] = str(value)
@@ -235,7 +241,13 @@ def build_client(
     if per_second is not None:
         from ..pipeline.ratelimit import RateLimit
 
-        options["rate_limit"] = RateLimit(per_second=per_second, storage=rate_limit_storage)
+        margin = _seconds(v, "rate_limit_margin")
+        more = {} if margin is None else {"margin": margin}
+        try:
+            options["rate_limit"] = RateLimit(per_second=per_second, storage=rate_limit_storage, **more)
+        except PaykitError:
+            message = "rate_limit_margin must be between 0 and 1 second"
+            raise ConfigError(f"[{settings.provider}] {message}") from None
     provider = settings.provider
     try:
         if provider == "wechatpay":
@@ -285,6 +297,16 @@ def _flag(v: Mapping[str, str], key: str) -> bool:
     if text in ("false", "0", "no"):
         return False
     raise ConfigError(f"{key} must be true or false")
+
+
+def _seconds(v: Mapping[str, str], key: str) -> float | None:
+    text = v.get(key)
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{key} must be a number of seconds") from None
 
 
 def _int(v: Mapping[str, str], key: str) -> int | None:

@@ -157,6 +157,7 @@ def test_worker_settings_are_arq_settings_tuned_for_refund_jobs(tmp_path: Path) 
         ("", {}, "no provider section"),
         ('[wechatpay]\nappid = "wx"\n', {}, "[wechatpay] is missing mch_id"),
         (WECHAT.replace("rate_limit = 150", "rate_limit = 0"), {}, "rate_limit must be a positive"),
+        (WECHAT + "rate_limit_margin = 1.5\n", {}, "rate_limit_margin must be between 0 and 1"),
         (WECHAT, {"job_timeout": 5}, "job_timeout"),
         (WECHAT, {"concurrency": 0}, "concurrency"),
     ],
