@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--only cost,throughput,memory,retries,simulator,v3] [--profile]``.
+"""``python -m benchmarks [--quick] [--only cost,throughput,...,v3,workers] [--profile]``.
 
 The full run rewrites the results block of ``benchmarks/README.md``; ``--quick`` (small counts,
 under a minute) only prints, unless ``--output`` is given.
@@ -19,7 +19,7 @@ from typing import Any
 from . import report
 from .fixtures import make_tls_material
 
-PARTS = ("cost", "throughput", "simulator", "memory", "retries", "v3")
+PARTS = ("cost", "throughput", "simulator", "memory", "retries", "v3", "workers")
 README = Path(__file__).resolve().parent / "README.md"
 
 
@@ -118,6 +118,18 @@ def _v3(tls_dir: Path, args: argparse.Namespace) -> Any:
     return run_v3(tls_dir, quick=args.quick, runs=args.runs)
 
 
+def _workers(tls_dir: Path, args: argparse.Namespace) -> Any:
+    from .workers import run_workers
+
+    return run_workers(tls_dir, quick=args.quick)
+
+
+def _workers_table(rows: Any) -> str:
+    from .workers import workers_table
+
+    return workers_table(rows)
+
+
 _PARTS: dict[str, tuple[str, Callable[[Path, argparse.Namespace], Any]]] = {
     "cost": ("Cost per operation (no network)", _cost),
     "throughput": ("Batch throughput: WeChat refunds over mutual TLS", _throughput),
@@ -125,6 +137,7 @@ _PARTS: dict[str, tuple[str, Callable[[Path, argparse.Namespace], Any]]] = {
     "memory": ("Memory: refund_many peak RSS", _memory),
     "retries": ("Retries: 10% injected SYSTEMERROR", _retries),
     "v3": ("WeChat Pay API v3 beside v2: refunds over TLS", _v3),
+    "workers": ("Many workers: arq worker processes under one 150/s merchant limit", _workers),
 }
 _TABLES: dict[str, Callable[[Any], str]] = {
     "cost": report.cost_table,
@@ -133,6 +146,7 @@ _TABLES: dict[str, Callable[[Any], str]] = {
     "memory": report.memory_table,
     "retries": report.retry_table,
     "v3": report.throughput_table,
+    "workers": _workers_table,
 }
 
 

@@ -161,6 +161,12 @@ def goals(results: Mapping[str, Any]) -> str:
             f"{memory[-1].ratio:.2f}× peak RSS",
             memory[-1].ratio <= 1.2,
         )
+    for row in results.get("workers", []):
+        add(
+            f"{row.workers} worker process(es): ≥ 95% of a {row.limit}/s merchant limit, no over-limit reply",
+            f"{row.rate:.1f}/s ({row.share:.1%}), {row.over_limit} over-limit",
+            row.share >= 0.95 and row.over_limit == 0,
+        )
     return "\n".join(lines) if len(lines) > 2 else ""
 
 

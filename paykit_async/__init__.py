@@ -30,6 +30,7 @@ from .pipeline import (
     RetryPolicy,
 )
 from .pipeline.idempotency import IdempotencyMiddleware
+from .pipeline.ratelimit import RateLimit
 from .pipeline.stores import IdempotencyStore, MemoryStore, RedisStore, SQLiteStore
 from .providers.eftpay import EftPayClient, TradeStatus
 from .providers.payjs import PayJSClient, RefundNotProven, UnsignedReplyError
@@ -78,6 +79,7 @@ __all__ = [
     "PaykitError",
     "PrefixedSha256Signer",
     "ProviderError",
+    "RateLimit",
     "RedisStore",
     "RefundBatch",
     "RefundDetail",

@@ -23,6 +23,7 @@ from .transport.wire import Timeouts, TransportSettings
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+    from .pipeline.ratelimit import RateLimit, RateLimitMiddleware
     from .pipeline.stores.base import IdempotencyStore
 
 __all__ = ["BaseClient", "ClientOptions"]
@@ -43,6 +44,7 @@ class ClientOptions(TypedDict, total=False):
     idempotency_lease: float | None
     idempotency_wait: float
     idempotency_retry_failed: bool
+    rate_limit: RateLimit | int | None
 
 
 #: Set while :meth:`BaseClient.validate_refund` runs: ``_call`` hands the operation back instead.
@@ -71,6 +73,12 @@ class BaseClient:
     worker sending the same key, default 30, never past the deadline) and
     ``idempotency_retry_failed`` (re-send a key whose recorded outcome is a definite refusal,
     under the same refund number, instead of replaying the refusal; default False).
+
+    ``rate_limit``: at most this many requests per second for this client's merchant — a number
+    (this client only) or a :class:`~paykit_async.pipeline.ratelimit.RateLimit` whose ``storage``
+    names a Redis shared by every process refunding for the merchant. Requests wait for their
+    turn (bounded by the call's deadline); over-limit replies slow the sender down. It is the
+    innermost layer, so it paces every request actually sent: each attempt and settle query.
     """
 
     provider: str = ""
@@ -95,6 +103,7 @@ class BaseClient:
         idempotency_lease: float | None = None,
         idempotency_wait: float = 30.0,
         idempotency_retry_failed: bool = False,
+        rate_limit: RateLimit | int | None = None,
     ) -> None:
         if not base_url.startswith(("https://", "http://")):
             raise ValidationError(
@@ -136,6 +145,15 @@ class BaseClient:
             )
         layers.append(RetryMiddleware(self.retry_policy, budget=self.retry_budget, clock=self.clock))
         layers.extend(middleware)
+        self.rate_limiter: RateLimitMiddleware | None = None
+        if rate_limit is not None:
+            from .pipeline.ratelimit import RateLimitMiddleware
+
+            # The merchant is known only once the provider client's constructor has finished.
+            self.rate_limiter = RateLimitMiddleware(
+                rate_limit, key=lambda: f"{self.provider}/{self.refund_merchant}"
+            )
+            layers.append(self.rate_limiter)
         self.dialect = dialect
         self.pipeline = Pipeline(layers, Exchange(dialect=dialect, transport=self.transport))
 

@@ -19,7 +19,7 @@ EXPECTED_ALL = {
     "IdempotencyMiddleware", "IdempotencyStore", "IdempotencyStoreError", "InvalidRequest",
     "KeyedHmacSha256Signer", "KeyedMd5Signer",
     "LoggingMiddleware", "MemoryStore", "Middleware", "NotificationReply", "Operation", "Outcome",
-    "PayJSClient", "PaykitError",
+    "PayJSClient", "PaykitError", "RateLimit",
     "PrefixedSha256Signer", "ProviderError", "RedisStore", "RefundBatch", "RefundDetail", "RefundGoods",
     "RefundNotProven", "RefundNumberRule", "RefundOutcomeUnknown", "RetryBudget", "RetryPolicy",
     "SQLiteStore", "SignatureError", "Signer", "Timeouts", "TradeStatus", "Transport", "TransportError",

@@ -6,14 +6,14 @@ import sys
 
 import click
 
-from . import demo_command, refunds, single
+from . import demo_command, refunds, single, workers
 from .app import cli, fail, one_line
 from .config import PROVIDERS, env_name
 
 __all__ = ["cli", "main"]
 
 # Imported for their side effect: each module registers its commands on ``cli``.
-_COMMAND_MODULES = (demo_command, refunds, single)
+_COMMAND_MODULES = (demo_command, refunds, single, workers)
 
 
 _NO_ARGS_IS_HELP: type[click.UsageError] | tuple[()] = getattr(click.exceptions, "NoArgsIsHelpError", ())

@@ -20,6 +20,10 @@ Sections and keys are the client constructors' keywords::
     [eftpay]                         # EftPayClient
     user_confirm_key = "..."  secret = "..."  base_url = "https://..."  tid = "..."
 
+Every section also takes ``rate_limit`` (requests per second for the merchant, e.g. ``150``;
+the ``rate_limit=`` client option — shared through Redis by ``paykit worker``) and
+``rate_limit_margin`` (seconds of headroom for arrival jitter, default 0.03).
+
 Every key may instead come from ``PAYKIT_<PROVIDER>_<KEY>`` (``PAYKIT_WECHATPAY_API_KEY``,
 ``PAYKIT_WECHATPAY_V3_APIV3_KEY``, ``PAYKIT_PAYJS_KEY``, ``PAYKIT_EFTPAY_SECRET`` ...); the
 environment wins over the file. Error
@@ -48,11 +52,19 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10 only
     import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
-__all__ = ["PROVIDERS", "ConfigError", "ProviderSettings", "build_client", "env_name", "load_settings"]
+__all__ = [
+    "PROVIDERS",
+    "ConfigError",
+    "ProviderSettings",
+    "build_client",
+    "configured_providers",
+    "env_name",
+    "load_settings",
+]
 
 PROVIDERS = ("wechatpay", "wechatpay-v3", "payjs", "eftpay")
 
-_COMMON = ("base_url", "ca_file", "max_connections")
+_COMMON = ("base_url", "ca_file", "max_connections", "rate_limit", "rate_limit_margin")
 _KEYS: Mapping[str, tuple[str, ...]] = {
     "wechatpay": (
         "appid",
@@ -90,6 +102,8 @@ _REQUIRED: Mapping[str, tuple[str, ...]] = {
 }
 #: Keys that are switches: TOML booleans or true/false (1/0, yes/no) in the environment.
 _FLAGS = frozenset({"platform_certificates"})
+#: Keys that are numbers of seconds: TOML numbers (fractions allowed) or their text.
+_SECONDS = frozenset({"rate_limit_margin"})
 #: Keys whose values are never shown.
 SECRET_KEYS = frozenset({"api_key", "key", "secret", "p12_password", "key_password", "apiv3_key"})
 
@@ -136,6 +150,19 @@ def load_settings(
     return ProviderSettings(provider=provider, values=values)
 
 
+def configured_providers(
+    config_file: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None
+) -> tuple[str, ...]:
+    """The providers ``config_file`` has a section for, or the environment has a key of."""
+    environ = os.environ if environ is None else environ
+    found = []
+    for provider in PROVIDERS:
+        in_file = config_file is not None and bool(_read_section(Path(config_file), provider))
+        if in_file or any(environ.get(env_name(provider, key)) for key in _KEYS[provider]):
+            found.append(provider)
+    return tuple(found)
+
+
 def _read_section(path: Path, provider: str) -> dict[str, str]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -161,6 +188,9 @@ def _read_section(path: Path, provider: str) -> dict[str, str]:
         if key in _FLAGS and isinstance(value, bool):
             values[key] = "true" if value else "false"
             continue
+        if key in _SECONDS and isinstance(value, float):
+            values[key] = repr(value)
+            continue
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise ConfigError(f"[{provider}] {key} must be a string")
         values[key] = str(value)
@@ -176,8 +206,14 @@ def build_client(
     retry: RetryPolicy | None = None,
     transport: Transport | None = None,
     idempotency_retry_failed: bool = False,
+    rate_limit_storage: str | None = None,
+    idempotency_lease: float | None = None,
 ) -> Any:
-    """The provider client for ``settings``; :class:`ConfigError` if they are unusable."""
+    """The provider client for ``settings``; :class:`ConfigError` if they are unusable.
+
+    The section's ``rate_limit`` (requests/s for the merchant) is kept in ``rate_limit_storage``
+    — a Redis URL shared by many processes — or, when None, in this process.
+    """
     from ..providers.eftpay import EftPayClient
     from ..providers.payjs import PayJSClient
     from ..providers.wechatpay import WeChatPayClient
@@ -199,6 +235,19 @@ def build_client(
     connections = max_connections if max_connections is not None else _int(v, "max_connections")
     if connections is not None:
         options["max_connections"] = connections
+    if idempotency_lease is not None:
+        options["idempotency_lease"] = idempotency_lease
+    per_second = _int(v, "rate_limit")
+    if per_second is not None:
+        from ..pipeline.ratelimit import RateLimit
+
+        margin = _seconds(v, "rate_limit_margin")
+        more = {} if margin is None else {"margin": margin}
+        try:
+            options["rate_limit"] = RateLimit(per_second=per_second, storage=rate_limit_storage, **more)
+        except PaykitError:
+            message = "rate_limit_margin must be between 0 and 1 second"
+            raise ConfigError(f"[{settings.provider}] {message}") from None
     provider = settings.provider
     try:
         if provider == "wechatpay":
@@ -248,6 +297,16 @@ def _flag(v: Mapping[str, str], key: str) -> bool:
     if text in ("false", "0", "no"):
         return False
     raise ConfigError(f"{key} must be true or false")
+
+
+def _seconds(v: Mapping[str, str], key: str) -> float | None:
+    text = v.get(key)
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{key} must be a number of seconds") from None
 
 
 def _int(v: Mapping[str, str], key: str) -> int | None:

@@ -3,6 +3,7 @@
 from .clock import Clock, FakeClock, MonotonicClock
 from .core import Dialect, Exchange, Handler, Middleware, Operation, Outcome, Pipeline, Settler
 from .logging import LoggingMiddleware
+from .ratelimit import RateLimit, RateLimitMiddleware, is_over_limit
 from .retry import RetryBudget, RetryMiddleware, RetryPolicy, parse_retry_after
 
 __all__ = [
@@ -17,9 +18,12 @@ __all__ = [
     "Operation",
     "Outcome",
     "Pipeline",
+    "RateLimit",
+    "RateLimitMiddleware",
     "RetryBudget",
     "RetryMiddleware",
     "RetryPolicy",
     "Settler",
+    "is_over_limit",
     "parse_retry_after",
 ]

@@ -11,6 +11,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import anyio
+import attrs
 
 from .faults import Fault, FaultKind
 from .http import HttpReply, Receive, Scope, Send, read_request, send_reply, send_truncated
@@ -63,7 +64,12 @@ class SimulatorApp:
             return
         handler, endpoint = route
         state = self._state
+        # The merchant's rate limit counts arrivals, so it is checked before anything else.
+        arrived = state.now()
+        over_limit = not state.rate_limits.admit(handler.name, arrived)
         fault = state.faults.decide(handler.name, endpoint)
+        if over_limit:
+            fault = attrs.evolve(fault, kind=FaultKind.RATE_LIMITED, retry_after=1)
         request = await read_request(scope, receive)
         if fault.latency:
             await anyio.sleep(fault.latency)
@@ -88,8 +94,10 @@ class SimulatorApp:
                 fields=dict(handled.fields),
                 status=status,
                 outcome=handled.outcome,
-                fault=None if kind is None else kind.value,
+                fault=None if kind is None or over_limit else kind.value,
                 at=state.now(),
+                over_limit=over_limit,
+                arrived=arrived,
             )
         )
         if kind is FaultKind.DROP_BEFORE or kind is FaultKind.DROP_AFTER:

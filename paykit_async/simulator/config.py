@@ -196,6 +196,14 @@ class SimulatorConfig:
     notify_poll_interval: float = attrs.field(default=0.05, validator=_positive)
     notify_ca_file: str | None = None
     faults: FaultPlan = attrs.field(factory=FaultPlan)
+    rate_limit: int | None = attrs.field(default=None)
+    """Requests per second each merchant may send (a sliding one-second window); beyond it the
+    provider's over-limit reply (see :mod:`~paykit_async.simulator.ratelimit`). None: no limit."""
+
+    @rate_limit.validator
+    def _check_rate_limit(self, _attribute: object, value: int | None) -> None:
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ValidationError("must be a whole number of requests per second >= 1", field="rate_limit")
 
     @property
     def uses_demo_credentials(self) -> bool:

@@ -251,6 +251,11 @@ class Simulator:
         """Every request handled so far, oldest first."""
         return self._state.requests()
 
+    def over_limit_replies(self, provider: str | None = None) -> int:
+        """How many requests (to ``provider``, or to any) got the over-limit reply of the
+        merchant's rate limit (``SimulatorConfig.rate_limit``) so far."""
+        return self._state.rate_limits.refused(provider)
+
     def deliveries(self) -> tuple[Delivery, ...]:
         """Every notification queued so far with its delivery state."""
         return self._state.outbox.deliveries()

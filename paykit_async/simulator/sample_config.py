@@ -60,6 +60,8 @@ eftpay_time_tolerance = 600.0          # how far an eftPay request's time may be
 notify_schedule = [0.0, 0.5, 1.0, 2.0, 5.0, 15.0]  # notification attempts, after completion
 notify_poll_interval = 0.05            # how often the notification sender looks for due work
 # notify_ca_file = "ca.pem"            # extra CA to trust when POSTing notifications over HTTPS
+# rate_limit = 150                     # requests/s per merchant (sliding 1 s window), then each
+#                                      # provider's over-limit reply (default: no limit)
 
 [faults]
 seed = 0                               # same seed, same sequence of requests -> same faults

@@ -15,6 +15,7 @@ from .faults import Fault, FaultInjector
 from .http import HttpReply, HttpRequest
 from .ledger import Ledger, Refund, to_cents
 from .notifications import Outbox
+from .ratelimit import RateLimits
 
 __all__ = ["Handled", "ProviderHandler", "RequestRecord", "SimulatorState", "tamper"]
 
@@ -37,6 +38,11 @@ class RequestRecord:
     outcome: str
     fault: str | None
     at: float
+    over_limit: bool = False
+    """The merchant's rate limit refused it (``SimulatorConfig.rate_limit``)."""
+    arrived: float = 0.0
+    """When it arrived (``at`` is when it was answered, after any latency fault); the rate limit
+    counts arrivals."""
 
 
 @attrs.frozen(kw_only=True)
@@ -57,6 +63,7 @@ class SimulatorState:
         self.ledger = Ledger()
         self.outbox = Outbox(config.notify_schedule)
         self.faults = FaultInjector(config.faults)
+        self.rate_limits = RateLimits(config.rate_limit)
         self.handlers: dict[str, ProviderHandler] = {}
         eft_balance = config.eftpay.balance
         self._balances: dict[str, int | None] = {

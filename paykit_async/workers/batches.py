@@ -1,0 +1,171 @@
+"""Batches on the queue: enqueue refund jobs by row identity, and read a batch's progress.
+
+A row's job id is ``paykit:`` + its idempotency key (:func:`~paykit_async.batch.refund_key`: the
+batch id and a hash of the refund's content at the merchant), so enqueueing a row again — the same
+CSV twice, an edited CSV — finds its job (queued, running or finished) and adds nothing. Each
+batch keeps a Redis hash ``paykit:batch:<batch id>`` of its job ids and their row numbers, which
+``batch_progress`` reads back with the jobs' results.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from .jobs import JOB_NAME
+from .settings import JOB_EXPIRES, KEEP_RESULTS, QUEUE_NAME, dumps, loads
+
+__all__ = [
+    "BatchProgress",
+    "JobRecord",
+    "batch_key",
+    "batch_progress",
+    "connect",
+    "enqueue_refund",
+    "job_id_for",
+]
+
+#: Statuses of :class:`JobRecord`, as ``paykit refunds status`` counts them.
+DONE, FAILED, UNKNOWN, PENDING = "done", "failed", "unknown", "pending"
+_READ_CHUNK = 500
+
+
+def job_id_for(key: str) -> str:
+    """The arq job id of the refund with idempotency key ``key``."""
+    return f"paykit:{key}"
+
+
+def batch_key(batch_id: str) -> str:
+    """The Redis hash listing the jobs of ``batch_id``."""
+    return f"paykit:batch:{batch_id}"
+
+
+async def connect(redis_url: str, *, queue_name: str = QUEUE_NAME) -> Any:
+    """An arq Redis pool for enqueueing and reading paykit jobs (JSON, never pickle)."""
+    from arq.connections import create_pool
+
+    from .settings import redis_settings
+
+    settings = redis_settings(redis_url)
+    settings.conn_retries = 0  # a command says at once that Redis is unreachable
+    return await create_pool(
+        settings, job_serializer=dumps, job_deserializer=loads, default_queue_name=queue_name
+    )
+
+
+async def enqueue_refund(
+    pool: Any,
+    *,
+    provider: str,
+    request: Mapping[str, Any],
+    batch_id: str,
+    key: str,
+    row: int | None = None,
+    queue_name: str = QUEUE_NAME,
+) -> bool:
+    """Queue the refund ``request`` (``refund()`` arguments) under ``key``; False when its job
+    already exists — queued, running, or finished within :data:`KEEP_RESULTS`."""
+    job_id = job_id_for(key)
+    listing = batch_key(batch_id)
+    await pool.hset(listing, job_id, json.dumps({"row": row, "provider": provider}))
+    await pool.expire(listing, KEEP_RESULTS)
+    job = await pool.enqueue_job(
+        JOB_NAME,
+        provider,
+        dict(request),
+        batch_id=batch_id,
+        key=key,
+        row=row,
+        _job_id=job_id,
+        _queue_name=queue_name,
+        _expires=JOB_EXPIRES,
+    )
+    return job is not None
+
+
+@attrs.frozen(kw_only=True)
+class JobRecord:
+    """One job of a batch: ``progress`` is done, failed, unknown or pending; ``record`` the job's
+    result (the fields of a ``paykit refunds run`` results line) once it has one."""
+
+    job_id: str
+    row: int | None
+    progress: str
+    record: Mapping[str, Any]
+    tries: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class BatchProgress:
+    """Every job of a batch, by row; ``counts`` per progress (done, failed, unknown, pending)."""
+
+    batch_id: str
+    jobs: Sequence[JobRecord]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys((DONE, FAILED, UNKNOWN, PENDING), 0)
+        for job in self.jobs:
+            counts[job.progress] += 1
+        return counts
+
+    @property
+    def finished(self) -> bool:
+        """No job is pending any more."""
+        return all(job.progress != PENDING for job in self.jobs)
+
+    @property
+    def all_done(self) -> bool:
+        """Every refund of the batch succeeded."""
+        return all(job.progress == DONE for job in self.jobs)
+
+
+async def batch_progress(pool: Any, batch_id: str) -> BatchProgress:
+    """The progress of ``batch_id``: each job's result (read in chunks), or pending."""
+    from arq.constants import in_progress_key_prefix, result_key_prefix
+    from arq.jobs import deserialize_result
+
+    listing = await pool.hgetall(batch_key(batch_id))
+    members = sorted(
+        ((_text(job_id), json.loads(_text(value))) for job_id, value in listing.items()),
+        key=lambda item: (item[1].get("row") is None, item[1].get("row") or 0, item[0]),
+    )
+    jobs: list[JobRecord] = []
+    for start in range(0, len(members), _READ_CHUNK):
+        chunk = members[start : start + _READ_CHUNK]
+        results = await pool.mget([result_key_prefix + job_id for job_id, _ in chunk])
+        running = await pool.mget([in_progress_key_prefix + job_id for job_id, _ in chunk])
+        for (job_id, info), raw, in_progress in zip(chunk, results, running, strict=True):
+            row = info.get("row")
+            if raw is None:
+                state = "running" if in_progress is not None else "queued"
+                jobs.append(
+                    JobRecord(job_id=job_id, row=row, progress=PENDING, record={"row": row, "status": state})
+                )
+                continue
+            result = deserialize_result(raw, deserializer=loads)
+            jobs.append(_finished(job_id, row, result.success, result.result, result.job_try))
+    return BatchProgress(batch_id=batch_id, jobs=tuple(jobs))
+
+
+def _finished(job_id: str, row: int | None, success: bool, result: Any, tries: int) -> JobRecord:
+    if success and isinstance(result, Mapping):
+        status = result.get("status")
+        progress = {"succeeded": DONE, "failed": FAILED, "invalid": FAILED}.get(str(status), UNKNOWN)
+        return JobRecord(job_id=job_id, row=row, progress=progress, record=dict(result), tries=tries)
+    # arq gave up on the job itself (a timeout, too many tries after crashes, expired in the
+    # queue): the refund may or may not have been made — settle it by running the row again.
+    record = {
+        "row": row,
+        "status": "unknown",
+        "error_code": "JobFailed",
+        "error_message": f"the job did not finish: {result}",
+    }
+    return JobRecord(job_id=job_id, row=row, progress=UNKNOWN, record=record, tries=tries)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value

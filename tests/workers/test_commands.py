@@ -1,0 +1,116 @@
+"""``paykit refunds enqueue``, ``refunds status`` and ``worker``: keys, idempotent enqueueing, errors.
+
+A row's job id and refund number come from the same identity as ``paykit refunds run`` gives it
+(content + batch id), so both paths refund a row under one number; bad input is one line, exit 2,
+and no message shows a Redis password.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from paykit_async.simulator import DEMO_WECHATPAY
+
+from ..cli.helpers import read_results, run_paykit, write_csv
+from ..cli.test_errors import assert_one_error_line
+
+ROWS = [{"out_trade_no": f"Q{i}", "total_fee": 1000 + i, "refund_fee": 100 + i} for i in range(5)]
+
+
+def _config(tmp_path: Path, extra: str = "") -> Path:
+    path = tmp_path / "paykit.toml"
+    path.write_text(
+        f'[wechatpay]\nappid = "{DEMO_WECHATPAY.appid}"\nmch_id = "{DEMO_WECHATPAY.mch_id}"\n'
+        f'api_key = "{DEMO_WECHATPAY.api_key}"\nbase_url = "http://127.0.0.1:9/wechatpay"\n{extra}',
+        encoding="utf-8",
+    )
+    return path
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_enqueue_keys_rows_as_refunds_run_does_and_adds_nothing_the_second_time(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    rows = [*ROWS, ROWS[1], {"out_trade_no": "Q9", "total_fee": "x", "refund_fee": 1}]
+    csv_file = write_csv(tmp_path / "batch.csv", rows)
+    config = _config(tmp_path)
+    batch = f"{redis_prefix}same"
+
+    def enqueue(out: str) -> list[dict[str, object]]:
+        done = run_paykit(
+            "refunds", "enqueue", csv_file, "-p", "wechatpay", "--config", config,
+            "--redis", redis_url, "--batch-id", batch, "--out", tmp_path / out,
+        )  # fmt: skip
+        assert done.returncode == 1, done.stderr  # rows 2, 6 (duplicates) and 7 (malformed)
+        return read_results(tmp_path / out)
+
+    first, second = enqueue("one.jsonl"), enqueue("two.jsonl")
+    enqueued, invalid = "enqueued", "invalid"
+    assert [r["status"] for r in first] == [enqueued, invalid, enqueued, enqueued, enqueued, invalid, invalid]
+    assert [r["status"] for r in second] == [
+        "already_enqueued" if r["status"] == "enqueued" else r["status"] for r in first
+    ]
+    assert first[1]["error_code"] == first[5]["error_code"] == "DuplicateRow"
+    assert first[6]["error_message"] == "row 7: total_fee must be a whole number of fen, got 'x'"
+    # `paykit refunds run --dry-run` assigns the very same refund numbers (and refuses the same rows).
+    dry = run_paykit(
+        "refunds", "run", csv_file, "-p", "wechatpay", "--config", config, "--batch-id", batch,
+        "--dry-run", "--out", tmp_path / "dry.jsonl",
+    )  # fmt: skip
+    assert dry.returncode == 1, dry.stderr
+    planned = {r["row"]: r.get("refund_no") for r in read_results(tmp_path / "dry.jsonl")}
+    for line in first:
+        if line["status"] == "enqueued":
+            assert line["refund_no"] == planned[line["row"]]
+        else:
+            assert line["error_message"] == next(
+                r["error_message"] for r in read_results(tmp_path / "dry.jsonl") if r["row"] == line["row"]
+            )
+    status = run_paykit("refunds", "status", "--redis", redis_url, "--batch-id", batch)
+    assert status.returncode == 1  # four rows, all still pending (no worker runs here)
+    assert "pending" in status.stdout
+    assert "4" in status.stdout
+
+
+def test_errors_are_one_line_and_never_show_the_redis_password(tmp_path: Path, redis_url: str) -> None:
+    csv_file = write_csv(tmp_path / "batch.csv", ROWS)
+    config = _config(tmp_path)
+    unreachable = f"redis://:hunter2secret@127.0.0.1:{_closed_port()}/0"
+    done = run_paykit(
+        "refunds", "enqueue", csv_file, "-p", "wechatpay", "--config", config, "--redis", unreachable
+    )
+    line = assert_one_error_line(done, "cannot reach Redis at redis://127.0.0.1:")
+    assert "hunter2secret" not in done.stderr + done.stdout
+    assert "hunter2secret" not in line
+    done = run_paykit(
+        "refunds", "enqueue", csv_file, "-p", "wechatpay", "--config", config, "--redis", "http://x"
+    )
+    assert_one_error_line(done, "--redis must be a redis://")
+    done = run_paykit(
+        "refunds",
+        "enqueue",
+        csv_file,
+        "-p",
+        "wechatpay",
+        "--config",
+        tmp_path / "none.toml",
+        "--redis",
+        redis_url,
+    )
+    assert_one_error_line(done, "cannot read config file")
+    done = run_paykit("refunds", "status", "--redis", redis_url, "--batch-id", "never-enqueued")
+    assert_one_error_line(done, "no batch 'never-enqueued'")
+    empty = tmp_path / "empty.toml"
+    empty.write_text("", encoding="utf-8")
+    done = run_paykit("worker", "--config", empty, "--redis", redis_url)
+    assert_one_error_line(done, "no provider section")
+    done = run_paykit("worker", "--config", _config(tmp_path, "rate_limit = 0\n"), "--redis", redis_url)
+    assert_one_error_line(done, "rate_limit must be a positive whole number")
+    done = run_paykit("worker", "--config", config, "--redis", redis_url, "--job-timeout", "3")
+    assert_one_error_line(done, "job_timeout")
