@@ -111,17 +111,7 @@ class Simulator:
         created_at: float | None = None,
     ) -> None:
         """Seed a WeChat Pay order of ``total_fee`` fen (paid unless ``paid=False``)."""
-        ledger = self._state.ledger
-        ledger.add_order(
-            Order(
-                provider="wechatpay",
-                order_no=out_trade_no,
-                provider_no=transaction_id or f"42000{ledger.next_id():023d}",
-                total=_whole(total_fee),
-                paid=paid,
-                created_at=self.clock.now() if created_at is None else created_at,
-            )
-        )
+        self._add_wechat_order("wechatpay", out_trade_no, total_fee, transaction_id, paid, created_at)
 
     def add_wechatpay_v3_order(
         self,
@@ -133,10 +123,21 @@ class Simulator:
         created_at: float | None = None,
     ) -> None:
         """Seed a WeChat Pay v3 order of ``total`` fen (paid unless ``paid=False``)."""
+        self._add_wechat_order("wechatpay-v3", out_trade_no, total, transaction_id, paid, created_at)
+
+    def _add_wechat_order(
+        self,
+        provider: str,
+        out_trade_no: str,
+        total: int,
+        transaction_id: str | None,
+        paid: bool,
+        created_at: float | None,
+    ) -> None:
         ledger = self._state.ledger
         ledger.add_order(
             Order(
-                provider="wechatpay-v3",
+                provider=provider,
                 order_no=out_trade_no,
                 provider_no=transaction_id or f"42000{ledger.next_id():023d}",
                 total=_whole(total),

@@ -13,7 +13,7 @@ from .clock import SimulatorClock
 from .config import SimulatorConfig
 from .faults import Fault, FaultInjector
 from .http import HttpReply, HttpRequest
-from .ledger import Ledger, Refund, to_cents
+from .ledger import Ledger, Order, Refund, to_cents
 from .notifications import Outbox
 from .ratelimit import RateLimits
 
@@ -158,6 +158,27 @@ class ProviderHandler(abc.ABC):
     def match_route(self, path: str) -> str | None:
         """The endpoint of a ``path`` (under ``prefix``) that is not in ``routes``, if any."""
         return None
+
+    def find_wechat_order(
+        self, out_trade_no: str, transaction_id: str, *, total: int | None, paid: bool
+    ) -> Order | None:
+        """This provider's order by either identifier; with ``auto_orders``, an unknown one is
+        created first (paid, or unpaid and old enough to be closed), as WeChat Pay v2 and v3 do."""
+        ledger = self.state.ledger
+        order = ledger.order(self.name, order_no=out_trade_no, provider_no=transaction_id)
+        if order is None and self.state.config.auto_orders and total is not None:
+            now = self.state.now()
+            order = ledger.add_order(
+                Order(
+                    provider=self.name,
+                    order_no=out_trade_no or f"sim{ledger.next_id():020d}",
+                    provider_no=transaction_id or f"42000{ledger.next_id():023d}",
+                    total=total,
+                    paid=paid,
+                    created_at=now if paid else now - self.state.config.wechatpay_close_after,
+                )
+            )
+        return order
 
 
 def tamper(signature: str) -> str:

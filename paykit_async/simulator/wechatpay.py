@@ -167,20 +167,7 @@ class WeChatPayHandler(ProviderHandler):
         transaction_id = fields.get("transaction_id", "")
         if not (out_trade_no or transaction_id):
             raise _Refused("PARAM_ERROR", "transaction_id和out_trade_no必须填写其中一个")
-        ledger = self.state.ledger
-        order = ledger.order(self.name, order_no=out_trade_no, provider_no=transaction_id)
-        if order is None and self.state.config.auto_orders and total is not None:
-            now = self.state.now()
-            order = ledger.add_order(
-                Order(
-                    provider=self.name,
-                    order_no=out_trade_no or f"sim{ledger.next_id():020d}",
-                    provider_no=transaction_id or f"42000{ledger.next_id():023d}",
-                    total=total,
-                    paid=paid,
-                    created_at=now if paid else now - self.state.config.wechatpay_close_after,
-                )
-            )
+        order = self.find_wechat_order(out_trade_no, transaction_id, total=total, paid=paid)
         if order is None:
             raise _Refused("ORDERNOTEXIST", "订单不存在")
         return order

@@ -38,7 +38,7 @@ from .clock import CHINA
 from .config import WeChatPayV3Merchant
 from .faults import Fault, FaultKind
 from .http import HttpReply, HttpRequest
-from .ledger import Order, Refund
+from .ledger import Refund
 from .state import Handled, ProviderHandler, tamper
 
 __all__ = ["WeChatPayV3Handler", "WeChatPayV3Keys"]
@@ -388,25 +388,6 @@ class WeChatPayV3Handler(ProviderHandler):
         assert refund is not None
         return refund
 
-    def _find_order(
-        self, out_trade_no: str, transaction_id: str, *, total: int | None, paid: bool
-    ) -> Order | None:
-        ledger = self.state.ledger
-        order = ledger.order(self.name, order_no=out_trade_no, provider_no=transaction_id)
-        if order is None and self.state.config.auto_orders and total is not None:
-            now = self.state.now()
-            order = ledger.add_order(
-                Order(
-                    provider=self.name,
-                    order_no=out_trade_no or f"sim{ledger.next_id():020d}",
-                    provider_no=transaction_id or f"42000{ledger.next_id():023d}",
-                    total=total,
-                    paid=paid,
-                    created_at=now if paid else now - self.state.config.wechatpay_close_after,
-                )
-            )
-        return order
-
     def _refund(self, fields: Mapping[str, Any]) -> str:
         """Execute (or find) the refund ``fields`` ask for; return its number."""
         refund_no = fields.get("out_refund_no")
@@ -425,7 +406,7 @@ class WeChatPayV3Handler(ProviderHandler):
             raise _Refused(400, "PARAM_ERROR", "currency 仅支持 CNY")
         if refund_fee <= 0 or refund_fee > total:
             raise _Refused(400, "PARAM_ERROR", "退款金额必须大于0且不能大于订单金额")
-        order = self._find_order(out_trade_no or "", transaction_id or "", total=total, paid=True)
+        order = self.find_wechat_order(out_trade_no or "", transaction_id or "", total=total, paid=True)
         if order is None:
             raise _Refused(404, "RESOURCE_NOT_EXISTS", "订单不存在")
         ledger = self.state.ledger
@@ -527,7 +508,7 @@ class WeChatPayV3Handler(ProviderHandler):
                 raise _Refused(400, "PARAM_ERROR", "sp_mchid 或 sub_mchid 有误")
         elif fields.get("mchid") != mchid:
             raise _Refused(400, "PARAM_ERROR", "mchid 与请求签名的商户号不一致")
-        order = self._find_order(
+        order = self.find_wechat_order(
             out_trade_no, "", total=self.state.config.payjs_auto_order_amount, paid=False
         )
         if order is None or order.closed:

@@ -21,6 +21,7 @@ __all__ = [
     "check_merchant_id",
     "close_order_fields",
     "detail_json",
+    "put_refund_numbers",
     "refund_fields",
     "refund_query_fields",
 ]
@@ -66,6 +67,20 @@ def _check_text(value: object, field: str, max_length: int) -> str:
     return value
 
 
+def put_refund_numbers(
+    fields: dict[str, str], *, out_trade_no: object, transaction_id: object, out_refund_no: object
+) -> None:
+    """Check and add the order identifier (exactly one of ``out_trade_no`` and
+    ``transaction_id``) and ``out_refund_no``: the same rules in WeChat Pay v2 and v3."""
+    if (out_trade_no is None) == (transaction_id is None):
+        raise ValidationError("give exactly one of out_trade_no and transaction_id", field="out_trade_no")
+    if transaction_id is not None:
+        fields["transaction_id"] = check_merchant_number(transaction_id, "transaction_id", 32)
+    else:
+        fields["out_trade_no"] = check_merchant_number(out_trade_no, "out_trade_no", 32)
+    fields["out_refund_no"] = check_merchant_number(out_refund_no, "out_refund_no", 64)
+
+
 def refund_fields(
     base: Mapping[str, str],
     *,
@@ -82,13 +97,9 @@ def refund_fields(
 ) -> dict[str, str]:
     """The business fields of a refund (``base`` holds the merchant ids)."""
     fields = dict(base)
-    if (out_trade_no is None) == (transaction_id is None):
-        raise ValidationError("give exactly one of out_trade_no and transaction_id", field="out_trade_no")
-    if transaction_id is not None:
-        fields["transaction_id"] = check_merchant_number(transaction_id, "transaction_id", 32)
-    else:
-        fields["out_trade_no"] = check_merchant_number(out_trade_no, "out_trade_no", 32)
-    fields["out_refund_no"] = check_merchant_number(out_refund_no, "out_refund_no", 64)
+    put_refund_numbers(
+        fields, out_trade_no=out_trade_no, transaction_id=transaction_id, out_refund_no=out_refund_no
+    )
     total = _check_fee(total_fee, "total_fee")
     refund = _check_fee(refund_fee, "refund_fee")
     if refund > total:

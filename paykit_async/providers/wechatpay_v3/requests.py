@@ -18,7 +18,7 @@ from urllib.parse import quote
 import attrs
 
 from ...errors import ValidationError
-from ..wechatpay.requests import check_merchant_id, check_merchant_number
+from ..wechatpay.requests import check_merchant_id, put_refund_numbers
 from .models import FundsFrom, RefundGoodsDetail
 
 __all__ = [
@@ -164,13 +164,9 @@ def refund_fields(
     fields: dict[str, str] = {}
     if sub_mchid is not None:
         fields["sub_mchid"] = sub_mchid
-    if (out_trade_no is None) == (transaction_id is None):
-        raise ValidationError("give exactly one of out_trade_no and transaction_id", field="out_trade_no")
-    if transaction_id is not None:
-        fields["transaction_id"] = check_merchant_number(transaction_id, "transaction_id", 32)
-    else:
-        fields["out_trade_no"] = check_merchant_number(out_trade_no, "out_trade_no", 32)
-    fields["out_refund_no"] = check_merchant_number(out_refund_no, "out_refund_no", 64)
+    put_refund_numbers(
+        fields, out_trade_no=out_trade_no, transaction_id=transaction_id, out_refund_no=out_refund_no
+    )
     if reason is not None:
         fields["reason"] = _check_text(reason, "reason", max_bytes=80)
     if notify_url is not None:
