@@ -61,6 +61,14 @@ class AiohttpTransport:
         state = "configured" if self._settings is not None else "unconfigured"
         return f"<AiohttpTransport {state}>"
 
+    @property
+    def attempt_bound(self) -> float | None:
+        """Seconds within which every ``send`` returns or raises: the total timeout, plus the
+        second by which aiohttp may round a timer of 5 s or more up (None: no total timeout)."""
+        settings = self._settings
+        total = None if settings is None else settings.timeouts.total
+        return None if total is None else total + 1.0
+
     def configure(self, settings: TransportSettings) -> None:
         if already_configured(self._settings, settings):
             return
