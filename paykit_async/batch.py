@@ -31,6 +31,7 @@ import enum
 import inspect
 import math
 import sys
+import time
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -395,22 +396,35 @@ class RefundBatch:
                 workers.start_soon(self._work, send)
 
     async def _work(self, send: MemoryObjectSendStream[BatchOutcome]) -> None:
+        source = self._source
+        # A plain iterator is read without a lock or a coroutine: next() never awaits.
+        plain = source if isinstance(source, Iterator) else None
         while True:
             if self._window is not None:
                 await self._window.acquire()
-            async with self._pull_lock:
-                if self._exhausted:
-                    item = None
-                else:
-                    item = await self._pull()
-                    if item is None:
-                        self._exhausted = True
+            if plain is not None:
+                item = None if self._exhausted else _next_boxed(plain)
                 if item is None:
+                    self._exhausted = True
                     if self._window is not None:
                         self._window.release()
                     return
                 index = self._next_index
                 self._next_index += 1
+            else:
+                async with self._pull_lock:
+                    if self._exhausted:
+                        item = None
+                    else:
+                        item = await self._pull()
+                        if item is None:
+                            self._exhausted = True
+                    if item is None:
+                        if self._window is not None:
+                            self._window.release()
+                        return
+                    index = self._next_index
+                    self._next_index += 1
             outcome = await self._refund_one(index, item[0])
             self.completed += 1
             if self._window is None:
@@ -469,14 +483,17 @@ class RefundBatch:
                 return await self._validate(index, fixed, kwargs, refund_no)
         except ValidationError as error:
             return _failure(index, request, refund_no, BatchStatus.INVALID, error, None, None)
-        try:
-            recorded = await self._recorded_refund_no(kwargs.get("idempotency_key"))
-        except Exception as error:
-            # The store could not be read: nothing was sent, the next run tries again.
-            if not isinstance(error, PaykitError):
-                reason = f"{type(error).__name__}: {error}"
-                error = IdempotencyStoreError(f"the idempotency store failed: {reason}")
-            return _failure(index, fixed, refund_no, BatchStatus.FAILED, error, 0, None)
+        key = kwargs.get("idempotency_key")
+        recorded: str | None = None
+        if isinstance(key, str) and getattr(self._client, "idempotency_store", None) is not None:
+            try:
+                recorded = await self._recorded_refund_no(key)
+            except Exception as error:
+                # The store could not be read: nothing was sent, the next run tries again.
+                if not isinstance(error, PaykitError):
+                    reason = f"{type(error).__name__}: {error}"
+                    error = IdempotencyStoreError(f"the idempotency store failed: {reason}")
+                return _failure(index, fixed, refund_no, BatchStatus.FAILED, error, 0, None)
         if recorded is not None and self._rule is not None and recorded != refund_no:
             # The key was used before (a crashed or interrupted run): that number is the refund.
             refund_no = recorded
@@ -490,10 +507,14 @@ class RefundBatch:
             await self._on_start(index, fixed, refund_no)
         cell = [0]
         counted = self._counts_attempts
-        token = _attempt_counter.set(cell)
-        began = anyio.current_time()
+        # Only count_attempts reads the counter: without it, no context variable to set.
+        token = _attempt_counter.set(cell) if counted else None
+        began = time.perf_counter()
         try:
-            with pacing(self._limiter if self._paced_inside else None):
+            if self._limiter is not None and self._paced_inside:
+                with pacing(self._limiter):
+                    result = await self._client.refund(**kwargs)
+            else:
                 result = await self._client.refund(**kwargs)
         except (ValidationError, IdempotencyConflict) as error:
             status = BatchStatus.INVALID
@@ -519,10 +540,11 @@ class RefundBatch:
                 refund_no=refund_no,
                 result=result,
                 attempts=cell[0] if counted else getattr(result, "attempts", None),
-                elapsed=anyio.current_time() - began,
+                elapsed=time.perf_counter() - began,
             )
         finally:
-            _attempt_counter.reset(token)
+            if token is not None:
+                _attempt_counter.reset(token)
         del self.in_flight[index]
         return outcome
 
@@ -610,6 +632,14 @@ class _RefundFields:
             raise ValidationError(f"missing field(s) {', '.join(sorted(self.required - set(kwargs)))}")
 
 
+def _next_boxed(source: Iterator[object]) -> tuple[object] | None:
+    """The next request of a plain iterator, boxed (a request may be any object), or None."""
+    try:
+        return (next(source),)
+    except StopIteration:
+        return None
+
+
 def _failure(
     index: int,
     request: RefundRequest,
@@ -634,7 +664,7 @@ def _failure(
         error_code=code,
         error_message=message,
         attempts=attempts,
-        elapsed=0.0 if began is None else anyio.current_time() - began,
+        elapsed=0.0 if began is None else time.perf_counter() - began,
     )
 
 
