@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import TransportError, ValidationError
 from .base import already_configured
@@ -22,6 +22,7 @@ from .wire import TransportSettings, WireRequest, WireResponse
 
 if TYPE_CHECKING:
     import aiohttp
+    from aiohttp.client_proto import ResponseHandler
 
 __all__ = ["AiohttpTransport"]
 
@@ -82,6 +83,7 @@ class AiohttpTransport:
 
         timeouts = settings.timeouts
         connector = aiohttp.TCPConnector(ssl=ssl_context, limit=settings.max_connections)
+        _use_lazy_read_timer(connector, loop)
         session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(
@@ -166,6 +168,79 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int, encoding: s
     async for chunk in response.content.iter_chunked(_CHUNK):
         body.feed(chunk)
     return body.finish()
+
+
+# The read timeout (aiohttp's sock_read): no data for ``read`` seconds while a reply is awaited.
+# aiohttp enforces it by cancelling and re-creating a timer on every start and every chunk
+# received — two timers per request on top of the total one, about 10 µs of CPU per request in
+# a busy loop (a third of what raw aiohttp spends). The subclass below enforces exactly the same
+# rule with one timer per connection that moves lazily: starting a read or receiving data only
+# records when the timeout would expire; when the timer fires it either re-arms itself for that
+# time, stops (no read in progress), or raises the timeout as aiohttp would. It relies on four
+# members of aiohttp's ResponseHandler (checked first; without them aiohttp's own timer is used).
+_READ_TIMER_MEMBERS = ("start_timeout", "_reschedule_timeout", "_drop_timeout", "_on_read_timeout")
+
+
+def _use_lazy_read_timer(connector: aiohttp.TCPConnector, loop: asyncio.AbstractEventLoop) -> None:
+    """Make ``connector`` build connections whose read timeout uses one lazy timer, when this
+    aiohttp has the members that takes; otherwise leave aiohttp's own timers in place."""
+    handler = _lazy_read_timer_handler()
+    factory = getattr(connector, "_factory", None)
+    if handler is not None and isinstance(factory, functools.partial) and factory.func is handler.__base__:
+        connector._factory = functools.partial(handler, loop=loop)
+
+
+@functools.cache
+def _lazy_read_timer_handler() -> type[ResponseHandler] | None:
+    try:
+        from aiohttp.client_proto import ResponseHandler
+    except ImportError:
+        return None
+    if not all(callable(getattr(ResponseHandler, name, None)) for name in _READ_TIMER_MEMBERS):
+        return None
+
+    class LazyReadTimerHandler(ResponseHandler):
+        """aiohttp's connection protocol with a lazily moved read timer (see above)."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._read_expires: float | None = None
+            # aiohttp's own state, which the lazy timer reuses; without it, aiohttp's timers.
+            self._lazy = all(
+                hasattr(self, name) for name in ("_read_timeout", "_read_timeout_handle", "_loop")
+            )
+
+        def _reschedule_timeout(self) -> None:
+            if not self._lazy:
+                super()._reschedule_timeout()
+                return
+            timeout = self._read_timeout
+            if not timeout:
+                self._read_expires = None
+                return
+            self._read_expires = expires = self._loop.time() + timeout
+            if self._read_timeout_handle is None:
+                self._read_timeout_handle = self._loop.call_at(expires, self._check_read_timeout)
+
+        def _drop_timeout(self) -> None:
+            # No read in progress: the timer stops when it next fires. A closed connection
+            # cancels it at once, so that it does not keep the protocol alive.
+            self._read_expires = None
+            if not self._lazy or self.transport is None or getattr(self, "_connection_lost_called", False):
+                super()._drop_timeout()
+
+        def _check_read_timeout(self) -> None:
+            self._read_timeout_handle = None
+            expires = self._read_expires
+            if expires is None:
+                return
+            if self._loop.time() < expires:
+                self._read_timeout_handle = self._loop.call_at(expires, self._check_read_timeout)
+                return
+            self._read_expires = None
+            self._on_read_timeout()
+
+    return LazyReadTimerHandler
 
 
 @functools.cache
