@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import TransportError, ValidationError
@@ -104,27 +105,15 @@ class AiohttpTransport:
         return session
 
     async def send(self, request: WireRequest) -> WireResponse:
-        settings, ssl_context = self._settings, self._ssl_context
-        if settings is None or ssl_context is None:
-            raise ValidationError("transport used before configure(); pass it to a client first")
-        if self._closed:
-            raise ValidationError("transport used after aclose(); its client is closed")
-        import aiohttp
-
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            raise ValidationError(
-                "AiohttpTransport runs on asyncio only; use HttpxTransport under trio"
-            ) from None
+            loop = None
         session = self._session
-        if session is None:
-            session = self._open_session(settings, ssl_context, loop)
-        elif loop is not self._loop:
-            raise ValidationError(
-                "AiohttpTransport is bound to the event loop of its first request; "
-                "create the client inside the loop that uses it"
-            )
+        if session is None or loop is not self._loop:
+            session = self._session_for(loop)
+        settings = self._settings
+        assert settings is not None  # a session exists only once configured
         limit = settings.max_response_bytes
         try:
             async with session.request(
@@ -137,28 +126,61 @@ class AiohttpTransport:
                 declared = response.content_length
                 if declared is not None and declared > limit:
                     raise TransportError(f"reply larger than {limit} bytes refused", sent=True)
-                encoding = response.headers.get("content-encoding")
+                response_headers = response.headers
+                encoding = response_headers.get("content-encoding")
                 if declared is not None and not encoding:
                     # The usual reply: its declared length is within the cap and is exactly what
                     # read() returns, so read it in one go rather than chunk by chunk.
                     content = await response.read()
                 else:
                     content = await _read_capped(response, limit, encoding)
-                headers: dict[str, str] = {}
-                for name, value in response.headers.items():
-                    key = name.lower()
-                    headers[key] = f"{headers[key]}, {value}" if key in headers else value
+                headers = {name.lower(): value for name, value in response_headers.items()}
+                if len(headers) != len(response_headers):
+                    headers = _joined_headers(response_headers.items())
                 return WireResponse(status_code=response.status, headers=headers, content=content)
         except TransportError:
             raise
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except _client_errors() as exc:
             raise _transport_error(exc) from exc
+
+    def _session_for(self, loop: asyncio.AbstractEventLoop | None) -> aiohttp.ClientSession:
+        """The session to send on from ``loop``, opened on first use; why not, as a ValidationError."""
+        settings, ssl_context = self._settings, self._ssl_context
+        if settings is None or ssl_context is None:
+            raise ValidationError("transport used before configure(); pass it to a client first")
+        if self._closed:
+            raise ValidationError("transport used after aclose(); its client is closed")
+        if loop is None:
+            raise ValidationError("AiohttpTransport runs on asyncio only; use HttpxTransport under trio")
+        if self._session is None:
+            return self._open_session(settings, ssl_context, loop)
+        raise ValidationError(
+            "AiohttpTransport is bound to the event loop of its first request; "
+            "create the client inside the loop that uses it"
+        )
 
     async def aclose(self) -> None:
         self._closed = True
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+
+
+def _joined_headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Header names lower-cased; the values of a repeated header joined with ", "."""
+    headers: dict[str, str] = {}
+    for name, value in items:
+        key = name.lower()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return headers
+
+
+@functools.cache
+def _client_errors() -> tuple[type[BaseException], ...]:
+    """What a send may raise that becomes a TransportError (looked up only when one is raised)."""
+    import aiohttp
+
+    return (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
 async def _read_capped(response: aiohttp.ClientResponse, limit: int, encoding: str | None) -> bytes:
