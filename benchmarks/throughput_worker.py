@@ -7,9 +7,10 @@ Kinds: ``raw-aiohttp`` / ``raw-httpx`` post a pre-built, pre-signed body (the ba
 ``transport-aiohttp`` sends the same body through paykit's ``AiohttpTransport`` alone;
 ``paykit-aiohttp`` / ``paykit-httpx`` call ``WeChatPayClient.refund`` on ``AiohttpTransport`` /
 the default ``HttpxTransport``; ``paykit-aiohttp-batch`` drives the same client with
-``refund_many``. WeChat Pay API v3: ``raw-aiohttp-v3`` posts one pre-built, pre-signed v3 refund;
-``paykit-v3-aiohttp`` / ``paykit-v3-httpx`` call ``WeChatPayV3Client.refund`` (a fresh RSA
-signature per request, the reply's RSA signature verified).
+``refund_many``. A kind ending in ``+uvloop`` runs on uvloop's event loop. WeChat Pay API v3:
+``raw-aiohttp-v3`` posts one pre-built, pre-signed v3 refund; ``paykit-v3-aiohttp`` /
+``paykit-v3-httpx`` call ``WeChatPayV3Client.refund`` (a fresh RSA signature per request, the
+reply's RSA signature verified).
 """
 
 from __future__ import annotations
@@ -318,18 +319,24 @@ def main() -> None:
     parser.add_argument("--distinct-orders", action="store_true", help="one order per refund (simulator)")
     args = parser.parse_args()
     warmup = args.warmup if args.warmup is not None else max(2 * args.concurrency, 100)
-    result = asyncio.run(
-        run(
-            args.kind,
-            args.url,
-            args.tls_dir,
-            args.count,
-            args.concurrency,
-            warmup,
-            args.retry_delay,
-            args.distinct_orders,
-        )
+    # "<kind>+uvloop": the same client on uvloop's event loop.
+    kind, on_uvloop = args.kind.removesuffix("+uvloop"), args.kind.endswith("+uvloop")
+    measurement = run(
+        kind,
+        args.url,
+        args.tls_dir,
+        args.count,
+        args.concurrency,
+        warmup,
+        args.retry_delay,
+        args.distinct_orders,
     )
+    if on_uvloop:
+        import uvloop
+
+        result = uvloop.run(measurement)
+    else:
+        result = asyncio.run(measurement)
     result.update(kind=args.kind, concurrency=args.concurrency, first_errors=_FIRST_ERRORS)
     sys.stdout.write(json.dumps(result) + "\n")
 

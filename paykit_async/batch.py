@@ -31,6 +31,7 @@ import enum
 import inspect
 import math
 import sys
+import time
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -325,11 +326,20 @@ class RefundBatch:
         merchant = getattr(client, "refund_merchant", None)
         self._merchant = merchant if isinstance(merchant, str) else None
         self._fields = _RefundFields.of(client)
+        self._store = getattr(client, "idempotency_store", None)
         pipeline = getattr(client, "pipeline", None)
         self._counts_attempts = count_attempts in getattr(pipeline, "middlewares", ())
         # A pipeline client paces each request it actually sends (never a replay from its store);
         # any other client is paced once per refund call.
         self._paced_inside = isinstance(pipeline, Pipeline)
+        # Nothing but the refund call itself to do per request (see _work).
+        self._direct = (
+            not validate_only
+            and limiter is None
+            and on_start is None
+            and self._store is None
+            and not self._counts_attempts
+        )
         self._source: Iterator[object] | AsyncIterator[object] = (
             aiter(requests) if isinstance(requests, AsyncIterable) else iter(requests)
         )
@@ -395,23 +405,56 @@ class RefundBatch:
                 workers.start_soon(self._work, send)
 
     async def _work(self, send: MemoryObjectSendStream[BatchOutcome]) -> None:
+        source = self._source
+        # A plain iterator is read without a lock or a coroutine: next() never awaits.
+        plain = source if isinstance(source, Iterator) else None
         while True:
             if self._window is not None:
                 await self._window.acquire()
-            async with self._pull_lock:
-                if self._exhausted:
-                    item = None
-                else:
-                    item = await self._pull()
-                    if item is None:
-                        self._exhausted = True
+            if plain is not None:
+                item = None if self._exhausted else _next_boxed(plain)
                 if item is None:
+                    self._exhausted = True
                     if self._window is not None:
                         self._window.release()
                     return
                 index = self._next_index
                 self._next_index += 1
-            outcome = await self._refund_one(index, item[0])
+            else:
+                async with self._pull_lock:
+                    if self._exhausted:
+                        item = None
+                    else:
+                        item = await self._pull()
+                        if item is None:
+                            self._exhausted = True
+                    if item is None:
+                        if self._window is not None:
+                            self._window.release()
+                        return
+                    index = self._next_index
+                    self._next_index += 1
+            request = item[0]
+            if self._direct and type(request) is dict:
+                # The usual batch (no store, rate limit, on_start, attempt counting or dry run):
+                # the refund is awaited here, one coroutine frame less on each of its resumptions.
+                ready = self._ready(index, request)
+                if isinstance(ready, BatchOutcome):
+                    outcome = ready
+                else:
+                    fixed, kwargs, refund_no = ready
+                    self.started += 1
+                    self.in_flight[index] = refund_no
+                    began = time.perf_counter()
+                    try:
+                        result = await self._client.refund(**kwargs)
+                    except Exception as error:
+                        outcome = _after_error(index, fixed, refund_no, error, None, began)
+                    else:
+                        outcome = _succeeded(index, fixed, refund_no, result, None, began)
+                    del self.in_flight[index]
+            else:
+                outcome = await self._refund_one(index, request)
             self.completed += 1
             if self._window is None:
                 try:
@@ -445,7 +488,7 @@ class RefundBatch:
                 self._window.release()
 
     async def _refund_one(self, index: int, request: object) -> BatchOutcome:
-        if isinstance(request, InvalidRequest):
+        if type(request) is not dict and isinstance(request, InvalidRequest):
             return BatchOutcome(
                 index=index,
                 request=request.fields,
@@ -453,7 +496,7 @@ class RefundBatch:
                 error_code=request.code,
                 error_message=request.reason,
             )
-        if not isinstance(request, Mapping):
+        if type(request) is not dict and not isinstance(request, Mapping):
             return BatchOutcome(
                 index=index,
                 request={},
@@ -461,22 +504,26 @@ class RefundBatch:
                 error_code="ValidationError",
                 error_message=f"a refund request must be a mapping of fields, not {type(request).__name__}",
             )
-        refund_no: str | None = None
-        try:
-            fixed, kwargs, refund_no = self._prepare(index, request)
-            self._check_arguments(kwargs)
-            if self._validate_only:
+        ready = self._ready(index, request)
+        if isinstance(ready, BatchOutcome):
+            return ready
+        fixed, kwargs, refund_no = ready
+        if self._validate_only:
+            try:
                 return await self._validate(index, fixed, kwargs, refund_no)
-        except ValidationError as error:
-            return _failure(index, request, refund_no, BatchStatus.INVALID, error, None, None)
-        try:
-            recorded = await self._recorded_refund_no(kwargs.get("idempotency_key"))
-        except Exception as error:
-            # The store could not be read: nothing was sent, the next run tries again.
-            if not isinstance(error, PaykitError):
-                reason = f"{type(error).__name__}: {error}"
-                error = IdempotencyStoreError(f"the idempotency store failed: {reason}")
-            return _failure(index, fixed, refund_no, BatchStatus.FAILED, error, 0, None)
+            except ValidationError as error:
+                return _failure(index, request, refund_no, BatchStatus.INVALID, error, None, None)
+        key = kwargs.get("idempotency_key")
+        recorded: str | None = None
+        if self._store is not None and isinstance(key, str):
+            try:
+                recorded = await self._recorded_refund_no(key)
+            except Exception as error:
+                # The store could not be read: nothing was sent, the next run tries again.
+                if not isinstance(error, PaykitError):
+                    reason = f"{type(error).__name__}: {error}"
+                    error = IdempotencyStoreError(f"the idempotency store failed: {reason}")
+                return _failure(index, fixed, refund_no, BatchStatus.FAILED, error, 0, None)
         if recorded is not None and self._rule is not None and recorded != refund_no:
             # The key was used before (a crashed or interrupted run): that number is the refund.
             refund_no = recorded
@@ -488,43 +535,40 @@ class RefundBatch:
         self.in_flight[index] = refund_no
         if self._on_start is not None:
             await self._on_start(index, fixed, refund_no)
-        cell = [0]
         counted = self._counts_attempts
-        token = _attempt_counter.set(cell)
-        began = anyio.current_time()
+        # Only count_attempts reads the counter: without it, no context variable to set.
+        cell = [0]
+        token = _attempt_counter.set(cell) if counted else None
+        began = time.perf_counter()
         try:
-            with pacing(self._limiter if self._paced_inside else None):
+            if self._limiter is not None and self._paced_inside:
+                with pacing(self._limiter):
+                    result = await self._client.refund(**kwargs)
+            else:
                 result = await self._client.refund(**kwargs)
-        except (ValidationError, IdempotencyConflict) as error:
-            status = BatchStatus.INVALID
-            outcome = _failure(index, fixed, refund_no, status, error, cell[0] if counted else None, began)
-        except RefundOutcomeUnknown as error:
-            status = BatchStatus.UNKNOWN
-            outcome = _failure(
-                index, fixed, refund_no or error.refund_no, status, error, cell[0] if counted else None, began
-            )
-        except PaykitError as error:
-            # A definite refusal unless the provider may have acted (e.g. a SignatureError).
-            status = BatchStatus.UNKNOWN if error.outcome_unknown else BatchStatus.FAILED
-            outcome = _failure(index, fixed, refund_no, status, error, cell[0] if counted else None, began)
         except Exception as error:
-            # An unexpected error after the request may have gone out: never call it a failure.
-            status = BatchStatus.UNKNOWN
-            outcome = _failure(index, fixed, refund_no, status, error, cell[0] if counted else None, began)
+            outcome = _after_error(index, fixed, refund_no, error, cell[0] if counted else None, began)
         else:
-            outcome = BatchOutcome(
-                index=index,
-                request=fixed,
-                status=BatchStatus.SUCCEEDED,
-                refund_no=refund_no,
-                result=result,
-                attempts=cell[0] if counted else getattr(result, "attempts", None),
-                elapsed=anyio.current_time() - began,
-            )
+            outcome = _succeeded(index, fixed, refund_no, result, cell[0] if counted else None, began)
         finally:
-            _attempt_counter.reset(token)
+            if token is not None:
+                _attempt_counter.reset(token)
         del self.in_flight[index]
         return outcome
+
+    def _ready(
+        self, index: int, request: Mapping[str, Any]
+    ) -> tuple[Mapping[str, Any], dict[str, Any], str | None] | BatchOutcome:
+        """:meth:`_prepare` and the argument check, or the INVALID outcome of a request that fails
+        them."""
+        refund_no: str | None = None
+        try:
+            fixed, kwargs, refund_no = self._prepare(index, request)
+            if self._fields is not None:
+                self._fields.check(kwargs)
+        except ValidationError as error:
+            return _failure(index, request, refund_no, BatchStatus.INVALID, error, None, None)
+        return fixed, kwargs, refund_no
 
     def _prepare(
         self, index: int, request: Mapping[str, Any]
@@ -563,16 +607,11 @@ class RefundBatch:
 
     async def _recorded_refund_no(self, key: object) -> str | None:
         """The refund number the client's idempotency store holds for ``key``, if any."""
-        store = getattr(self._client, "idempotency_store", None)
+        store = self._store
         if not isinstance(key, str) or store is None:
             return None
         record = await store.get(key)
         return None if record is None else str(record.refund_no)
-
-    def _check_arguments(self, kwargs: Mapping[str, Any]) -> None:
-        """Refuse unknown or missing fields before sending (a ValidationError, not a TypeError)."""
-        if self._fields is not None:
-            self._fields.check(kwargs)
 
 
 @attrs.frozen(kw_only=True)
@@ -610,6 +649,52 @@ class _RefundFields:
             raise ValidationError(f"missing field(s) {', '.join(sorted(self.required - set(kwargs)))}")
 
 
+def _next_boxed(source: Iterator[object]) -> tuple[object] | None:
+    """The next request of a plain iterator, boxed (a request may be any object), or None."""
+    try:
+        return (next(source),)
+    except StopIteration:
+        return None
+
+
+def _succeeded(
+    index: int, request: RefundRequest, refund_no: str | None, result: Any, attempts: int | None, began: float
+) -> BatchOutcome:
+    """The outcome of a refund the client returned; ``attempts`` when counted, else the result's."""
+    return BatchOutcome(
+        index=index,
+        request=request,
+        status=BatchStatus.SUCCEEDED,
+        refund_no=refund_no,
+        result=result,
+        attempts=getattr(result, "attempts", None) if attempts is None else attempts,
+        elapsed=time.perf_counter() - began,
+    )
+
+
+def _after_error(
+    index: int,
+    request: RefundRequest,
+    refund_no: str | None,
+    error: Exception,
+    attempts: int | None,
+    began: float,
+) -> BatchOutcome:
+    """The outcome of a refund whose ``refund()`` raised ``error``."""
+    if isinstance(error, ValidationError | IdempotencyConflict):
+        status = BatchStatus.INVALID
+    elif isinstance(error, RefundOutcomeUnknown):
+        status = BatchStatus.UNKNOWN
+        refund_no = refund_no or error.refund_no
+    elif isinstance(error, PaykitError):
+        # A definite refusal unless the provider may have acted (e.g. a SignatureError).
+        status = BatchStatus.UNKNOWN if error.outcome_unknown else BatchStatus.FAILED
+    else:
+        # An unexpected error after the request may have gone out: never call it a failure.
+        status = BatchStatus.UNKNOWN
+    return _failure(index, request, refund_no, status, error, attempts, began)
+
+
 def _failure(
     index: int,
     request: RefundRequest,
@@ -634,7 +719,7 @@ def _failure(
         error_code=code,
         error_message=message,
         attempts=attempts,
-        elapsed=0.0 if began is None else anyio.current_time() - began,
+        elapsed=0.0 if began is None else time.perf_counter() - began,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from contextvars import ContextVar
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -220,10 +220,11 @@ class BaseClient:
         rule = getattr(self, "refund_number_rule", None)
         return new_refund_no(length=rule.derived_length if isinstance(rule, RefundNumberRule) else 32)
 
-    async def _call(self, operation: Operation) -> Outcome:
+    def _call(self, operation: Operation) -> Awaitable[Outcome]:
+        # Not a coroutine of its own: one frame less for every resumption of the request.
         if _validating.get():
             raise _Validated(operation)
-        return await self.pipeline(operation)
+        return self.pipeline(operation)
 
     def _url(self, path: str) -> str:
         return f"{self.base_url}{path}"

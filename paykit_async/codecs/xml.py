@@ -31,8 +31,13 @@ _TRUNCATION_CODES = frozenset(
 )
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
+# Every name of a mapping, joined with newlines (which no valid name contains), is valid.
+_ELEMENT_NAMES = re.compile("[A-Za-z_][A-Za-z0-9_.-]*(?:\n[A-Za-z_][A-Za-z0-9_.-]*)*\\Z")
 # Characters XML 1.0 cannot carry at all, even in CDATA.
 _FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+# A forbidden character or a carriage return (written as &#13;): with "]]>" (split across two
+# sections), what a value written as it is in one CDATA section must not hold.
+_FORBIDDEN_OR_CR = re.compile("[\x00-\x08\x0b-\x1f\ufffe\uffff]")
 
 
 def encode_xml(fields: Mapping[str, object], *, root: str = "xml") -> bytes:
@@ -41,6 +46,25 @@ def encode_xml(fields: Mapping[str, object], *, root: str = "xml") -> bytes:
     ``]]>`` inside a value is split across two CDATA sections and a carriage return is written
     as ``&#13;`` so that every value round-trips exactly.
     """
+    # The usual request: text values free of anything needing care and valid names, checked in
+    # three C-level passes over all of them at once instead of three calls per field.
+    try:
+        text = "".join(fields.values())  # type: ignore[arg-type] # a TypeError when not all str
+        plain = (
+            _FORBIDDEN_OR_CR.search(text) is None
+            and "]]>" not in text
+            and _ELEMENT_NAMES.match("\n".join(fields)) is not None
+        )
+    except TypeError:
+        plain = False
+    if plain:
+        elements = "".join([f"<{name}><![CDATA[{value}]]></{name}>" for name, value in fields.items()])
+        return f"<{root}>{elements}</{root}>".encode()
+    return _encode_each(fields, root)
+
+
+def _encode_each(fields: Mapping[str, object], root: str) -> bytes:
+    """:func:`encode_xml` field by field: checks each name and value, escapes what needs it."""
     parts = [f"<{root}>"]
     for name, value in fields.items():
         # An ASCII identifier is a valid name: two C-level checks instead of a regex per field.

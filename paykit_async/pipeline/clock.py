@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 import anyio
@@ -37,11 +38,9 @@ class MonotonicClock:
     async def sleep(self, seconds: float) -> None:
         await anyio.sleep(seconds)
 
-    @contextlib.contextmanager
-    def deadline_scope(self, deadline: float) -> Iterator[anyio.CancelScope]:
-        """A cancel scope that expires when this clock reaches ``deadline``."""
-        with anyio.CancelScope(deadline=anyio.current_time() + (deadline - self.now())) as scope:
-            yield scope
+    def deadline_scope(self, deadline: float) -> anyio.CancelScope:
+        """A cancel scope that expires when this clock reaches ``deadline`` (enter it)."""
+        return anyio.CancelScope(deadline=anyio.current_time() + (deadline - self.now()))
 
 
 class FakeClock:
@@ -94,13 +93,10 @@ class FakeClock:
         return target
 
 
-@contextlib.contextmanager
-def deadline_scope(clock: Clock, deadline: float) -> Iterator[anyio.CancelScope]:
+def deadline_scope(clock: Clock, deadline: float) -> AbstractContextManager[anyio.CancelScope]:
     """``clock.deadline_scope(deadline)``, or a real-time scope for a clock without one."""
     method = getattr(clock, "deadline_scope", None)
     if method is not None:
-        with method(deadline) as scope:
-            yield scope
-        return
-    with anyio.CancelScope(deadline=anyio.current_time() + (deadline - clock.now())) as scope:
-        yield scope
+        scope: AbstractContextManager[anyio.CancelScope] = method(deadline)
+        return scope
+    return anyio.CancelScope(deadline=anyio.current_time() + (deadline - clock.now()))

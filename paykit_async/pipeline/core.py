@@ -239,8 +239,10 @@ def pacing(pacer: Pacer | None) -> Iterator[None]:
 class Pipeline:
     """Runs an operation through ``middlewares`` (outermost first) down to ``handler``.
 
-    The chain of closures is built once here, not per call. The handler is paced by the
-    :func:`pacing` in effect, if any.
+    The chain is built once here, not per call, and adds no coroutine of its own between the
+    layers: every suspension of a request resumes each frame of its chain, so a pass-through
+    frame costs on every network event, not once. The handler is paced by the :func:`pacing`
+    in effect, if any.
     """
 
     __slots__ = ("_entry", "handler", "middlewares")
@@ -248,30 +250,62 @@ class Pipeline:
     def __init__(self, middlewares: Sequence[Middleware], handler: Handler) -> None:
         self.middlewares = tuple(middlewares)
         self.handler = handler
-        entry: Handler = _paced(handler)
+        entry: Handler = _Paced(handler)
         for middleware in reversed(self.middlewares):
-            entry = _bind(middleware, entry)
+            entry = _Bound(middleware, entry)
         self._entry = entry
 
-    async def __call__(self, operation: Operation) -> Outcome:
-        return await self._entry(operation)
+    def __call__(self, operation: Operation) -> Awaitable[Outcome]:
+        return self._entry(operation)
 
 
-def _paced(handler: Handler) -> Handler:
-    async def paced(operation: Operation) -> Outcome:
+class _Paced:
+    """The innermost handler, paced by the :func:`pacing` in effect; marks the attempt as sent.
+
+    ``attempt_bound()`` tells the layer above how long an attempt can take at most, when it can
+    tell: the handler is a plain :class:`Exchange` whose transport bounds every send (its
+    ``attempt_bound``: a total timeout) and no pacer is in effect, so nothing else can wait.
+    """
+
+    __slots__ = ("_exchange", "_handler")
+
+    def __init__(self, handler: Handler) -> None:
+        self._handler = handler
+        self._exchange = handler if type(handler) is Exchange else None
+
+    def __call__(self, operation: Operation) -> Awaitable[Outcome]:
         pacer = _pacer.get()
         if pacer is not None:
-            await pacer.acquire()
+            return self._after_turn(pacer, operation)
         sending = _sending.get()
         if sending is not None:
             sending[0] = True
-        return await handler(operation)
+        return self._handler(operation)
 
-    return paced
+    async def _after_turn(self, pacer: Pacer, operation: Operation) -> Outcome:
+        await pacer.acquire()
+        sending = _sending.get()
+        if sending is not None:
+            sending[0] = True
+        return await self._handler(operation)
+
+    def attempt_bound(self) -> float | None:
+        """Seconds within which one call certainly returns or raises, or None if unknown."""
+        exchange = self._exchange
+        if exchange is None or _pacer.get() is not None:
+            return None
+        bound = getattr(exchange.transport, "attempt_bound", None)
+        return bound if isinstance(bound, int | float) else None
 
 
-def _bind(middleware: Middleware, call_next: Handler) -> Handler:
-    async def handler(operation: Operation) -> Outcome:
-        return await middleware(operation, call_next)
+class _Bound:
+    """``middleware`` with its ``call_next``: calls it without a coroutine frame of its own."""
 
-    return handler
+    __slots__ = ("_call_next", "_middleware")
+
+    def __init__(self, middleware: Middleware, call_next: Handler) -> None:
+        self._middleware = middleware
+        self._call_next = call_next
+
+    def __call__(self, operation: Operation) -> Awaitable[Outcome]:
+        return self._middleware(operation, self._call_next)

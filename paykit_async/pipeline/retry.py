@@ -32,6 +32,10 @@ __all__ = ["RetryBudget", "RetryMiddleware", "RetryPolicy", "parse_retry_after"]
 
 logger = logging.getLogger("paykit_async.retry")
 
+#: Time an attempt may spend beyond its transport's total timeout (encoding, signing, decoding)
+#: for the call's deadline scope to be left out (see ``RetryMiddleware._ends_in_time``).
+_BOUND_MARGIN = 1.0
+
 
 def _positive(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     if value < 0 or math.isnan(value):
@@ -154,11 +158,11 @@ class RetryMiddleware:
             maybe_executed = False
             while True:
                 try:
-                    outcome = await self._attempt(
-                        attrs.evolve(operation, attempt=attempt) if attempt > 1 else operation,
-                        call_next,
-                        deadline,
-                    )
+                    current = attrs.evolve(operation, attempt=attempt) if attempt > 1 else operation
+                    if deadline is None or self._ends_in_time(call_next, deadline):
+                        outcome = await call_next(current)
+                    else:
+                        outcome = await self._attempt(current, call_next, deadline)
                 except PaykitError as error:
                     maybe_executed = maybe_executed or error.outcome_unknown
                     if isinstance(error, SignatureError | ValidationError) or not error.retryable:
@@ -185,10 +189,20 @@ class RetryMiddleware:
                 self.budget.on_success()
                 return attrs.evolve(outcome, attempts=attempt) if attempt != outcome.attempts else outcome
 
-    async def _attempt(self, operation: Operation, call_next: Handler, deadline: float | None) -> Outcome:
+    def _ends_in_time(self, call_next: Handler, deadline: float) -> bool:
+        """Whether an attempt started now certainly ends before ``deadline`` without a scope of
+        its own: ``call_next`` is the exchange on a transport that bounds each send by its total
+        timeout (nothing else in between, no pacer), that bound ends well before the deadline,
+        and the deadline is on the real clock the transport's timeout runs on. Then the
+        transport's timer is the attempt's only one; a cancel scope here could never fire first."""
+        bound_of = getattr(call_next, "attempt_bound", None)
+        if bound_of is None or type(self.clock) is not MonotonicClock:
+            return False
+        bound = bound_of()
+        return bound is not None and self.clock.now() + bound + _BOUND_MARGIN < deadline
+
+    async def _attempt(self, operation: Operation, call_next: Handler, deadline: float) -> Outcome:
         """One attempt, abandoned when the call's deadline passes (its outcome is then unknown)."""
-        if deadline is None:
-            return await call_next(operation)
         if self.clock.now() >= deadline:
             raise TransportError(
                 f"the call's deadline ({self.policy.deadline} s) passed before this attempt was sent",

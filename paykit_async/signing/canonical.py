@@ -54,6 +54,8 @@ _NAME = "[A-Za-z0-9_]+"
 _FIELD_NAME = re.compile(f"{_NAME}\\Z")
 _KEY_NAME = re.compile("[A-Za-z0-9_]*\\Z")
 _SPLIT_POINT = re.compile(f"&{_NAME}(?:\\[[A-Za-z0-9_]*\\])*=")
+# Every name of a mapping, joined with newlines (which no plain name contains), is plain.
+_PLAIN_NAMES = re.compile(f"{_NAME}(?:\n{_NAME})*\\Z")
 
 
 def is_blank(value: object) -> bool:
@@ -215,6 +217,16 @@ def ambiguous_field(
     A field breaks it when its name is not a plain name, or when its rendered value contains
     ``&name=`` — the signed string could then be read as a different field set.
     """
+    # The usual reply: flat text values without a single "&" and only plain names. Two C-level
+    # passes decide it (a per-field loop cost as much as verifying the signature); anything
+    # else, a non-str name or value included, takes the field-by-field check below. Whatever
+    # the rule for empty values, this returns None only where that check would.
+    try:
+        flat = "&" not in "".join(fields.values()) and _PLAIN_NAMES.match("\n".join(fields)) is not None
+    except TypeError:
+        flat = False
+    if flat:
+        return None
     render = php_value if is_empty is is_php_empty else _plain_value
     for name, value in fields.items():
         if name == exclude or is_empty(value):

@@ -76,6 +76,12 @@ class HttpxTransport:
         self._client = httpx.AsyncClient(**kwargs)
         self._settings = settings
 
+    @property
+    def attempt_bound(self) -> float | None:
+        """Seconds within which every ``send`` returns or raises: the total timeout (None: none)."""
+        settings = self._settings
+        return None if settings is None else settings.timeouts.total
+
     async def send(self, request: WireRequest) -> WireResponse:
         client, settings = self._client, self._settings
         if client is None or settings is None:

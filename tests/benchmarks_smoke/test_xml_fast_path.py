@@ -8,6 +8,7 @@ either gives exactly expat's result or steps aside so that expat decides.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
@@ -132,3 +133,47 @@ def test_encode_accepts_every_valid_element_name(name: str) -> None:
 def test_encode_refuses_invalid_element_names(name: str) -> None:
     with pytest.raises(ValidationError):
         encode_xml({name: "v"})
+
+
+def _written(encode: Any, fields: dict[Any, Any]) -> Any:
+    try:
+        return encode(fields)
+    except ValidationError as error:
+        return ("ValidationError", error.field, error.message)
+    except UnicodeEncodeError:
+        return "UnicodeEncodeError"
+
+
+def test_the_encoder_fast_path_writes_what_the_field_by_field_encoder_writes() -> None:
+    # encode_xml checks all names and values at once; anything unusual goes field by field. For
+    # any fields both must write the same bytes or refuse with the same error.
+    from paykit_async.codecs.xml import _encode_each
+
+    rng = random.Random(18)
+    names = ["a", "_x", "return_code", "a-b", "a.b", "1a", "a b", "a\n", "é", "", "x_1.y-z"]
+    alphabet = [
+        "a",
+        "]",
+        ">",
+        "]]>",
+        "&",
+        "<",
+        "\r",
+        "\n",
+        "\t",
+        " ",
+        "中",
+        "\x00",
+        "\x0b",
+        "\ufffe",
+        "\ud800",
+    ]
+    for _ in range(20_000):
+        fields: dict[Any, Any] = {}
+        for _ in range(rng.randint(0, 5)):
+            name = rng.choice(names) if rng.random() < 0.3 else f"f{rng.randint(0, 9)}"
+            value: Any = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 5)))
+            if rng.random() < 0.05:
+                value = rng.choice([7, None, 1.5])
+            fields[name] = value
+        assert _written(encode_xml, fields) == _written(lambda f: _encode_each(f, "xml"), fields), fields

@@ -104,6 +104,46 @@ async def test_every_request_gets_exactly_one_outcome_of_the_right_kind() -> Non
     assert transport.sends == 1 + 1 + 3 + 2 + 1
 
 
+async def test_a_plain_batch_gives_the_outcomes_of_the_general_path() -> None:
+    # Without a store, rate limit, on_start or attempt counting, refund_many awaits each refund
+    # directly (fewer frames per request); the outcomes must be those of the general path.
+    requests: list[Any] = [
+        _request(0),
+        _request(1, "refuse"),
+        _request(2, "lost"),
+        _request(3, "flaky"),
+        _request(4, amount=0),
+        _request(5, colour="red"),
+        "not a mapping",
+        _request(7, out_refund_no="MYOWNNUMBER7"),
+    ]
+
+    async def journal(_index: int, _request: Any, _refund_no: str | None) -> None:
+        return None
+
+    def shape(outcome: BatchOutcome) -> tuple[Any, ...]:
+        return (
+            outcome.index,
+            outcome.status,
+            outcome.error_code,
+            outcome.error_message if outcome.status is BatchStatus.INVALID else None,
+            outcome.attempts,
+            outcome.refund_no is not None,
+            sorted(outcome.request),
+            type(outcome.error).__name__,
+        )
+
+    shapes = []
+    for on_start in (None, journal):
+        async with FakeRefundClient(LedgerTransport()) as client:
+            batch = refund_many(client, requests, concurrency=3, on_start=on_start)
+            assert batch._direct is (on_start is None)
+            outcomes = await _collect(batch)
+        shapes.append(sorted(shape(outcome) for outcome in outcomes))
+    assert shapes[0] == shapes[1]
+    assert {row[1] for row in shapes[0]} == set(BatchStatus) - {BatchStatus.READY}
+
+
 async def test_concurrency_is_bounded_and_requests_are_pulled_lazily() -> None:
     transport = LedgerTransport()
     pulled = 0

@@ -8,8 +8,10 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -28,7 +30,7 @@ from paykit_async.transport import (
 )
 from paykit_async.transport.aiohttp_transport import AiohttpTransport
 
-from ..servers import ScriptedServer, TLSFiles, delayed_reply
+from ..servers import ScriptedServer, TLSFiles, delayed_reply, serve_asgi
 from .transports import EVERY_LOOP_AND_TRANSPORT, TRANSPORTS
 
 pytestmark = pytest.mark.anyio
@@ -355,3 +357,77 @@ def test_missing_aiohttp_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setitem(sys.modules, "aiohttp", None)
     with pytest.raises(ImportError, match=r"paykit_async\[aiohttp\]"):
         AiohttpTransport()
+
+
+# ------------------------------------------------------- aiohttp: one lazy read timer per connection
+
+
+class Trickle:
+    """Answers ``/trickle`` with ``chunks`` body chunks ``gap`` seconds apart, ``/stall`` with the
+    headers and then nothing (until released), anything else at once."""
+
+    def __init__(self, *, chunks: int, gap: float) -> None:
+        self.chunks = chunks
+        self.gap = gap
+        self.release = threading.Event()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        path = scope["path"]
+        length = self.chunks if path == "/trickle" else 1 if path == "/stall" else 2
+        start = {"type": "http.response.start", "status": 200}
+        await send({**start, "headers": [(b"content-length", str(length).encode())]})
+        if path == "/trickle":
+            for _ in range(self.chunks - 1):
+                await send({"type": "http.response.body", "body": b"x", "more_body": True})
+                await asyncio.sleep(self.gap)
+            await send({"type": "http.response.body", "body": b"x"})
+        elif path == "/stall":
+            while not self.release.is_set():  # noqa: ASYNC110 - a threading.Event, set by the test
+                await asyncio.sleep(0.05)
+        else:
+            await send({"type": "http.response.body", "body": b"ok"})
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_aiohttp_read_timeout_is_inactivity_enforced_by_one_lazy_timer(anyio_backend: str) -> None:
+    # The read timeout means "no data for `read` seconds", exactly as aiohttp's own sock_read:
+    # a reply trickling in with shorter gaps completes even though it takes longer than `read`,
+    # an idle keep-alive connection is not disturbed, a stalled reply is cut off — and all that
+    # with one timer per connection, not two new timers per request.
+    app = Trickle(chunks=8, gap=0.1)  # 0.7 s in all, never 0.6 s without data
+    loop = asyncio.get_running_loop()
+    armed: list[float] = []
+    real_call_at = loop.call_at
+
+    def call_at(when: float, callback: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(callback, "__name__", "") in ("_check_read_timeout", "_on_read_timeout"):
+            armed.append(when)  # a read timer (aiohttp's own is _on_read_timeout)
+        return real_call_at(when, callback, *args, **kwargs)
+
+    loop.call_at = call_at  # type: ignore[method-assign]
+    transport = AiohttpTransport()
+    transport.configure(TransportSettings(timeouts=Timeouts(read=0.6, total=30), max_connections=1))
+    try:
+        with serve_asgi(app, tls=None) as root:
+            for _ in range(50):
+                assert (await transport.send(WireRequest(url=f"{root}/quick"))).content == b"ok"
+            # One connection, one read timer (re-armed at most once meanwhile), where aiohttp's own
+            # timer would have been created twice per request.
+            assert 1 <= len(armed) <= 2
+            assert (await transport.send(WireRequest(url=f"{root}/trickle"))).content == b"x" * 8
+            await asyncio.sleep(1.0)  # idle for longer than `read`: nothing happens
+            assert (await transport.send(WireRequest(url=f"{root}/quick"))).content == b"ok"
+            try:
+                with pytest.raises(TransportError) as caught:
+                    await transport.send(WireRequest(url=f"{root}/stall"))
+            finally:
+                app.release.set()
+    finally:
+        loop.call_at = real_call_at  # type: ignore[method-assign]
+        await transport.aclose()
+    assert caught.value.sent is None
+    assert "Timeout on reading data" in caught.value.message  # the read timeout, not the total one

@@ -283,3 +283,38 @@ def test_at_most_one_reading_of_a_signed_string_is_ever_believed(fields: dict[st
     assert len(believed) <= 1
     if ambiguous_field(fields) is None:
         assert believed == [fields]
+
+
+def _ambiguous_field_by_field(fields: dict[object, object], is_empty: object) -> bool:
+    """The re-split rule written out field by field, as the module docstring states it."""
+    for name, value in fields.items():
+        if name == "sign" or is_empty(value):  # type: ignore[operator]
+            continue
+        if not isinstance(name, str) or re.fullmatch("[A-Za-z0-9_]+", name) is None:
+            return True
+        if isinstance(value, str) and re.search(r"&[A-Za-z0-9_]+(?:\[[A-Za-z0-9_]*\])*=", value):
+            return True
+    return False
+
+
+_ANY_NAMES = st.one_of(
+    st.text(st.sampled_from("ab_9 &=[]\n\x00中"), max_size=4), st.integers(0, 3), st.none()
+)
+_ANY_VALUES = st.one_of(
+    st.text(st.sampled_from("ab1 &=[]\n中"), max_size=8), st.sampled_from(["", "0", 0, 1, None, True])
+)
+
+
+@HOSTILE
+@given(
+    st.dictionaries(_ANY_NAMES, _ANY_VALUES, max_size=6),
+    st.sampled_from([is_blank, is_php_empty]),
+)
+def test_the_fast_path_of_the_resplit_check_agrees_with_the_rule(
+    fields: dict[object, object], is_empty: object
+) -> None:
+    # ambiguous_field answers flat text fields in two C-level passes; it must say exactly what
+    # the field-by-field rule says, for any names (non-str too), values and empty rule.
+    assert (ambiguous_field(fields, is_empty=is_empty) is not None) == _ambiguous_field_by_field(  # type: ignore[arg-type]
+        fields, is_empty
+    )

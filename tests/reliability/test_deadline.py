@@ -195,3 +195,115 @@ async def test_a_deadline_passing_while_waiting_for_the_rate_limit_means_nothing
     assert clock.now() == 4.0
     assert transport.sent == ["/refund"]
     assert [e.order_id for e in provider.ledger.values()] == ["O1"]
+
+
+# -------------------------------------------------------------------- one timer per attempt
+
+
+class BoundedTransport(FakeTransport):
+    """Says every send ends within ``attempt_bound`` seconds (as the real transports do with
+    their total timeout); with ``stall`` it breaks that promise and hangs."""
+
+    def __init__(self, provider: FakeProvider, *, bound: float | None, stall: bool = False) -> None:
+        super().__init__(provider)
+        self.attempt_bound = bound
+        self.stall = stall
+
+    async def send(self, request: WireRequest) -> WireResponse:
+        if self.stall:
+            await asyncio.sleep(3600)
+        return await super().send(request)
+
+
+@pytest.fixture
+def scopes(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The deadlines of the cancel scopes the retry layer opens around attempts."""
+    from paykit_async.pipeline import retry
+
+    opened: list[float] = []
+    real = retry.deadline_scope
+
+    def counting(clock: Any, deadline: float) -> Any:
+        opened.append(deadline)
+        return real(clock, deadline)
+
+    monkeypatch.setattr(retry, "deadline_scope", counting)
+    return opened
+
+
+async def _refunds(client: FakeRefundClient, count: int = 3) -> None:
+    for i in range(count):
+        await client.refund(order_id="O1", amount=1, refund_no=f"R{i}")
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_an_attempt_the_transport_bounds_well_before_the_deadline_has_no_scope_of_its_own(
+    anyio_backend: str, scopes: list[float]
+) -> None:
+    # The transport's total timeout (30 s) ends long before the call's deadline (60 s): a scope
+    # at the deadline could never fire first, so the attempt runs under the transport's timer only.
+    transport = BoundedTransport(FakeProvider(orders={"O1": 1000}), bound=30.0)
+    client = FakeRefundClient(
+        base_url="https://fake.test", transport=transport, policy=RetryPolicy(deadline=60)
+    )
+    await _refunds(client)
+    assert scopes == []
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize(
+    "case", ["deadline too near", "no total timeout", "user middleware", "pacer", "fake clock"]
+)
+async def test_the_deadline_scope_stays_wherever_the_transport_alone_cannot_bound_the_attempt(
+    anyio_backend: str, scopes: list[float], case: str
+) -> None:
+    import contextlib
+
+    from paykit_async.batch import RateLimiter
+    from paykit_async.pipeline.core import pacing
+
+    async def passing(operation: Any, call_next: Any) -> Any:
+        return await call_next(operation)
+
+    transport = BoundedTransport(
+        FakeProvider(orders={"O1": 1000}), bound=None if case == "no total timeout" else 30.0
+    )
+    client = FakeRefundClient(
+        base_url="https://fake.test",
+        transport=transport,
+        policy=RetryPolicy(deadline=30.5 if case == "deadline too near" else 60),
+        middleware=(passing,) if case == "user middleware" else (),
+        clock=FakeClock() if case == "fake clock" else None,
+    )
+    paced = pacing(RateLimiter(10**6)) if case == "pacer" else contextlib.nullcontext()
+    with paced:
+        await _refunds(client)
+    assert len(scopes) == 3  # one per attempt, as before
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_transport_that_breaks_its_bound_near_the_deadline_is_still_cut_off(
+    anyio_backend: str,
+) -> None:
+    # Bound + margin does not fit in what is left of the deadline: the scope is kept, and a
+    # transport that hangs after all is abandoned at the deadline.
+    transport = BoundedTransport(FakeProvider(orders={"O1": 1000}), bound=0.01, stall=True)
+    client = FakeRefundClient(
+        base_url="https://fake.test", transport=transport, policy=RetryPolicy(deadline=0.3)
+    )
+    with pytest.raises(RefundOutcomeUnknown) as caught:
+        await client.refund(order_id="O1", amount=1, refund_no="R1")
+    assert isinstance(caught.value.__cause__, TransportError)
+    assert "deadline" in caught.value.__cause__.message
+
+
+def test_the_real_transports_state_their_bound() -> None:
+    from paykit_async.transport import AiohttpTransport, HttpxTransport, TransportSettings
+
+    for transport, slack in ((HttpxTransport(), 0.0), (AiohttpTransport(), 1.0)):
+        assert transport.attempt_bound is None  # not configured yet
+        transport.configure(TransportSettings(timeouts=Timeouts(total=12.0)))
+        assert transport.attempt_bound == 12.0 + slack  # aiohttp rounds timers >= 5 s up to 1 s
+    for transport in (HttpxTransport(), AiohttpTransport()):
+        transport.configure(TransportSettings(timeouts=Timeouts(total=None)))
+        assert transport.attempt_bound is None

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from paykit_async import DecodeError
 from paykit_async.providers.wechatpay import Coupon, RefundStatus
@@ -174,3 +177,55 @@ def test_close_order_result() -> None:
     result = parse_close_order({"return_code": "SUCCESS", "result_code": "SUCCESS", "appid": "wx1"})
     assert result.appid == "wx1"
     assert result.raw["result_code"] == "SUCCESS"
+
+
+_REPLY_NAMES = st.sampled_from(
+    [
+        "out_refund_no",
+        "refund_id",
+        "refund_fee",
+        "total_fee",
+        "cash_fee",
+        "refund_status",
+        "coupon_refund_count",
+        "coupon_type_0",
+        "coupon_refund_fee_1",
+        "coupon_refund_id_0",
+        "coupon_refund_fee_0_1",
+        "refund_fee_0001",
+        "unknown_9",
+        "extra",
+        "coupons",
+        "attempts",
+        "raw",
+        "promotion_detail",
+        "settled_by_query",
+    ]
+)
+_REPLY_VALUES = st.sampled_from(
+    ["", "0", "7", "100", "-3", "1.5", " 4", "x", "SUCCESS", '{"promotion_detail": []}']
+)
+
+
+@settings(max_examples=400, derandomize=True, deadline=None)
+@given(st.dictionaries(_REPLY_NAMES, _REPLY_VALUES, max_size=10), st.integers(1, 3), st.booleans())
+def test_the_one_pass_refund_reading_agrees_with_the_general_one(
+    fields: dict[str, str], attempts: int, replayed: bool
+) -> None:
+    # parse_refund reads the usual reply in one pass and leaves everything else to the general
+    # path; the result (or the DecodeError) must be exactly what the general path gives.
+    from paykit_async.providers.wechatpay import parsing
+
+    def outcome(read: Any) -> Any:
+        try:
+            return read()
+        except DecodeError as error:
+            return ("DecodeError", error.message)
+
+    fast = outcome(
+        lambda: parse_refund(fields, out_refund_no="R-GIVEN", attempts=attempts, replayed=replayed)
+    )
+    general = outcome(lambda: parsing._refund_generally(fields, "R-GIVEN", attempts, False, replayed))
+    assert fast == general
+    if not isinstance(fast, tuple):
+        assert fast.raw is fields

@@ -148,6 +148,41 @@ for _model in (
 ):
     _converter.register_structure_hook(_model, partial(_drop_type, _flat_model_hook(_model, _HOOKS)))
 
+# For parse_refund's one-pass reading: what a refund reply's own fields are (text, an amount in
+# fen, or a field the result does not carry), and the names left to the general path: a
+# promotion_detail to parse, reply fields named like the attributes parse_refund fills itself,
+# and any attribute of another type.
+_REFUND_SPECIAL = frozenset(
+    {"coupons", "promotion_detail", "attempts", "settled_by_query", "replayed", "raw"}
+)
+_TEXT, _FEN, _IGNORED, _OTHER = "text", "fen", "ignored", "other"
+_REFUND_KINDS: dict[str, str] = dict.fromkeys(
+    (
+        "return_code",
+        "return_msg",
+        "result_code",
+        "err_code",
+        "err_code_des",
+        "nonce_str",
+        "sign",
+        "sign_type",
+    ),
+    _IGNORED,
+)
+_REFUND_KINDS.update(
+    (
+        field.name,
+        _TEXT
+        if field.type == (str | None) or field.type is str
+        else _FEN
+        if field.type == (int | None)
+        else _OTHER,
+    )
+    for field in attrs.fields(RefundResult)
+    if field.name not in _REFUND_SPECIAL
+)
+_COUPONS = _value_hook(list[Coupon], _HOOKS)
+
 
 def _structure(data: Mapping[str, Any], cls: type[T]) -> T:
     try:
@@ -237,6 +272,20 @@ def parse_refund(
 ) -> RefundResult:
     """A refund (or refundv2) reply → :class:`RefundResult`; ``out_refund_no`` fills a reply that
     does not echo the number."""
+    fast = _refund_in_one_pass(fields, out_refund_no, attempts, settled_by_query, replayed)
+    if fast is not None:
+        return fast
+    return _refund_generally(fields, out_refund_no, attempts, settled_by_query, replayed)
+
+
+def _refund_generally(
+    fields: Mapping[str, str],
+    out_refund_no: str,
+    attempts: int,
+    settled_by_query: bool,
+    replayed: bool,
+) -> RefundResult:
+    """:func:`parse_refund` for any reply: split into plain and indexed fields, then structured."""
     plain, single, _double = _split(fields)
     data: dict[str, Any] = plain
     data.setdefault("out_refund_no", out_refund_no)
@@ -249,6 +298,58 @@ def parse_refund(
     data["replayed"] = replayed
     data["raw"] = fields
     return _structure(data, RefundResult)
+
+
+def _refund_in_one_pass(
+    fields: Mapping[str, str],
+    out_refund_no: str,
+    attempts: int,
+    settled_by_query: bool,
+    replayed: bool,
+) -> RefundResult | None:
+    """:func:`parse_refund` for the usual reply, reading each field once: text as it is, amounts
+    of ASCII digits as ints, ``name_$n`` into its coupon. None when the reply needs the general
+    path (a special field, any other value for an amount — that path then decides, and reports
+    its error)."""
+    kwargs: dict[str, Any] = {}
+    coupons: dict[int, dict[str, Any]] | None = None
+    kinds = _REFUND_KINDS
+    for name, value in fields.items():
+        if value == "":
+            continue
+        kind = kinds.get(name)
+        if kind is _TEXT:
+            if value.__class__ is not str:
+                return None
+            kwargs[name] = value
+        elif kind is _FEN:
+            if value.__class__ is not str or not (value.isascii() and value.isdigit()):
+                return None
+            kwargs[name] = int(value)
+        elif kind is _IGNORED:
+            continue
+        elif kind is not None or name in _REFUND_SPECIAL:
+            return None
+        elif name[-1:].isdigit():
+            indexed = indexed_name(name)
+            if indexed is not None and indexed[2] is None:
+                if coupons is None:
+                    coupons = {}
+                coupons.setdefault(indexed[1], {})[indexed[0]] = value
+    if coupons is not None:
+        try:
+            kwargs["coupons"] = _COUPONS(_ordered(coupons))
+        except (TypeError, ValueError):
+            return None
+    if "out_refund_no" not in kwargs:
+        kwargs["out_refund_no"] = out_refund_no
+    return RefundResult(
+        **kwargs,
+        attempts=attempts,
+        settled_by_query=settled_by_query,
+        replayed=replayed,
+        raw=fields,
+    )
 
 
 def parse_refund_query(fields: Mapping[str, str]) -> RefundQueryResult:
