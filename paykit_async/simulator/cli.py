@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import ssl
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import click
@@ -117,13 +120,33 @@ def serve_command(
             server.config.load()  # reads the TLS files: a bad one fails here, not after the banner
         except (OSError, ssl.SSLError) as exc:
             raise SimulatorCommandError(f"cannot use the TLS files in {tls_dir}: {_reason(exc)}") from None
-        # From the first banner line on, Ctrl-C means "stop": also while the banner is printed and
-        # before uvicorn has taken over SIGINT (uvicorn re-raises Ctrl-C after shutting down).
-        with contextlib.suppress(KeyboardInterrupt):
+        # From the first banner line on, Ctrl-C (or SIGTERM) means "stop", whenever it comes: our
+        # handler only asks the server to exit, as uvicorn's own does once it takes over, so a
+        # signal during start-up is never lost nor turned into an exception that cancels uvicorn
+        # half-started (which could leave it serving). uvicorn re-raises the signal at the end.
+        with _stop_on_signals(server), contextlib.suppress(KeyboardInterrupt):
             _banner(config, host, sock.getsockname()[1], tls, mtls_all)
             _v3_banner(simulator, v3_keys_dir)
             server.run(sockets=[sock])
     click.echo("simulator stopped")
+
+
+@contextlib.contextmanager
+def _stop_on_signals(server: Any) -> Iterator[None]:
+    """While in the block, SIGINT and SIGTERM set ``server.should_exit`` (a second SIGINT forces
+    the exit), as uvicorn's handlers do; the previous handlers are restored afterwards."""
+
+    def stop(signum: int, _frame: object) -> None:
+        if server.should_exit and signum == signal.SIGINT:
+            server.force_exit = True
+        server.should_exit = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _reason(exc: BaseException) -> str:

@@ -188,3 +188,22 @@ def test_the_serve_process_exits_cleanly_on_ctrl_c() -> None:
     assert process.returncode == 0, err
     assert "simulator stopped" in out
     assert "Traceback" not in err
+
+
+def test_a_signal_before_uvicorn_takes_over_asks_the_server_to_stop() -> None:
+    # The window between the banner and uvicorn installing its own handlers: a Ctrl-C there must
+    # neither be lost nor raise KeyboardInterrupt into uvicorn's start-up (which could hang it).
+    import types
+
+    from paykit_async.simulator.cli import _stop_on_signals
+
+    server = types.SimpleNamespace(should_exit=False, force_exit=False)
+    before = signal.getsignal(signal.SIGINT)
+    with _stop_on_signals(server):
+        signal.raise_signal(signal.SIGINT)
+        assert server.should_exit
+        assert not server.force_exit
+        signal.raise_signal(signal.SIGINT)  # a second Ctrl-C forces the exit, as in uvicorn
+        assert server.force_exit
+        signal.raise_signal(signal.SIGTERM)
+    assert signal.getsignal(signal.SIGINT) is before
