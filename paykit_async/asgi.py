@@ -50,7 +50,7 @@ import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, cast, overload
 
 import anyio
 import attrs
@@ -114,55 +114,49 @@ class _Provider(Protocol):
     def failure(self, message: str) -> NotificationReply: ...
 
 
-@attrs.frozen(kw_only=True)
-class _WeChatPay:
+@attrs.frozen
+class _Adapter:
+    """The part every provider shares: each client answers in its own exact reply format."""
+
+    client: Any
+
+    def success(self) -> NotificationReply:
+        return cast(NotificationReply, self.client.notification_success_reply())
+
+    def failure(self, message: str) -> NotificationReply:
+        return cast(NotificationReply, self.client.notification_failure_reply(message))
+
+
+@attrs.frozen
+class _WeChatPay(_Adapter):
     client: WeChatPayClient
-    name: str = "wechatpay"
+    name: ClassVar[str] = "wechatpay"
 
     async def receive(self, headers: Mapping[str, str], body: bytes) -> Any:
         return await self.client.receive_refund_notification(body)
 
     def identity(self, notification: Any) -> tuple[str, list[str]]:
-        client = self.client
-        parts = [
-            client.mch_id,
-            client.sub_mch_id or "",
-            notification.out_refund_no,
-            notification.refund_status,
-        ]
-        return notification.out_refund_no, parts
-
-    def success(self) -> NotificationReply:
-        return self.client.notification_success_reply()
-
-    def failure(self, message: str) -> NotificationReply:
-        return self.client.notification_failure_reply(message)
+        client, reference = self.client, notification.out_refund_no
+        return reference, [client.mch_id, client.sub_mch_id or "", reference, notification.refund_status]
 
 
-@attrs.frozen(kw_only=True)
-class _WeChatPayV3:
+@attrs.frozen
+class _WeChatPayV3(_Adapter):
     client: WeChatPayV3Client
-    name: str = "wechatpay-v3"
+    name: ClassVar[str] = "wechatpay-v3"
 
     async def receive(self, headers: Mapping[str, str], body: bytes) -> Any:
         return await self.client.receive_refund_notification(headers, body)
 
     def identity(self, notification: Any) -> tuple[str, list[str]]:
-        client = self.client
-        parts = [client.mchid, client.sub_mchid or "", notification.out_refund_no, notification.refund_status]
-        return notification.out_refund_no, parts
-
-    def success(self) -> NotificationReply:
-        return self.client.notification_success_reply()
-
-    def failure(self, message: str) -> NotificationReply:
-        return self.client.notification_failure_reply(message)
+        client, reference = self.client, notification.out_refund_no
+        return reference, [client.mchid, client.sub_mchid or "", reference, notification.refund_status]
 
 
-@attrs.frozen(kw_only=True)
-class _PayJS:
+@attrs.frozen
+class _PayJS(_Adapter):
     client: PayJSClient
-    name: str = "payjs"
+    name: ClassVar[str] = "payjs"
 
     async def receive(self, headers: Mapping[str, str], body: bytes) -> Any:
         return self.client.parse_notification(body)
@@ -171,17 +165,11 @@ class _PayJS:
         order = notification.payjs_order_id
         return order, [self.client.mchid, order, str(notification.return_code)]
 
-    def success(self) -> NotificationReply:
-        return self.client.notification_success_reply()
 
-    def failure(self, message: str) -> NotificationReply:
-        return self.client.notification_failure_reply(message)
-
-
-@attrs.frozen(kw_only=True)
-class _EftPay:
+@attrs.frozen
+class _EftPay(_Adapter):
     client: EftPayClient
-    name: str = "eftpay"
+    name: ClassVar[str] = "eftpay"
 
     async def receive(self, headers: Mapping[str, str], body: bytes) -> Any:
         return self.client.parse_notification(body)
@@ -196,22 +184,19 @@ class _EftPay:
         ]
         return reference, parts
 
-    def success(self) -> NotificationReply:
-        return self.client.notification_success_reply()
 
-    def failure(self, message: str) -> NotificationReply:
-        return self.client.notification_failure_reply(message)
+_ADAPTERS: tuple[tuple[type, Callable[[Any], _Provider]], ...] = (
+    (WeChatPayClient, _WeChatPay),
+    (WeChatPayV3Client, _WeChatPayV3),
+    (PayJSClient, _PayJS),
+    (EftPayClient, _EftPay),
+)
 
 
 def _provider_of(client: object) -> _Provider:
-    if isinstance(client, WeChatPayClient):
-        return _WeChatPay(client=client)
-    if isinstance(client, WeChatPayV3Client):
-        return _WeChatPayV3(client=client)
-    if isinstance(client, PayJSClient):
-        return _PayJS(client=client)
-    if isinstance(client, EftPayClient):
-        return _EftPay(client=client)
+    for kind, adapter in _ADAPTERS:
+        if isinstance(client, kind):
+            return adapter(client)
     raise TypeError(
         "notification_app needs a WeChatPayClient, WeChatPayV3Client, PayJSClient or EftPayClient, "
         f"not {type(client).__name__}"
