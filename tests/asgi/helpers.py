@@ -80,6 +80,49 @@ async def post(
         return await http.post(path, content=body, headers=dict(headers or {}))
 
 
+class Body:
+    """An ASGI ``receive`` that streams ``chunk`` ``count`` times (forever when None) and counts calls."""
+
+    def __init__(self, chunk: bytes, count: int | None) -> None:
+        self.chunk = chunk
+        self.count = count
+        self.calls = 0
+
+    async def __call__(self) -> dict[str, Any]:
+        self.calls += 1
+        more = self.count is None or self.calls < self.count
+        return {"type": "http.request", "body": self.chunk, "more_body": more}
+
+
+async def call_raw(
+    app: Any, receive: Callable[[], Awaitable[dict[str, Any]]], headers: list[tuple[bytes, bytes]]
+) -> tuple[int, bytes]:
+    """One POST to ``app`` at the ASGI level (any headers, any body); its status and body."""
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/",
+        "raw_path": b"/",
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    await app(scope, receive, send)
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return status, body
+
+
 class Calls:
     """An ``async def handler(notification)`` that records calls, can fail and can block."""
 

@@ -38,7 +38,18 @@ from paykit_async.simulator import (
     WeChatPayMerchant,
 )
 
-from .helpers import NOTIFY_URL, PROVIDERS, WECHAT_SUCCESS, Calls, Provider, deliver, post, simulator
+from .helpers import (
+    NOTIFY_URL,
+    PROVIDERS,
+    WECHAT_SUCCESS,
+    Body,
+    Calls,
+    Provider,
+    call_raw,
+    deliver,
+    post,
+    simulator,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -361,46 +372,6 @@ async def test_wechatpay_v2_a_genuine_looking_notification_the_provider_does_not
 
 
 # -- body size and method --------------------------------------------------------------------
-
-
-class Body:
-    """An ASGI ``receive`` that streams ``chunk`` ``count`` times (forever when None) and counts calls."""
-
-    def __init__(self, chunk: bytes, count: int | None) -> None:
-        self.chunk = chunk
-        self.count = count
-        self.calls = 0
-
-    async def __call__(self) -> dict[str, Any]:
-        self.calls += 1
-        more = self.count is None or self.calls < self.count
-        return {"type": "http.request", "body": self.chunk, "more_body": more}
-
-
-async def call_raw(app: Any, receive: Body, headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
-    sent: list[dict[str, Any]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/",
-        "raw_path": b"/",
-        "root_path": "",
-        "query_string": b"",
-        "headers": headers,
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
-    await app(scope, receive, send)
-    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return status, body
 
 
 async def test_a_declared_content_length_over_the_cap_is_refused_before_reading(provider: Provider) -> None:
