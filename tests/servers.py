@@ -206,6 +206,16 @@ def serve_asgi(app: ASGIApp, *, tls: TLSFiles | None, require_client_cert: bool 
         sock.close()
 
 
+async def read_body(receive: Any) -> bytes:
+    """The whole request body an ASGI test app receives (however it is chunked)."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
 @attrs.frozen(kw_only=True)
 class RecordedRequest:
     """One request as the server saw it. Header names are lower-case."""
@@ -255,18 +265,13 @@ class ScriptedApp:
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
+        body = await read_body(receive)
         request = RecordedRequest(
             method=scope["method"],
             path=scope["path"],
             query=scope.get("query_string", b"").decode("latin-1"),
             headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
-            body=b"".join(chunks),
+            body=body,
         )
         with self._lock:
             self._requests.append(request)

@@ -38,6 +38,7 @@ from paykit_async.simulator import (
     WeChatPayMerchant,
 )
 
+from ..servers import read_body
 from .helpers import (
     NOTIFY_URL,
     PROVIDERS,
@@ -184,8 +185,7 @@ async def _captured(provider: Provider) -> list[Any]:
     """The provider's next notification as delivered (headers included), answered by a stub."""
 
     async def refuse(scope: Any, receive: Any, send: Any) -> None:
-        while (await receive()).get("more_body"):
-            pass
+        await read_body(receive)
         await send({"type": "http.response.start", "status": 503, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 

@@ -33,7 +33,7 @@ from paykit_async.simulator import (
 )
 from paykit_async.simulator.serve import serve_in_thread
 
-from ..servers import serve_asgi
+from ..servers import read_body, serve_asgi
 
 pytestmark = pytest.mark.slow
 
@@ -52,12 +52,7 @@ class LossyProxy:
         self._lock = threading.Lock()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         digest = hashlib.sha256(scope["path"].encode() + body).hexdigest()
         with self._lock:
             redelivery = digest in self.acknowledged
