@@ -182,10 +182,10 @@ def payjs(sim: Simulator) -> Provider:
     )
 
 
-def eftpay(sim: Simulator) -> Provider:
+def eftpay(sim: Simulator, *, secret: str = DEMO_EFTPAY.secret) -> Provider:
     client = EftPayClient(
         DEMO_EFTPAY.user_confirm_key,
-        DEMO_EFTPAY.secret,
+        secret,
         base_url=sim.base_url("eftpay"),
         transport=sim.transport(),
     )
@@ -240,11 +240,11 @@ def wechatpay_v3(sim: Simulator) -> Provider:
     )
 
 
-def wechatpay(sim: Simulator) -> Provider:
+def wechatpay(sim: Simulator, *, api_key: str = DEMO_WECHATPAY.api_key) -> Provider:
     client = WeChatPayClient(
         DEMO_WECHATPAY.appid,
         DEMO_WECHATPAY.mch_id,
-        DEMO_WECHATPAY.api_key,
+        api_key,
         base_url=sim.base_url("wechatpay"),
         transport=sim.transport(),
     )

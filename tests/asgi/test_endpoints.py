@@ -15,10 +15,8 @@ import httpx
 import pytest
 
 from paykit_async import (
-    EftPayClient,
     MemoryStore,
     PayJSClient,
-    WeChatPayClient,
     WeChatPayV3Client,
 )
 from paykit_async.asgi import DEFAULT_MAX_BODY, notification_app, notification_identity
@@ -40,7 +38,6 @@ from paykit_async.simulator import (
 
 from ..servers import read_body
 from .helpers import (
-    NOTIFY_URL,
     PROVIDERS,
     WECHAT_SUCCESS,
     Body,
@@ -48,8 +45,11 @@ from .helpers import (
     Provider,
     call_raw,
     deliver,
+    eftpay,
     post,
     simulator,
+    wechatpay,
+    wechatpay_v3,
 )
 
 pytestmark = pytest.mark.anyio
@@ -262,39 +262,11 @@ async def _forge_payjs(provider: Provider) -> tuple[dict[str, str], bytes]:
 
 
 async def _forge_eftpay(provider: Provider) -> tuple[dict[str, str], bytes]:
-    sim = Simulator(
-        SimulatorConfig(
-            eftpay=EftPayMerchant(user_confirm_key=DEMO_EFTPAY.user_confirm_key, secret=FORGER_SECRET),
-            completion_delay=0.0,
-        )
-    )
-    from .helpers import eftpay
-
-    forger = eftpay(sim)
-    forger = Provider(
-        name="eftpay",
-        client=EftPayClient(
-            DEMO_EFTPAY.user_confirm_key,
-            FORGER_SECRET,
-            base_url=sim.base_url("eftpay"),
-            transport=sim.transport(),
-        ),
-        sim=sim,
-        notify=forger.notify,
-        success=forger.success,
-        tamper=forger.tamper,
-    )
+    """A notification for this merchant's id, signed by an eftPay with another secret."""
+    merchant = EftPayMerchant(user_confirm_key=DEMO_EFTPAY.user_confirm_key, secret=FORGER_SECRET)
+    forger = eftpay(Simulator(SimulatorConfig(eftpay=merchant, completion_delay=0.0)), secret=FORGER_SECRET)
     async with forger.client:
-        sim.add_eftpay_order("TF", "10.00")
-        await forger.client.apply_refund(
-            paytype="WeChat",
-            payment_type="WECHATCN",
-            out_trade_no="TF",
-            transaction_amount="1.00",
-            total_fee="10.00",
-            refund_no="RF",
-            notify_url=NOTIFY_URL,
-        )
+        await forger.notify("F")
     (note,) = await _captured(forger)
     assert PrefixedSha256Signer(secret=FORGER_SECRET).verify(
         json.loads(note.body), json.loads(note.body)["sign"]
@@ -304,8 +276,6 @@ async def _forge_eftpay(provider: Provider) -> tuple[dict[str, str], bytes]:
 
 async def _forge_wechatpay_v3(provider: Provider) -> tuple[dict[str, str], bytes]:
     """A notification from another WeChat Pay (its own platform key) for this merchant id."""
-    from .helpers import wechatpay_v3
-
     forger = wechatpay_v3(simulator())
     async with forger.client:
         await forger.notify("F")
@@ -315,25 +285,13 @@ async def _forge_wechatpay_v3(provider: Provider) -> tuple[dict[str, str], bytes
 
 async def _forge_wechatpay(provider: Provider) -> tuple[dict[str, str], bytes]:
     """A notification encrypted under another API key, for this merchant's ids."""
-    sim = Simulator(
-        SimulatorConfig(
-            wechatpay=WeChatPayMerchant(
-                appid=DEMO_WECHATPAY.appid, mch_id=DEMO_WECHATPAY.mch_id, api_key=FORGER_SECRET
-            ),
-            auto_orders=True,
-            completion_delay=0.0,
-        )
+    merchant = WeChatPayMerchant(
+        appid=DEMO_WECHATPAY.appid, mch_id=DEMO_WECHATPAY.mch_id, api_key=FORGER_SECRET
     )
-    async with WeChatPayClient(
-        DEMO_WECHATPAY.appid,
-        DEMO_WECHATPAY.mch_id,
-        FORGER_SECRET,
-        base_url=sim.base_url("wechatpay"),
-        transport=sim.transport(),
-    ) as client:
-        await client.refund(
-            out_trade_no="TF", total_fee=1000, refund_fee=1000, out_refund_no="RF", notify_url=NOTIFY_URL
-        )
+    sim = Simulator(SimulatorConfig(wechatpay=merchant, auto_orders=True, completion_delay=0.0))
+    forger = wechatpay(sim, api_key=FORGER_SECRET)
+    async with forger.client:
+        await forger.notify("F")
     (note,) = sim.deliveries()
     return {"content-type": note.content_type}, note.body
 
@@ -349,18 +307,10 @@ FORGERS = {
 async def test_wechatpay_v2_a_genuine_looking_notification_the_provider_does_not_confirm_is_refused() -> None:
     """Same API key (so it decrypts), but the refund it announces does not exist at WeChat: the
     confirming query refuses it — the spliced/replayed-notification attack of issue 12."""
-    other = simulator()
-    async with WeChatPayClient(
-        DEMO_WECHATPAY.appid,
-        DEMO_WECHATPAY.mch_id,
-        DEMO_WECHATPAY.api_key,
-        base_url=other.base_url("wechatpay"),
-        transport=other.transport(),
-    ) as elsewhere:
-        await elsewhere.refund(
-            out_trade_no="TX", total_fee=1000, refund_fee=1000, out_refund_no="RX", notify_url=NOTIFY_URL
-        )
-    (note,) = other.deliveries()
+    other = wechatpay(simulator())
+    async with other.client:
+        await other.notify("X")
+    (note,) = other.sim.deliveries()
     own = PROVIDERS["wechatpay"](simulator())
     calls = Calls()
     async with own.client:
