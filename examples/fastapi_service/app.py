@@ -39,7 +39,6 @@ import inspect
 import json
 import logging
 import os
-import sys
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from enum import Enum
@@ -63,12 +62,7 @@ from paykit_async import (
     ValidationError,
 )
 from paykit_async.asgi import notification_app
-from paykit_async.cli.config import PROVIDERS, build_client, env_name, load_settings
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib
+from paykit_async.cli.config import PROVIDERS, build_client, configured_providers, load_settings
 
 logger = logging.getLogger("fastapi_service")
 
@@ -80,17 +74,6 @@ def open_store(where: str | None) -> IdempotencyStore:
     if where.startswith(("redis://", "rediss://")):
         return RedisStore(where)
     return SQLiteStore(where)
-
-
-def configured(provider: str, config_file: str | None) -> bool:
-    """Whether the config file has a ``[provider]`` section or the environment sets one of its keys."""
-    prefix = env_name(provider, "")
-    if any(name.startswith(prefix) and not name.startswith(f"{prefix}V3_") for name in os.environ):
-        return True
-    if config_file is None:
-        return False
-    with open(config_file, "rb") as file:
-        return provider in tomllib.load(file)
 
 
 def recorder(app: FastAPI, provider: str) -> Callable[[Any], Any]:
@@ -119,11 +102,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(store.aclose)
         clients: dict[str, Any] = {}
-        for provider in PROVIDERS:
-            if configured(provider, config_file):
-                client = build_client(load_settings(provider, config_file), idempotency_store=store)
-                stack.push_async_callback(client.aclose)
-                clients[provider] = client
+        for provider in configured_providers(config_file):
+            client = build_client(load_settings(provider, config_file), idempotency_store=store)
+            stack.push_async_callback(client.aclose)
+            clients[provider] = client
         if not clients:
             raise RuntimeError("PAYKIT_CONFIG (or PAYKIT_<PROVIDER>_* variables) configures no provider")
         app.state.clients = clients
