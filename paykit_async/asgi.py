@@ -114,7 +114,7 @@ class _Provider(Protocol):
     def failure(self, message: str) -> NotificationReply: ...
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class _Adapter:
     """The part every provider shares: each client answers in its own exact reply format."""
 
@@ -127,7 +127,7 @@ class _Adapter:
         return cast(NotificationReply, self.client.notification_failure_reply(message))
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class _WeChatPay(_Adapter):
     client: WeChatPayClient
     name: ClassVar[str] = "wechatpay"
@@ -140,7 +140,7 @@ class _WeChatPay(_Adapter):
         return reference, [client.mch_id, client.sub_mch_id or "", reference, notification.refund_status]
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class _WeChatPayV3(_Adapter):
     client: WeChatPayV3Client
     name: ClassVar[str] = "wechatpay-v3"
@@ -153,7 +153,7 @@ class _WeChatPayV3(_Adapter):
         return reference, [client.mchid, client.sub_mchid or "", reference, notification.refund_status]
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class _PayJS(_Adapter):
     client: PayJSClient
     name: ClassVar[str] = "payjs"
@@ -166,7 +166,7 @@ class _PayJS(_Adapter):
         return order, [self.client.mchid, order, str(notification.return_code)]
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class _EftPay(_Adapter):
     client: EftPayClient
     name: ClassVar[str] = "eftpay"
@@ -185,7 +185,7 @@ class _EftPay(_Adapter):
         return reference, parts
 
 
-_ADAPTERS: tuple[tuple[type, Callable[[Any], _Provider]], ...] = (
+_ADAPTERS: tuple[tuple[type, Callable[..., _Provider]], ...] = (
     (WeChatPayClient, _WeChatPay),
     (WeChatPayV3Client, _WeChatPayV3),
     (PayJSClient, _PayJS),
@@ -196,7 +196,7 @@ _ADAPTERS: tuple[tuple[type, Callable[[Any], _Provider]], ...] = (
 def _provider_of(client: object) -> _Provider:
     for kind, adapter in _ADAPTERS:
         if isinstance(client, kind):
-            return adapter(client)
+            return adapter(client=client)
     raise TypeError(
         "notification_app needs a WeChatPayClient, WeChatPayV3Client, PayJSClient or EftPayClient, "
         f"not {type(client).__name__}"
