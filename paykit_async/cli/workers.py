@@ -86,6 +86,13 @@ async def _connect(workers: Any, redis_url: str, queue: str) -> Any:
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), help="One JSON line per row: what was queued."
 )
+@click.option(
+    "--retry-failed/--no-retry-failed",
+    default=True,
+    show_default=True,
+    help="Queue again rows whose job ended without a success (refused, unknown), under the same "
+    "refund number (after fixing a key, a balance); --no-retry-failed leaves them as they ended.",
+)
 def refunds_enqueue(
     csv_file: Path,
     provider: str,
@@ -94,12 +101,15 @@ def refunds_enqueue(
     batch_id: str | None,
     queue: str,
     out: Path | None,
+    retry_failed: bool,
 ) -> None:
     """Queue one refund job per row of FILE.csv for 'paykit worker' processes.
 
     Each row is checked as 'paykit refunds run' checks it (the client's own checks, ambiguous
     duplicates refused) and queued under its identity: queueing the same file again — or an edited
-    one — adds only the rows not queued before. Follow the batch with 'paykit refunds status'.
+    one — adds the rows not queued before and, unless --no-retry-failed, queues again the rows whose
+    job ended without a success; a succeeded row is never queued again. Follow the batch with
+    'paykit refunds status'.
     Exit status 1 when some rows were not queued (see --out), 2 for a bad file or configuration.
     """
     _check_redis_url(redis_url)
@@ -126,7 +136,9 @@ def refunds_enqueue(
     assert sink is not None
     try:
         counts = anyio.run(
-            lambda: _enqueue_rows(workers, client, rows, survey, batch, redis_url, queue, provider, sink)
+            lambda: _enqueue_rows(
+                workers, client, rows, survey, batch, redis_url, queue, provider, sink, retry_failed
+            )
         )
     finally:
         if out is not None:
@@ -149,6 +161,7 @@ async def _enqueue_rows(
     queue: str,
     provider: str,
     sink: Any,
+    retry_failed: bool,
 ) -> dict[str, int]:
     counts = {"enqueued": 0, "already_enqueued": 0, "invalid": 0}
     pool = await _connect(workers, redis_url, queue)
@@ -156,7 +169,7 @@ async def _enqueue_rows(
         async with client:
             for number, request in rows:
                 line = await _enqueue_row(
-                    workers, pool, client, survey, batch, queue, provider, number, request
+                    workers, pool, client, survey, batch, queue, provider, number, request, retry_failed
                 )
                 counts[line["status"]] += 1
                 sink.write(json.dumps(line, default=json_default, ensure_ascii=False) + "\n")
@@ -175,6 +188,7 @@ async def _enqueue_row(
     provider: str,
     number: int,
     request: Mapping[str, Any] | InvalidRequest,
+    retry_failed: bool,
 ) -> dict[str, Any]:
     line: dict[str, Any] = {"row": number}
     if isinstance(request, InvalidRequest):
@@ -203,7 +217,14 @@ async def _enqueue_row(
             "error_message": f"row {number}: {error}",
         }
     added = await workers.enqueue_refund(
-        pool, provider=provider, request=request, batch_id=batch, key=key, row=number, queue_name=queue
+        pool,
+        provider=provider,
+        request=request,
+        batch_id=batch,
+        key=key,
+        row=number,
+        queue_name=queue,
+        retry_failed=retry_failed,
     )
     return {
         "row": number,

@@ -2,7 +2,8 @@
 
 A row's job id is ``paykit:`` + its idempotency key (:func:`~paykit_async.batch.refund_key`: the
 batch id and a hash of the refund's content at the merchant), so enqueueing a row again — the same
-CSV twice, an edited CSV — finds its job (queued, running or finished) and adds nothing. Each
+CSV twice, an edited CSV — finds its job (queued, running or succeeded) and adds nothing; a job that
+finished without a success may be queued again (``retry_failed``), under the same number. Each
 batch keeps a Redis hash ``paykit:batch:<batch id>`` of its job ids and their row numbers, which
 ``batch_progress`` reads back with the jobs' results.
 """
@@ -65,13 +66,22 @@ async def enqueue_refund(
     key: str,
     row: int | None = None,
     queue_name: str = QUEUE_NAME,
+    retry_failed: bool = False,
 ) -> bool:
     """Queue the refund ``request`` (``refund()`` arguments) under ``key``; False when its job
-    already exists — queued, running, or finished within :data:`KEEP_RESULTS`."""
+    already exists — queued, running, or finished within :data:`KEEP_RESULTS`.
+
+    With ``retry_failed`` a job that finished without a success (a refusal — a wrong key, a
+    balance —, an outcome still unknown, a job arq gave up on) is queued again under the same job
+    id, so the worker resends it under the same refund number (the provider dedupes by it): after
+    fixing the cause, enqueueing the file again finishes the batch, as ``paykit refunds run`` does.
+    """
     job_id = job_id_for(key)
     listing = batch_key(batch_id)
     await pool.hset(listing, job_id, json.dumps({"row": row, "provider": provider}))
     await pool.expire(listing, KEEP_RESULTS)
+    if retry_failed:
+        await _forget_unsuccessful_result(pool, job_id, row)
     job = await pool.enqueue_job(
         JOB_NAME,
         provider,
@@ -84,6 +94,19 @@ async def enqueue_refund(
         _expires=JOB_EXPIRES,
     )
     return job is not None
+
+
+async def _forget_unsuccessful_result(pool: Any, job_id: str, row: int | None) -> None:
+    """Delete the result of job ``job_id`` unless it is a success, so that it can be queued again."""
+    from arq.constants import result_key_prefix
+    from arq.jobs import deserialize_result
+
+    raw = await pool.get(result_key_prefix + job_id)
+    if raw is None:
+        return
+    result = deserialize_result(raw, deserializer=loads)
+    if _finished(job_id, row, result.success, result.result, result.job_try).progress != DONE:
+        await pool.delete(result_key_prefix + job_id)
 
 
 @attrs.frozen(kw_only=True)

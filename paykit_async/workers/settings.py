@@ -15,7 +15,8 @@ other worker takes the job, and the job stays in the queue):
   for a dead worker.
 
 Job results are kept :data:`KEEP_RESULTS` (30 days, as long as the idempotency records): while a
-result exists, enqueueing the same row again adds nothing. Jobs and results are JSON in Redis
+success is kept, enqueueing the same row again adds nothing; a refusal or an unknown outcome may
+be queued again, and the worker resends it under the same refund number. Jobs and results are JSON in Redis
 (arq's default is pickle, which would run code from whoever can write to the Redis).
 """
 
@@ -128,6 +129,9 @@ def worker_settings(
             retry=RetryPolicy(deadline=deadline),
             rate_limit_storage=redis_url,
             idempotency_lease=lease,
+            # A job runs again only when its outcome was not final or the row was queued again
+            # after a refusal: resend under the same number rather than replay the refusal.
+            idempotency_retry_failed=True,
         )
 
     from ..pipeline.stores.memory import MemoryStore

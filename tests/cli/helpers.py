@@ -6,14 +6,18 @@ import contextlib
 import csv
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
+import httpx
 
+from paykit_async import WeChatPayClient
 from paykit_async.simulator import (
     DEMO_WECHATPAY,
     FaultPlan,
@@ -103,7 +107,7 @@ def paykit_command(*args: str | os.PathLike[str]) -> list[str]:
 def run_paykit(
     *args: str | os.PathLike[str], env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("PAYKIT_")}
+    environment = paykit_env()
     environment.update(env or {})
     environment["COLUMNS"] = "120"
     return subprocess.run(
@@ -113,3 +117,58 @@ def run_paykit(
 
 def read_results(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def paykit_env() -> dict[str, str]:
+    """The environment for a ``paykit`` process: this one's, without ``PAYKIT_*`` settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PAYKIT_")}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def served_simulator(directory: Path, config: str) -> Iterator[str]:
+    """``paykit simulator serve --auto-orders`` with the TOML ``config``, in its own process on a
+    free port, until it answers; its root URL."""
+    config_file = directory / "sim.toml"
+    config_file.write_text(config, encoding="utf-8")
+    port = free_port()
+    process = subprocess.Popen(
+        paykit_command("simulator", "serve", "--port", str(port), "--auto-orders", "--config", config_file),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=paykit_env(),
+    )
+    root = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.post(f"{root}/wechatpay/pay/refundquery", content=b"<xml></xml>", timeout=1)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, "the simulator did not start"
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        yield root
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def demo_wechat_client(sim: Simulator, **options: Any) -> WeChatPayClient:
+    """A WeChat Pay client of the demo merchant on the in-process simulator ``sim`` (its
+    transport unless ``transport=`` names another)."""
+    transport = options.pop("transport", None) or sim.transport()
+    return WeChatPayClient(
+        DEMO_WECHATPAY.appid,
+        DEMO_WECHATPAY.mch_id,
+        DEMO_WECHATPAY.api_key,
+        base_url=sim.base_url("wechatpay"),
+        transport=transport,
+        **options,
+    )

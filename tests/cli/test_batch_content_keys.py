@@ -27,6 +27,8 @@ from paykit_async.pipeline import FakeClock
 from paykit_async.pipeline.stores import IdempotencyRecord, IdempotencyStore
 from paykit_async.simulator import DEMO_EFTPAY, DEMO_WECHATPAY, Simulator, SimulatorConfig
 
+from .helpers import demo_wechat_client
+
 pytestmark = pytest.mark.anyio
 
 
@@ -42,15 +44,7 @@ def _row(i: int, **extra: Any) -> dict[str, Any]:
 
 
 def _client(sim: Simulator, store: IdempotencyStore | None = None, **options: Any) -> WeChatPayClient:
-    return WeChatPayClient(
-        DEMO_WECHATPAY.appid,
-        DEMO_WECHATPAY.mch_id,
-        DEMO_WECHATPAY.api_key,
-        base_url=sim.base_url("wechatpay"),
-        transport=sim.transport(),
-        idempotency_store=store,
-        **options,
-    )
+    return demo_wechat_client(sim, idempotency_store=store, **options)
 
 
 async def _run(client: Any, rows: list[Any], **options: Any) -> list[BatchOutcome]:

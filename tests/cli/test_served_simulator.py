@@ -7,54 +7,23 @@ every refund of the order with its number and amount.
 from __future__ import annotations
 
 import random
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
-import httpx
 import pytest
 
 from paykit_async import WeChatPayClient
 from paykit_async.simulator import DEMO_WECHATPAY
 
-from .helpers import paykit_command, read_results, run_paykit, write_csv
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from .helpers import read_results, run_paykit, served_simulator, write_csv
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[str]:
     """``paykit simulator serve --auto-orders`` on a free port; its root URL."""
-    config = tmp_path / "sim.toml"
-    config.write_text("[simulator]\ncompletion_delay = 0\n", encoding="utf-8")
-    port = _free_port()
-    process = subprocess.Popen(
-        paykit_command("simulator", "serve", "--port", str(port), "--auto-orders", "--config", config),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    root = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.post(f"{root}/wechatpay/pay/refundquery", content=b"<xml></xml>", timeout=1)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, "the simulator did not start"
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+    with served_simulator(tmp_path, "[simulator]\ncompletion_delay = 0\n") as root:
         yield root
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 def _refunds_of(root: str, orders: list[str]) -> dict[str, list[tuple[str, int]]]:

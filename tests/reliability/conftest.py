@@ -14,11 +14,7 @@ import pytest
 
 from paykit_async.pipeline.stores import IdempotencyStore, MemoryStore, RedisStore, SQLiteStore
 
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from ..cli.helpers import free_port
 
 
 def _ping(port: int) -> bool:
@@ -38,7 +34,7 @@ def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], int]:
             pytest.fail("redis-server is not installed, and CI is set: the Redis store must be tested")
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
     for _ in range(5):
-        port = _free_port()
+        port = free_port()
         process = subprocess.Popen(
             [
                 executable,

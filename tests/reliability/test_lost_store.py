@@ -26,6 +26,8 @@ from paykit_async import (
 from paykit_async.pipeline.stores import IdempotencyStore, RecordState
 from paykit_async.simulator import DEMO_EFTPAY, DEMO_PAYJS, DEMO_WECHATPAY, Simulator, SimulatorConfig
 
+from ..cli.helpers import demo_wechat_client
+
 pytestmark = pytest.mark.anyio
 
 KEY = "refund-ORDER-1001"
@@ -40,15 +42,7 @@ def _simulator() -> Simulator:
 
 
 def _wechat(sim: Simulator, store: IdempotencyStore | None, **options: Any) -> WeChatPayClient:
-    return WeChatPayClient(
-        DEMO_WECHATPAY.appid,
-        DEMO_WECHATPAY.mch_id,
-        DEMO_WECHATPAY.api_key,
-        base_url=sim.base_url("wechatpay"),
-        transport=sim.transport(),
-        idempotency_store=store,
-        **options,
-    )
+    return demo_wechat_client(sim, idempotency_store=store, **options)
 
 
 async def _wechat_refund(sim: Simulator, store: IdempotencyStore | None) -> str:

@@ -38,9 +38,10 @@ from paykit_async.pipeline.stores import (
     RecordedOutcome,
     RecordState,
 )
-from paykit_async.simulator import DEMO_WECHATPAY, Simulator, SimulatorConfig
+from paykit_async.simulator import Simulator, SimulatorConfig
 from paykit_async.transport.wire import TransportSettings, WireRequest, WireResponse
 
+from ..cli.helpers import demo_wechat_client
 from .conftest import start_redis, stop_redis
 
 pytestmark = pytest.mark.anyio
@@ -56,15 +57,7 @@ def _simulator() -> Simulator:
 
 
 def _client(sim: Simulator, store: IdempotencyStore, **options: Any) -> WeChatPayClient:
-    return WeChatPayClient(
-        DEMO_WECHATPAY.appid,
-        DEMO_WECHATPAY.mch_id,
-        DEMO_WECHATPAY.api_key,
-        base_url=sim.base_url("wechatpay"),
-        transport=options.pop("transport", None) or sim.transport(),
-        idempotency_store=store,
-        **options,
-    )
+    return demo_wechat_client(sim, idempotency_store=store, **options)
 
 
 async def _refund(client: WeChatPayClient) -> Any:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from paykit_async.simulator import DEMO_WECHATPAY
+from paykit_async.simulator import DEMO_WECHATPAY, SimulatorConfig
 
-from ..cli.helpers import read_results, run_paykit, write_csv
+from ..cli.helpers import live_simulator, read_results, run_paykit, seed_wechat_orders, write_csv
 from ..cli.test_errors import assert_one_error_line
 
 ROWS = [{"out_trade_no": f"Q{i}", "total_fee": 1000 + i, "refund_fee": 100 + i} for i in range(5)]
@@ -114,3 +114,64 @@ def test_errors_are_one_line_and_never_show_the_redis_password(tmp_path: Path, r
     assert_one_error_line(done, "rate_limit must be a positive whole number")
     done = run_paykit("worker", "--config", config, "--redis", redis_url, "--job-timeout", "3")
     assert_one_error_line(done, "job_timeout")
+
+
+def test_rows_refused_for_a_wrong_key_are_sent_again_once_it_is_fixed_and_each_order_paid_once(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    """Operator: enqueue, the workers have a wrong api_key (WeChat refuses: 签名错误, nothing
+    done), fix it, enqueue the same file again. The refused rows must be queued again under their
+    refund numbers — not stay failed until the operator reaches for a new --batch-id, which would
+    give every row a new number and refund the rows that had succeeded a second time."""
+    with live_simulator(SimulatorConfig(auto_orders=True, completion_delay=0.0)) as live:
+        rows = seed_wechat_orders(live.simulator, 4, prefix="FIX")
+        csv_file = write_csv(tmp_path / "batch.csv", rows[:3])
+        good = live.config_file(tmp_path)
+        (tmp_path / "bad").mkdir()
+        bad = live.config_file(tmp_path / "bad", api_key="wrongwrongwrongwrongwrongwrong00")
+        batch, queue = f"{redis_prefix}fix", f"{redis_prefix}queue"
+
+        def enqueue(out: str, *options: str) -> list[str]:
+            done = run_paykit(
+                "refunds", "enqueue", csv_file, "-p", "wechatpay", "--config", good, "--redis", redis_url,
+                "--batch-id", batch, "--queue", queue, "--out", tmp_path / out, *options,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            return [line["status"] for line in read_results(tmp_path / out)]
+
+        def work(config: Path) -> None:
+            done = run_paykit("worker", "--config", config, "--redis", redis_url, "--queue", queue, "--burst")
+            assert done.returncode == 0, done.stderr
+
+        def status(out: str) -> tuple[int, list[dict[str, object]]]:
+            done = run_paykit(
+                "refunds", "status", "--redis", redis_url, "--batch-id", batch, "--out", tmp_path / out
+            )  # fmt: skip
+            return done.returncode, read_results(tmp_path / out)
+
+        assert enqueue("q1.jsonl") == ["enqueued"] * 3
+        numbers = [line["refund_no"] for line in read_results(tmp_path / "q1.jsonl")]
+        work(bad)
+        code, results = status("s1.jsonl")
+        assert code == 1
+        assert [(r["status"], r["error_code"]) for r in results] == [("failed", "FAIL")] * 3
+        assert not live.simulator.snapshot().refunds
+        # --no-retry-failed leaves the refusals as they ended.
+        assert enqueue("q2.jsonl", "--no-retry-failed") == ["already_enqueued"] * 3
+        # The key is fixed, a row added: every row that has not succeeded is queued again.
+        write_csv(csv_file, rows)
+        assert enqueue("q3.jsonl") == ["enqueued"] * 4
+        work(good)
+        code, results = status("s2.jsonl")
+        assert code == 0, results
+        assert [r["status"] for r in results] == ["succeeded"] * 4
+        assert [r["refund_no"] for r in results][:3] == numbers
+        # A succeeded row is never queued again.
+        assert enqueue("q4.jsonl") == ["already_enqueued"] * 4
+        work(good)
+        snapshot = live.simulator.snapshot()
+    assert snapshot.duplicate_payouts == 0
+    for row, result in zip(rows, results, strict=True):
+        order = snapshot.order("wechatpay", str(row["out_trade_no"]))
+        assert (order.payouts, order.refunded) == (1, row["refund_fee"])
+        assert snapshot.refund("wechatpay", str(result["refund_no"])).order_no == row["out_trade_no"]

@@ -17,7 +17,6 @@ import contextlib
 import gc
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -25,26 +24,23 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 
 from paykit_async import WeChatPayClient
 from paykit_async.simulator import DEMO_WECHATPAY, SimulatorConfig
 from paykit_async.workers import batch_progress, connect
 
-from ..cli.helpers import live_simulator, paykit_command, read_results, run_paykit, write_csv
+from ..cli.helpers import (
+    live_simulator,
+    paykit_command,
+    paykit_env,
+    read_results,
+    run_paykit,
+    served_simulator,
+    write_csv,
+)
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("PAYKIT_")}
 
 
 def _config(directory: Path, root: str, rate_limit: int, margin: float = 0.03) -> Path:
@@ -69,7 +65,7 @@ class Workers:
     def start(self) -> subprocess.Popen[bytes]:
         log = (self.directory / f"worker{len(self.processes)}.log").open("wb")
         process = subprocess.Popen(
-            paykit_command("worker", *self.args), stdout=log, stderr=subprocess.STDOUT, env=_env()
+            paykit_command("worker", *self.args), stdout=log, stderr=subprocess.STDOUT, env=paykit_env()
         )
         log.close()
         self.processes.append(process)
@@ -96,35 +92,13 @@ class Workers:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[str]:
     """``paykit simulator serve --auto-orders`` in its own process; its root URL."""
-    config = tmp_path / "sim.toml"
     # Each refund takes 20 ms at the provider, so that a killed worker has refunds in flight.
-    config.write_text(
+    config = (
         '[simulator]\ncompletion_delay = 0\n[[faults.rules]]\nendpoint = "refund"\n'
-        "latency = 0.02\nlatency_rate = 1.0\n",
-        encoding="utf-8",
+        "latency = 0.02\nlatency_rate = 1.0\n"
     )
-    port = _free_port()
-    process = subprocess.Popen(
-        paykit_command("simulator", "serve", "--port", str(port), "--auto-orders", "--config", config),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=_env(),
-    )
-    root = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.post(f"{root}/wechatpay/pay/refundquery", content=b"<xml></xml>", timeout=1)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, "the simulator did not start"
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+    with served_simulator(tmp_path, config) as root:
         yield root
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 def _progress(redis_url: str, batch: str) -> Any:

@@ -25,21 +25,15 @@ from paykit_async import (
     WeChatPayClient,
 )
 from paykit_async.pipeline.ratelimit import RateLimit, RateLimitMiddleware, is_over_limit
-from paykit_async.simulator import DEMO_PAYJS, DEMO_WECHATPAY, Simulator, SimulatorConfig
+from paykit_async.simulator import DEMO_PAYJS, Simulator, SimulatorConfig
+
+from ..cli.helpers import demo_wechat_client
 
 pytestmark = pytest.mark.anyio
 
 
 def _wechat(sim: Simulator, rate_limit: Any, **options: Any) -> WeChatPayClient:
-    return WeChatPayClient(
-        DEMO_WECHATPAY.appid,
-        DEMO_WECHATPAY.mch_id,
-        DEMO_WECHATPAY.api_key,
-        base_url=sim.base_url("wechatpay"),
-        transport=sim.transport(),
-        rate_limit=rate_limit,
-        **options,
-    )
+    return demo_wechat_client(sim, rate_limit=rate_limit, **options)
 
 
 def _busiest_second(sim: Simulator, provider: str = "wechatpay") -> int:
