@@ -81,6 +81,10 @@ class HTTPStatusError(PaykitError):
     """The provider answered with an HTTP status the protocol does not expect (5xx, 429, 404...).
 
     5xx and 429 are retryable; ``retry_after`` carries the server's ``Retry-After`` hint in seconds.
+    The outcome is always unknown: a status arrives only after the request was sent, and a bare
+    status (no verified, documented error in the body) cannot prove that nothing was executed —
+    a proxy, load balancer or gateway may answer 4xx after the provider received the request. A
+    refund is then settled by query; a status is never a definite failure on its own.
     """
 
     def __init__(
@@ -96,8 +100,7 @@ class HTTPStatusError(PaykitError):
         self.retry_after = retry_after
         self.body = body
         self.retryable = status_code >= 500 or status_code == 429
-        # A 5xx may come after the provider did the work; 429 and 4xx refuse before it.
-        self.outcome_unknown = status_code >= 500
+        self.outcome_unknown = True
 
     @classmethod
     def from_reply(
