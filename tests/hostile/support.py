@@ -14,7 +14,7 @@ import hmac
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from hypothesis import HealthCheck, settings
@@ -47,6 +47,8 @@ SECRETS = (WECHAT_KEY, PAYJS_KEY, EFT_SECRET)
 
 # -- growth ratio ----------------------------------------------------------------------------
 
+_Body = TypeVar("_Body", bytes, str)
+
 
 def _best_time(work: Callable[[], object], repeats: int) -> float:
     # As timeit does, with the cyclic garbage collector off: a collection landing in one
@@ -66,7 +68,7 @@ def _best_time(work: Callable[[], object], repeats: int) -> float:
 
 
 def growth_ratio(
-    run: Callable[[bytes], object], make: Callable[[int], bytes], max_size: int, *, min_time: float = 0.002
+    run: Callable[[_Body], object], make: Callable[[int], _Body], max_size: int, *, min_time: float = 0.002
 ) -> float:
     """Best-of-several time on a body twice as large over the time on the smaller one.
 
