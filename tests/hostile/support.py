@@ -13,13 +13,14 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import httpx
 from hypothesis import HealthCheck, settings
 
 from paykit_async import EftPayClient, HttpxTransport, PayJSClient, RetryPolicy, WeChatPayClient
+from paykit_async.providers.eftpay import RefundResult as EftPayRefundResult
 
 #: Fixed seed, no example database, bounded examples: the suite is reproducible and fast.
 HOSTILE = settings(
@@ -239,4 +240,16 @@ def payjs_client(transport: Any) -> PayJSClient:
 def eftpay_client(transport: Any) -> EftPayClient:
     return EftPayClient(
         EFT_UCK, EFT_SECRET, base_url="https://eft.example", transport=transport, retry=NO_RETRY
+    )
+
+
+def eft_refund(client: EftPayClient) -> Awaitable[EftPayRefundResult]:
+    """The eftPay refund the hostile tests send: refund R1 of 0.01 on WeChat order T1."""
+    return client.refund(
+        paytype="WeChat",
+        payment_type="WECHATCN",
+        out_trade_no="T1",
+        transaction_amount="0.01",
+        total_fee="0.01",
+        refund_no="R1",
     )

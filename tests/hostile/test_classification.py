@@ -17,6 +17,7 @@ from paykit_async.codecs.xml import looks_like_html
 from .support import (
     WECHAT_APPID,
     WECHAT_MCH_ID,
+    eft_refund,
     eft_sign,
     eftpay_client,
     json_of,
@@ -218,14 +219,7 @@ def test_an_unclassifiable_eftpay_refund_reply_is_settled_by_query(
 
     async def main() -> None:
         async with eftpay_client(mock_transport(answer)) as client:
-            result = await client.refund(
-                paytype="WeChat",
-                payment_type="WECHATCN",
-                out_trade_no="T1",
-                transaction_amount="0.01",
-                total_fee="0.01",
-                refund_no="R1",
-            )
+            result = await eft_refund(client)
             assert result.settled_by_query
             assert result.trade_status == "TRADE_CLOSED"
 

@@ -32,6 +32,7 @@ from .support import (
     WECHAT_MCH_ID,
     WECHAT_SUCCESS,
     assert_no_secret,
+    eft_refund,
     eft_sign,
     eftpay_client,
     growth_ratio,
@@ -82,14 +83,7 @@ CALLS: dict[str, tuple[Callable[[Any], Any], Call]] = {
     "payjs.check": (_payjs, lambda c: c.check(payjs_order_id="P1")),
     "eftpay.refund": (
         _eftpay,
-        lambda c: c.refund(
-            paytype="WeChat",
-            payment_type="WECHATCN",
-            out_trade_no="T1",
-            transaction_amount="0.01",
-            total_fee="0.01",
-            refund_no="R1",
-        ),
+        eft_refund,
     ),
     "eftpay.query": (
         _eftpay,
