@@ -10,6 +10,7 @@ import pytest
 
 from paykit_async import (
     DecodeError,
+    HTTPStatusError,
     RefundOutcomeUnknown,
 )
 from paykit_async.codecs.xml import looks_like_html
@@ -145,6 +146,16 @@ def test_an_unclassifiable_wechat_reply_is_settled_by_query(backend: str, reply:
     assert not isinstance(result, BaseException), result
     assert result.settled_by_query  # type: ignore[attr-defined]
     assert paths[-1].endswith("/pay/refundquery")
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 418, 499, 500, 503])
+def test_a_bare_status_leaves_the_outcome_unknown(status: int) -> None:
+    assert HTTPStatusError.from_reply("X", "refund", status, {}, b"").outcome_unknown
+
+
+def test_429_alone_is_a_refusal_before_processing() -> None:
+    error = HTTPStatusError.from_reply("X", "refund", 429, {"retry-after": "2"}, b"")
+    assert (error.outcome_unknown, error.retryable, error.retry_after) == (False, True, 2.0)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

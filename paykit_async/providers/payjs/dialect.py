@@ -18,8 +18,8 @@ Classification of a ``200`` JSON reply:
   reported as a refusal — it cannot make a merchant believe money moved, and a refund of the same
   order can always be sent again (a PAYJS refund is the full refund of that order).
 
-Any other status → ``HTTPStatusError`` (5xx/429 retryable, ``Retry-After`` honoured; outcome unknown, so
-a refund or reverse is settled by a verified ``check``).
+Any other status → ``HTTPStatusError`` (5xx/429 retryable, ``Retry-After`` honoured; but for 429 the
+outcome is unknown, so a refund or reverse is settled by a verified ``check``).
 """
 
 from __future__ import annotations

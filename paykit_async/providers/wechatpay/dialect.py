@@ -3,10 +3,9 @@
 Per attempt, ``encode`` adds a fresh ``nonce_str`` (from :mod:`secrets`), ``sign_type`` when it is
 HMAC-SHA256, and ``sign``. ``decode`` classifies the reply:
 
-* HTTP status other than 200 → :class:`HTTPStatusError` (outcome unknown, ``Retry-After``
-  honoured), except an HTML page with a 4xx status, which is how WeChat rejects a missing or wrong
-  client certificate →
-  :class:`DecodeError` (nothing was executed);
+* HTTP status other than 200 → :class:`HTTPStatusError` (outcome unknown but for 429,
+  ``Retry-After`` honoured), except an HTML page with a 4xx status, which is how WeChat rejects a
+  missing or wrong client certificate → :class:`DecodeError` (nothing was executed);
 * ``return_code=FAIL`` (protocol level, usually unsigned) → :class:`ProviderError`;
 * ``return_code=SUCCESS`` without a valid ``sign``, or signed over a string that reads as another
   field set → :class:`SignatureError`;
