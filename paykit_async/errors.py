@@ -81,6 +81,12 @@ class HTTPStatusError(PaykitError):
     """The provider answered with an HTTP status the protocol does not expect (5xx, 429, 404...).
 
     5xx and 429 are retryable; ``retry_after`` carries the server's ``Retry-After`` hint in seconds.
+    The outcome is unknown for every status but 429: a status arrives only after the request was
+    sent, and a bare status (no verified, documented error in the body) cannot prove that nothing
+    was executed — a proxy, load balancer or gateway may answer 4xx after the provider received
+    the request. A refund is then settled by query. 429 alone says the request was refused before
+    it was processed (RFC 6585: the over-limit reply of the providers and of the rate-limit layer);
+    it is retried, and when the retries run out nothing was done.
     """
 
     def __init__(
@@ -96,8 +102,7 @@ class HTTPStatusError(PaykitError):
         self.retry_after = retry_after
         self.body = body
         self.retryable = status_code >= 500 or status_code == 429
-        # A 5xx may come after the provider did the work; 429 and 4xx refuse before it.
-        self.outcome_unknown = status_code >= 500
+        self.outcome_unknown = status_code != 429
 
     @classmethod
     def from_reply(

@@ -1,6 +1,6 @@
 """Pluggable signers and the canonical string they sign; SHA256-with-RSA for WeChat Pay API v3."""
 
-from .base import Signer
+from .base import ReadingVerifier, Signer
 from .canonical import (
     EmptyRule,
     ambiguous_field,
@@ -10,6 +10,7 @@ from .canonical import (
     is_php_empty,
     php_float,
     php_value,
+    refuse_ambiguous,
 )
 from .keyed import KeyedHmacSha256Signer, KeyedMd5Signer, constant_time_equal
 from .prefixed import PrefixedSha256Signer
@@ -20,6 +21,7 @@ __all__ = [
     "KeyedHmacSha256Signer",
     "KeyedMd5Signer",
     "PrefixedSha256Signer",
+    "ReadingVerifier",
     "Sha256WithRsaSigner",
     "Sha256WithRsaVerifier",
     "Signer",
@@ -31,4 +33,5 @@ __all__ = [
     "is_php_empty",
     "php_float",
     "php_value",
+    "refuse_ambiguous",
 ]

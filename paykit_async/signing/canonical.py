@@ -7,8 +7,10 @@ as empty differs per provider, so it is a parameter.
 **The re-split rule.** Joining raw values with ``&`` and ``=`` is ambiguous: the string
 ``attach=x&total_fee=9`` is signed alike for ``{attach: "x&total_fee=9"}`` and for
 ``{attach: "x", total_fee: "9"}``, so a value a customer controls could smuggle fields into (or
-hide fields from) a genuinely signed message. :func:`ambiguous_field` enforces the rule every
-verifier applies after the signature matched: a signed string is believed only as its *split
+hide fields from) a genuinely signed message. :func:`ambiguous_field` states the rule and every
+keyed signer applies it in ``verify_reading`` (:class:`~paykit_async.signing.base.ReadingVerifier`),
+after the signature matched, under the signer's own empty rule — the one entry point every reply and
+notification verifier calls. A signed string is believed only as its *split
 reading* — cut at every ``&`` that is followed by ``name=`` (a name of ASCII letters, digits and
 ``_``, with ``[key]`` suffixes for nested values) — and the received fields must be exactly that
 reading. So every received field name must be such a name, and no signed value may contain
@@ -28,7 +30,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from ..errors import ValidationError
+from ..errors import SignatureError, ValidationError
 
 __all__ = [
     "EmptyRule",
@@ -39,6 +41,7 @@ __all__ = [
     "is_php_empty",
     "php_float",
     "php_value",
+    "refuse_ambiguous",
 ]
 
 EmptyRule = Callable[[Any], bool]
@@ -239,6 +242,18 @@ def ambiguous_field(
         elif _splits(value if isinstance(value, str) else render(value)):
             return name
     return None
+
+
+def refuse_ambiguous(
+    fields: Mapping[str, Any], *, is_empty: EmptyRule = is_blank, what: str = "the message"
+) -> None:
+    """Raise :class:`SignatureError` naming the field when ``fields`` break the re-split rule."""
+    name = ambiguous_field(fields, is_empty=is_empty)
+    if name is not None:
+        raise SignatureError(
+            f"{what}: the signed string is ambiguous — field {name} could be re-split into other "
+            "fields (a value holds '&name='); refusing to trust it"
+        )
 
 
 def _ambiguous_nested(

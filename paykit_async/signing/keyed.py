@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from ..errors import ValidationError
+from .base import ReadingVerifier
 from .canonical import EmptyRule, canonical_bytes, is_blank
 
 __all__ = ["KeyedHmacSha256Signer", "KeyedMd5Signer", "constant_time_equal", "secret_bytes"]
@@ -50,7 +51,7 @@ def _key_bytes(signer: Any) -> bytes:
 
 
 @attrs.frozen(kw_only=True)
-class KeyedMd5Signer:
+class KeyedMd5Signer(ReadingVerifier):
     """``upper(md5(stringA + "&key=" + key))`` — WeChat Pay v2 ``MD5`` and PAYJS."""
 
     key: str = attrs.field(repr=False)
@@ -78,7 +79,7 @@ class KeyedMd5Signer:
 
 
 @attrs.frozen(kw_only=True)
-class KeyedHmacSha256Signer:
+class KeyedHmacSha256Signer(ReadingVerifier):
     """``upper(hmac_sha256(key, stringA + "&key=" + key))`` — WeChat Pay v2 ``HMAC-SHA256``."""
 
     key: str = attrs.field(repr=False)

@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 
 from ..errors import ValidationError
+from .base import ReadingVerifier
 from .canonical import EmptyRule, canonical_bytes, is_blank
 from .keyed import constant_time_equal, secret_bytes
 
@@ -20,7 +21,7 @@ def _secret_bytes(signer: Any) -> bytes:
 
 
 @attrs.frozen(kw_only=True)
-class PrefixedSha256Signer:
+class PrefixedSha256Signer(ReadingVerifier):
     """``lower(hex(sha256(secret + "k1=v1&k2=v2…")))`` over the non-empty fields.
 
     The canonical string is encoded on its own before the secret is prepended, so no error can

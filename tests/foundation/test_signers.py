@@ -14,6 +14,7 @@ from decimal import Decimal
 import pytest
 from wechatpy.pay.utils import calculate_signature, calculate_signature_hmac
 
+from paykit_async import SignatureError
 from paykit_async.signing import (
     KeyedHmacSha256Signer,
     KeyedMd5Signer,
@@ -280,3 +281,47 @@ def test_signer_repr_and_str_hide_the_key(signer: Signer) -> None:
 def test_sign_types() -> None:
     assert [s.sign_type for s in SIGNERS] == ["MD5", "HMAC-SHA256", "SHA256", "MD5"]
     assert all(isinstance(s, Signer) for s in SIGNERS)
+
+
+# --- verify_reading: the re-split rule, once, in the signers -----------------------------------
+
+_READING_SIGNERS = [
+    KeyedMd5Signer(key=KEY),
+    KeyedHmacSha256Signer(key=KEY),
+    PrefixedSha256Signer(secret=KEY),
+    KeyedMd5Signer(key=KEY, is_empty=is_php_empty),
+    PrefixedSha256Signer(secret=KEY, is_empty=lambda _value: False),  # eftPay's all-fields rule
+]
+
+
+@pytest.mark.parametrize("signer", _READING_SIGNERS, ids=lambda s: f"{s.sign_type}")
+def test_verify_reading_believes_a_signed_string_only_as_its_one_reading(
+    signer: KeyedMd5Signer | KeyedHmacSha256Signer | PrefixedSha256Signer,
+) -> None:
+    plain = {**REFUND, "refund_desc": "Tom & Jerry=cats"}  # holds "&" but cannot be re-split
+    assert signer.verify_reading(plain, signer.sign(plain))
+    assert not signer.verify_reading(plain, signer.sign(REFUND))  # a bare mismatch is just False
+    smuggling = {**REFUND, "refund_desc": "x&total_fee=9999&zz="}
+    signature = signer.sign(smuggling)
+    assert signer.verify(smuggling, signature)  # the bare check cannot see it...
+    with pytest.raises(SignatureError, match=r"^the reply: .*ambiguous.*refund_desc"):
+        signer.verify_reading(smuggling, signature, what="the reply")  # ...the reading can
+    odd_name = {**REFUND, "a=b": "v"}
+    with pytest.raises(SignatureError, match="ambiguous"):
+        signer.verify_reading(odd_name, signer.sign(odd_name))
+
+
+def test_verify_reading_judges_emptiness_by_the_signer_s_own_rule() -> None:
+    # A field that is empty under the signer's rule is not in the signed string, so its name
+    # cannot re-split it; under eftPay's all-fields rule the same field is signed ("a b=").
+    fields = {"a": "1", "a b": ""}
+    for signer in (KeyedMd5Signer(key=KEY), PrefixedSha256Signer(secret=KEY)):
+        assert signer.verify_reading(fields, signer.sign(fields))
+    all_fields = PrefixedSha256Signer(secret=KEY, is_empty=lambda _value: False)
+    with pytest.raises(SignatureError, match="ambiguous"):
+        all_fields.verify_reading(fields, all_fields.sign(fields))
+    php = {"a": "1", "a b": "0"}  # "0" is empty to PHP's array_filter (PAYJS) only
+    payjs = KeyedMd5Signer(key=KEY, is_empty=is_php_empty)
+    assert payjs.verify_reading(php, payjs.sign(php))
+    with pytest.raises(SignatureError, match="ambiguous"):
+        KeyedMd5Signer(key=KEY).verify_reading(php, KeyedMd5Signer(key=KEY).sign(php))

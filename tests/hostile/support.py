@@ -13,13 +13,14 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import httpx
 from hypothesis import HealthCheck, settings
 
 from paykit_async import EftPayClient, HttpxTransport, PayJSClient, RetryPolicy, WeChatPayClient
+from paykit_async.providers.eftpay import RefundResult as EftPayRefundResult
 
 #: Fixed seed, no example database, bounded examples: the suite is reproducible and fast.
 HOSTILE = settings(
@@ -47,6 +48,8 @@ SECRETS = (WECHAT_KEY, PAYJS_KEY, EFT_SECRET)
 
 # -- growth ratio ----------------------------------------------------------------------------
 
+_Body = TypeVar("_Body", bytes, str)
+
 
 def _best_time(work: Callable[[], object], repeats: int) -> float:
     # As timeit does, with the cyclic garbage collector off: a collection landing in one
@@ -66,7 +69,7 @@ def _best_time(work: Callable[[], object], repeats: int) -> float:
 
 
 def growth_ratio(
-    run: Callable[[bytes], object], make: Callable[[int], bytes], max_size: int, *, min_time: float = 0.002
+    run: Callable[[_Body], object], make: Callable[[int], _Body], max_size: int, *, min_time: float = 0.002
 ) -> float:
     """Best-of-several time on a body twice as large over the time on the smaller one.
 
@@ -237,4 +240,16 @@ def payjs_client(transport: Any) -> PayJSClient:
 def eftpay_client(transport: Any) -> EftPayClient:
     return EftPayClient(
         EFT_UCK, EFT_SECRET, base_url="https://eft.example", transport=transport, retry=NO_RETRY
+    )
+
+
+def eft_refund(client: EftPayClient) -> Awaitable[EftPayRefundResult]:
+    """The eftPay refund the hostile tests send: refund R1 of 0.01 on WeChat order T1."""
+    return client.refund(
+        paytype="WeChat",
+        payment_type="WECHATCN",
+        out_trade_no="T1",
+        transaction_amount="0.01",
+        total_fee="0.01",
+        refund_no="R1",
     )

@@ -10,6 +10,7 @@ import pytest
 
 from paykit_async import (
     DecodeError,
+    HTTPStatusError,
     RefundOutcomeUnknown,
 )
 from paykit_async.codecs.xml import looks_like_html
@@ -17,6 +18,7 @@ from paykit_async.codecs.xml import looks_like_html
 from .support import (
     WECHAT_APPID,
     WECHAT_MCH_ID,
+    eft_refund,
     eft_sign,
     eftpay_client,
     json_of,
@@ -119,8 +121,23 @@ def test_html_pages_are_still_recognised(body: bytes) -> None:
         (200, signed_wechat_reply(**{**REFUND_FIELDS, "result_code": "PENDING"})),  # signed, undocumented
         (200, b"<xml><return_code>SUCCESS</return_code>"),
         (200, b""),
+        # A bare 4xx after the send (a proxy, a gateway): no verified refusal, so not definite.
+        (404, b"Not Found"),
+        (400, b"bad request"),
+        (403, xml_of({"return_code": "FAIL", "return_msg": "forbidden"})),
+        (409, b""),
     ],
-    ids=["html-200", "unknown-return-code", "unknown-result-code", "truncated", "empty"],
+    ids=[
+        "html-200",
+        "unknown-return-code",
+        "unknown-result-code",
+        "truncated",
+        "empty",
+        "bare-404",
+        "bare-400",
+        "xml-403",
+        "empty-409",
+    ],
 )
 def test_an_unclassifiable_wechat_reply_is_settled_by_query(backend: str, reply: tuple[int, bytes]) -> None:
     result, paths = _wechat_refund(backend, reply)
@@ -129,6 +146,16 @@ def test_an_unclassifiable_wechat_reply_is_settled_by_query(backend: str, reply:
     assert not isinstance(result, BaseException), result
     assert result.settled_by_query  # type: ignore[attr-defined]
     assert paths[-1].endswith("/pay/refundquery")
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 418, 499, 500, 503])
+def test_a_bare_status_leaves_the_outcome_unknown(status: int) -> None:
+    assert HTTPStatusError.from_reply("X", "refund", status, {}, b"").outcome_unknown
+
+
+def test_429_alone_is_a_refusal_before_processing() -> None:
+    error = HTTPStatusError.from_reply("X", "refund", 429, {"retry-after": "2"}, b"")
+    assert (error.outcome_unknown, error.retryable, error.retry_after) == (False, True, 2.0)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -141,18 +168,33 @@ def test_the_certificate_page_with_400_is_a_definite_refusal(backend: str) -> No
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("body", [b'{"return_code": 2}', b"<html>busy</html>", b'{"return_code": "1", "x": '])
-def test_an_unclassifiable_payjs_refund_reply_is_unknown(backend: str, body: bytes) -> None:
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (200, b'{"return_code": 2}'),
+        (200, b"<html>busy</html>"),
+        (200, b'{"return_code": "1", "x": '),
+        (404, b"<html>Not Found</html>"),
+        (400, b'{"return_code": 0, "return_msg": "bad"}'),
+        (403, b""),
+    ],
+)
+def test_an_unclassifiable_payjs_refund_reply_is_unknown(backend: str, status: int, body: bytes) -> None:
     async def main() -> None:
         check = {"return_code": 1, "payjs_order_id": "P1", "status": 1}
         check_reply = json_of({**check, "sign": _payjs_sign(check)})
+        checked: list[str] = []
 
         def answer(request: httpx.Request) -> tuple[int, dict[str, str], bytes]:
-            return (200, {}, check_reply) if request.url.path.endswith("/check") else (200, {}, body)
+            if request.url.path.endswith("/check"):
+                checked.append(request.url.path)
+                return 200, {}, check_reply
+            return status, {}, body
 
         async with payjs_client(mock_transport(answer)) as client:
             with pytest.raises(RefundOutcomeUnknown):
                 await client.refund(payjs_order_id="P1")
+        assert checked  # the outcome was put to a verified check, not taken as a refusal
 
     anyio.run(main, backend=backend)
 
@@ -165,25 +207,30 @@ def _payjs_sign(fields: dict[str, object]) -> str:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(
-    "body", [b'{"trade_status": "TRADE_CLOSED"}', b"<html></html>", b'{"return_status": ']
+    ("status", "body"),
+    [
+        (200, b'{"trade_status": "TRADE_CLOSED"}'),
+        (200, b"<html></html>"),
+        (200, b'{"return_status": '),
+        (404, b"<html>Not Found</html>"),
+        (400, b'{"return_status": "99", "return_char": "bad"}'),
+        (401, b""),
+    ],
 )
-def test_an_unclassifiable_eftpay_refund_reply_is_settled_by_query(backend: str, body: bytes) -> None:
+def test_an_unclassifiable_eftpay_refund_reply_is_settled_by_query(
+    backend: str, status: int, body: bytes
+) -> None:
     query = {"return_status": "00", "refund_no": "R1", "trade_type": "REFUND", "trade_status": "TRADE_CLOSED"}
     query_reply = json_of({**query, "sign": eft_sign(query)})
 
     def answer(request: httpx.Request) -> tuple[int, dict[str, str], bytes]:
-        return (200, {}, query_reply) if request.url.path.endswith("QRcodeTradeQuery.do") else (200, {}, body)
+        if request.url.path.endswith("QRcodeTradeQuery.do"):
+            return 200, {}, query_reply
+        return status, {}, body
 
     async def main() -> None:
         async with eftpay_client(mock_transport(answer)) as client:
-            result = await client.refund(
-                paytype="WeChat",
-                payment_type="WECHATCN",
-                out_trade_no="T1",
-                transaction_amount="0.01",
-                total_fee="0.01",
-                refund_no="R1",
-            )
+            result = await eft_refund(client)
             assert result.settled_by_query
             assert result.trade_status == "TRADE_CLOSED"
 

@@ -26,8 +26,10 @@ from .support import (
     WECHAT_KEY,
     WECHAT_MCH_ID,
     eft_sign,
+    growth_ratio,
     json_of,
     payjs_sign,
+    swallow,
 )
 
 PAYJS = PayJSClient(PAYJS_MCHID, PAYJS_KEY, base_url="http://127.0.0.1:9")
@@ -214,3 +216,36 @@ def test_eftpay_altered_notifications_are_refused(data: st.DataObject, desc: str
     altered = data.draw(_altered(genuine))
     with pytest.raises((SignatureError, DecodeError)):
         EFTPAY.parse_notification(json_of(altered))
+
+
+# -- linear time through verification and the re-split rule ----------------------------------
+
+# Genuinely signed bodies (so the signature matches and the re-split rule runs) whose free text
+# is the worst the rule's pattern can meet: many "&name" starts that never reach "=", bracket
+# suffixes that never close, a run of "&", and a value that does split (refused at the end).
+_VALUE_SHAPES = {
+    "name_starts": lambda n: "&a" * (n // 2),
+    "long_name": lambda n: "&" + "a" * n,
+    "open_brackets": lambda n: "&a" + "[" * n,
+    "bracket_pairs": lambda n: "&a" + "[]" * (n // 2),
+    "ampersands": lambda n: "&" * n,
+    "splits_at_the_end": lambda n: "&a" * (n // 2) + "&a=1",
+}
+
+
+@pytest.mark.parametrize("shape", sorted(_VALUE_SHAPES))
+def test_payjs_notification_time_grows_linearly(shape: str) -> None:
+    def make(n: int) -> bytes:
+        return urlencode(_payjs_fields(attach=_VALUE_SHAPES[shape](n // 3))).encode()
+
+    ratio = growth_ratio(swallow(PAYJS.parse_notification, PaykitError), make, 1 << 20)
+    assert ratio < 3.0, f"{shape}: doubling the body multiplied the time by {ratio:.2f}"
+
+
+@pytest.mark.parametrize("shape", sorted(_VALUE_SHAPES))
+def test_eftpay_notification_time_grows_linearly(shape: str) -> None:
+    def make(n: int) -> bytes:
+        return json_of(_eft_fields(refund_desc=_VALUE_SHAPES[shape](n)))
+
+    ratio = growth_ratio(swallow(EFTPAY.parse_notification, PaykitError), make, 1 << 20)
+    assert ratio < 3.0, f"{shape}: doubling the body multiplied the time by {ratio:.2f}"

@@ -18,6 +18,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from paykit_async import EftPayClient, PayJSClient, PaykitError, WeChatPayClient
+from paykit_async.codecs.xml import decode_xml
+from paykit_async.providers.wechatpay.dialect import WeChatPayDialect
+from paykit_async.providers.wechatpay.parsing import parse_refund_query
 
 from ..payjs.payjs_fixtures import php_sign
 from .support import (
@@ -25,13 +28,17 @@ from .support import (
     PAYJS_KEY,
     SECRETS,
     WECHAT_APPID,
+    WECHAT_KEY,
     WECHAT_MCH_ID,
     WECHAT_SUCCESS,
     assert_no_secret,
+    eft_refund,
     eft_sign,
     eftpay_client,
+    growth_ratio,
     mock_transport,
     payjs_client,
+    swallow,
     wechat_client,
     wechat_hmac_sign,
     wechat_sign,
@@ -76,14 +83,7 @@ CALLS: dict[str, tuple[Callable[[Any], Any], Call]] = {
     "payjs.check": (_payjs, lambda c: c.check(payjs_order_id="P1")),
     "eftpay.refund": (
         _eftpay,
-        lambda c: c.refund(
-            paytype="WeChat",
-            payment_type="WECHATCN",
-            out_trade_no="T1",
-            transaction_amount="0.01",
-            total_fee="0.01",
-            refund_no="R1",
-        ),
+        eft_refund,
     ),
     "eftpay.query": (
         _eftpay,
@@ -326,3 +326,41 @@ def test_altered_replies_are_never_results(backend: str, data: st.DataObject) ->
 
     result = run_call(name, backend, answer)
     assert isinstance(result, PaykitError), f"{name} {kind}: an altered reply was returned as {result!r}"
+
+
+# -- linear time: a verified WeChat reply typed by parsing.py ---------------------------------
+
+
+def _query_fields(extra: Callable[[int], dict[str, str]], size: int) -> dict[str, str]:
+    fields = {**WECHAT_SUCCESS, "out_trade_no": "T1", "total_fee": "100", "refund_count": "1"}
+    fields |= {"out_refund_no_0": "R1", "refund_fee_0": "100", "refund_status_0": "SUCCESS"}
+    fields |= extra(size)
+    return {**fields, "sign": wechat_sign(fields)}
+
+
+# Index values stop at four digits, so the many-item shapes wrap around and grow in name length.
+_QUERY_SHAPES: dict[str, Callable[[int], dict[str, str]]] = {
+    "many_refunds": lambda n: {
+        f"out_refund_no_{i % 10_000}{'_x' * (i // 10_000)}": "R" for i in range(n // 24)
+    },
+    "many_coupons": lambda n: {
+        f"coupon_refund_fee_0_{i % 10_000}{'_y' * (i // 10_000)}": "1" for i in range(n // 32)
+    },
+    "lazy_name": lambda n: {"a" + "_a" * (n // 2) + "_0": "1"},
+    "underscores": lambda n: {"_" * n + "_0_0": "1"},
+    "long_unindexed": lambda n: {"coupon_type_" + "9" * n: "CASH"},
+}
+
+
+@pytest.mark.parametrize("shape", sorted(_QUERY_SHAPES))
+def test_wechat_query_reply_parsing_time_grows_linearly(shape: str) -> None:
+    dialect = WeChatPayDialect(api_key=WECHAT_KEY)
+
+    def run(body: bytes) -> object:
+        return parse_refund_query(dialect.verify_reply(decode_xml(body)))
+
+    def make(size: int) -> bytes:
+        return xml_of(_query_fields(_QUERY_SHAPES[shape], size))
+
+    ratio = growth_ratio(swallow(run, PaykitError), make, 1 << 20)
+    assert ratio < 3.0, f"{shape}: doubling the reply multiplied the time by {ratio:.2f}"

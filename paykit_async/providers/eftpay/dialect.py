@@ -19,7 +19,7 @@ import attrs
 from ...codecs.json import CONTENT_TYPE, decode_json, encode_json
 from ...errors import DecodeError, HTTPStatusError, ProviderError, SignatureError
 from ...pipeline.core import Operation, Outcome
-from ...signing import PrefixedSha256Signer, ambiguous_field, is_blank
+from ...signing import PrefixedSha256Signer, is_blank
 from ...transport.wire import WireRequest, WireResponse
 
 __all__ = [
@@ -116,20 +116,15 @@ class ReplyVerifier:
         signature = fields.get("sign")
         if not isinstance(signature, str) or not signature:
             raise SignatureError(f"eftPay {what} carries no sign")
-        if self._signer.verify(fields, signature):
+        # verify_reading also applies the re-split rule, under the empty rule of the signer that matched.
+        if self._signer.verify_reading(fields, signature, what=f"eftPay {what}"):
             rule = SignatureRule.NON_EMPTY
-        elif any(is_blank(v) for k, v in fields.items() if k != "sign") and self._signer_all.verify(
-            fields, signature
+        elif any(is_blank(v) for k, v in fields.items() if k != "sign") and self._signer_all.verify_reading(
+            fields, signature, what=f"eftPay {what}"
         ):
             rule = SignatureRule.ALL_FIELDS
         else:
             raise SignatureError(f"eftPay {what} signature does not match")
-        name = ambiguous_field(fields, is_empty=is_blank if rule is SignatureRule.NON_EMPTY else _never_empty)
-        if name is not None:
-            raise SignatureError(
-                f"eftPay {what}: the signed string is ambiguous — field {name} could be re-split into "
-                "other fields (a value holds '&name='); refusing to trust it"
-            )
         logger.debug("eftPay %s signature verified with rule %s", what, rule.value)
         return rule
 

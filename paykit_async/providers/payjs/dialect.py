@@ -18,7 +18,8 @@ Classification of a ``200`` JSON reply:
   reported as a refusal — it cannot make a merchant believe money moved, and a refund of the same
   order can always be sent again (a PAYJS refund is the full refund of that order).
 
-Any other status → ``HTTPStatusError`` (5xx/429 retryable, ``Retry-After`` honoured).
+Any other status → ``HTTPStatusError`` (5xx/429 retryable, ``Retry-After`` honoured; but for 429 the
+outcome is unknown, so a refund or reverse is settled by a verified ``check``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from ...pipeline.core import Operation, Outcome
 from ...signing import KeyedMd5Signer, is_php_empty
 from ...transport.wire import WireRequest, WireResponse
 from .errors import UnsignedReplyError
-from .notifications import check_unambiguous
 
 __all__ = ["FAIL", "PayJSDialect", "make_signer", "return_code_of"]
 
@@ -89,9 +89,9 @@ class PayJSDialect:
         return_code = return_code_of(fields)
         signature = fields.get("sign")
         if signature is not None:
-            if not isinstance(signature, str) or not self.signer.verify(fields, signature):
-                raise SignatureError(f"PAYJS {operation.name} reply signature does not verify")
-            check_unambiguous(fields, what=f"PAYJS {operation.name} reply")
+            what = f"PAYJS {operation.name} reply"
+            if not isinstance(signature, str) or not self.signer.verify_reading(fields, signature, what=what):
+                raise SignatureError(f"{what} signature does not verify")
         elif return_code == 1:
             raise UnsignedReplyError(
                 f"PAYJS {operation.name} answered success without a signature; not trusted",

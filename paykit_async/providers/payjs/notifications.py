@@ -6,18 +6,14 @@ with body ``success`` within 3 s, so handle each ``payjs_order_id`` idempotently
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from ...codecs.inbound import Body, form_body
 from ...errors import DecodeError, SignatureError
 from ...notification_reply import NotificationReply
-from ...signing import KeyedMd5Signer, ambiguous_field, is_php_empty
+from ...signing import KeyedMd5Signer
 from .models import PaymentNotification, structure
 
 __all__ = [
     "NotificationReply",
-    "check_unambiguous",
     "failure_reply",
     "parse_payment_notification",
     "success_reply",
@@ -53,22 +49,11 @@ def parse_payment_notification(
     signature = fields.get("sign")
     if not signature:
         raise SignatureError("PAYJS notification carries no signature")
-    if not signer.verify(fields, signature):
+    if not signer.verify_reading(fields, signature, what="PAYJS notification"):
         raise SignatureError("PAYJS notification signature does not verify")
-    check_unambiguous(fields, what="PAYJS notification")
     missing = [name for name in _REQUIRED if not fields.get(name)]
     if missing:
         raise DecodeError(f"PAYJS notification lacks {', '.join(missing)}", after_send=False)
     if mchid is not None and fields["mchid"] != mchid:
         raise SignatureError("PAYJS notification is for another merchant")
     return structure(PaymentNotification, fields)
-
-
-def check_unambiguous(fields: Mapping[str, Any], *, what: str) -> None:
-    """Refuse verified fields whose signed string reads as another field set (the re-split rule)."""
-    name = ambiguous_field(fields, is_empty=is_php_empty)
-    if name is not None:
-        raise SignatureError(
-            f"{what}: the signed string is ambiguous — field {name} could be re-split into other "
-            "fields (a value holds '&name='); refusing to trust it"
-        )

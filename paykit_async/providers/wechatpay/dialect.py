@@ -3,9 +3,9 @@
 Per attempt, ``encode`` adds a fresh ``nonce_str`` (from :mod:`secrets`), ``sign_type`` when it is
 HMAC-SHA256, and ``sign``. ``decode`` classifies the reply:
 
-* HTTP status other than 200 → :class:`HTTPStatusError` (``Retry-After`` honoured), except an HTML
-  page with a 4xx status, which is how WeChat rejects a missing or wrong client certificate →
-  :class:`DecodeError` (nothing was executed);
+* HTTP status other than 200 → :class:`HTTPStatusError` (outcome unknown but for 429,
+  ``Retry-After`` honoured), except an HTML page with a 4xx status, which is how WeChat rejects a
+  missing or wrong client certificate → :class:`DecodeError` (nothing was executed);
 * ``return_code=FAIL`` (protocol level, usually unsigned) → :class:`ProviderError`;
 * ``return_code=SUCCESS`` without a valid ``sign``, or signed over a string that reads as another
   field set → :class:`SignatureError`;
@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from ...codecs.xml import CONTENT_TYPE, decode_xml, encode_xml, looks_like_html
 from ...errors import DecodeError, HTTPStatusError, ProviderError, SignatureError
 from ...pipeline.core import Operation, Outcome
-from ...signing import KeyedHmacSha256Signer, KeyedMd5Signer, ambiguous_field
+from ...signing import KeyedHmacSha256Signer, KeyedMd5Signer
 from ...transport.wire import WireRequest, WireResponse
 from .errors import provider_error
 
@@ -100,17 +100,14 @@ class WeChatPayDialect:
                 )
             sign = fields.get("sign")
             # Protocol failures are usually unsigned; a signature that is present must be right.
-            if sign:
-                if not self.verify(fields, sign):
-                    raise SignatureError("a return_code=FAIL reply carries an invalid sign")
-                _refuse_ambiguous(fields)
+            if sign and not self.verify(fields, sign):
+                raise SignatureError("a return_code=FAIL reply carries an invalid sign")
             raise ProviderError(return_code, fields.get("return_msg", ""), raw=fields)
         sign = fields.get("sign")
         if not sign:
             raise SignatureError("a return_code=SUCCESS reply carries no sign: refusing to trust it")
         if not self.verify(fields, sign):
             raise SignatureError("the reply's sign does not match: refusing to trust it")
-        _refuse_ambiguous(fields)
         result_code = fields.get("result_code")
         if result_code != "SUCCESS":
             if result_code != "FAIL":
@@ -122,24 +119,17 @@ class WeChatPayDialect:
         return fields
 
     def verify(self, fields: Mapping[str, str], sign: str) -> bool:
-        """Constant-time check of ``sign`` over every field but ``sign`` (MD5 or HMAC by length)."""
+        """Constant-time check of ``sign`` over every field but ``sign`` (MD5 or HMAC by length).
+
+        A match over a string that reads as another field set raises :class:`SignatureError`
+        (the re-split rule, applied by the signer's ``verify_reading``).
+        """
         length = len(sign)
         if length == 32:
-            return self._md5.verify(fields, sign)
+            return self._md5.verify_reading(fields, sign, what="the reply")
         if length == 64:
-            return self._hmac.verify(fields, sign)
+            return self._hmac.verify_reading(fields, sign, what="the reply")
         return False
-
-
-def _refuse_ambiguous(fields: Mapping[str, str]) -> None:
-    """The re-split rule (:mod:`paykit_async.signing.canonical`): a verified reply is believed
-    only when its signed string reads as exactly the received fields."""
-    name = ambiguous_field(fields)
-    if name is not None:
-        raise SignatureError(
-            f"the reply's signed string is ambiguous — field {name} could be re-split into other "
-            "fields (a value holds '&name='); refusing to trust it"
-        )
 
 
 def _certificate_error() -> DecodeError:
