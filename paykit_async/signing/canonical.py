@@ -92,6 +92,8 @@ def php_float(value: float | Decimal | int) -> str:
     ``-0.0`` → ``-0``, ``1e15`` → ``1.0E+15``. The value is first rounded to the nearest double,
     as PHP's parser does.
     """
+    if isinstance(value, Decimal) and value.is_nan():
+        return "NAN"  # float() refuses a signalling NaN
     try:
         number = float(value)
     except OverflowError:

@@ -47,6 +47,8 @@ from .support import PAYJS_KEY, always, payjs_client
         (2**63, "9.2233720368548E+18"),
         (Decimal("1E400"), "INF"),
         (Decimal("-1E400"), "-INF"),
+        (Decimal("NaN"), "NAN"),
+        (Decimal("sNaN"), "NAN"),  # float() would raise a bare ValueError (found by hypothesis)
     ],
 )
 def test_php_float_known_answers(value: Decimal | float | int, php: str) -> None:
