@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from paykit_async import DecodeError, PaykitError, WeChatPayV3Client
+from paykit_async.codecs.json import MAX_JSON_DEPTH
 from paykit_async.pipeline.core import Operation
-from paykit_async.providers.wechatpay_v3.jsonsafe import MAX_DEPTH, loads_object
-from paykit_async.providers.wechatpay_v3.parsing import parse_refund
+from paykit_async.providers.wechatpay_v3.parsing import json_object, parse_refund
 from paykit_async.transport.wire import WireResponse
 
 from . import spec
@@ -168,18 +168,20 @@ def test_authentic_notifications_with_hostile_resources(resource: Any) -> None:
     ],
 )
 def test_json_guard_refuses_hostile_documents(data: bytes) -> None:
-    with pytest.raises(DecodeError):
-        loads_object(data, what="reply")
+    with pytest.raises(DecodeError, match=r"^the reply: ") as caught:
+        json_object(data, what="reply")
+    assert not caught.value.retryable
 
 
 def test_json_guard_depth_limit() -> None:
-    ok = b'{"a":' * (MAX_DEPTH - 1) + b"{}" + b"}" * (MAX_DEPTH - 1)
-    assert loads_object(ok, what="reply")
-    too_deep = b'{"a":' * MAX_DEPTH + b"{}" + b"}" * MAX_DEPTH
+    ok = b'{"a":' * (MAX_JSON_DEPTH - 1) + b"{}" + b"}" * (MAX_JSON_DEPTH - 1)
+    assert json_object(ok, what="reply")
+    too_deep = b'{"a":' * MAX_JSON_DEPTH + b"{}" + b"}" * MAX_JSON_DEPTH
     with pytest.raises(DecodeError, match="nested"):
-        loads_object(too_deep, what="reply")
-    with pytest.raises(DecodeError, match="larger"):
-        loads_object(b" " * (2 << 20), what="reply")
+        json_object(too_deep, what="reply")
+    with pytest.raises(DecodeError, match="too large") as caught:
+        CLIENT.parse_refund_notification({}, b" " * (2 << 20))
+    assert not caught.value.outcome_unknown
 
 
 def test_fractional_and_boolean_amounts_are_refused_not_rounded() -> None:

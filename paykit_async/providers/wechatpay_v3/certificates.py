@@ -28,7 +28,7 @@ from ...errors import DecodeError, PaykitError, SignatureError
 from ...signing.rsa import Sha256WithRsaVerifier
 from ...transport.wire import WireResponse
 from .aead import ALGORITHM, AeadAes256Gcm
-from .jsonsafe import loads_object
+from .parsing import json_object
 from .verification import KeyRing, PlatformCertificate, verify_signed
 
 __all__ = ["CertificatesUnavailable", "PlatformCertificates", "parse_certificates"]
@@ -102,7 +102,7 @@ def parse_certificates(
 ) -> list[PlatformCertificate]:
     """The certificates of a 200 ``/v3/certificates`` reply, after verifying the reply with them
     (or with one already known). Raises :class:`DecodeError` or :class:`SignatureError`."""
-    document = loads_object(response.content, what="certificate list", after_send=False)
+    document = json_object(response.content, what="certificate list", after_send=False)
     data = document.get("data")
     if not isinstance(data, list) or not data:
         raise DecodeError("the certificate list holds no certificates", after_send=False)

@@ -26,7 +26,7 @@ from ...retry_after import parse_retry_after
 from ...signing.rsa import Sha256WithRsaSigner, authorization_header, request_message
 from ...transport.wire import WireRequest, WireResponse
 from .errors import provider_error
-from .jsonsafe import loads_object
+from .parsing import json_object
 from .requests import encode_body
 from .verification import KeyRing, verify_signed
 
@@ -123,7 +123,7 @@ class WeChatPayV3Dialect:
             return Outcome(fields={}, status_code=status)
         if not content:
             raise DecodeError(f"the {operation.name} reply is empty")
-        document = loads_object(content, what=f"{operation.name} reply")
+        document = json_object(content, what=f"{operation.name} reply")
         _check_echo(operation, document)
         return Outcome(fields=document, status_code=status)
 
@@ -132,7 +132,7 @@ class WeChatPayV3Dialect:
         status, headers, content = response.status_code, response.headers, response.content
         document: dict[str, Any] | None
         try:
-            document = loads_object(content, what="error reply") if content else None
+            document = json_object(content, what="error reply") if content else None
         except DecodeError:
             document = None
         code = document.get("code") if document is not None else None
