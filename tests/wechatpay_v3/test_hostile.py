@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from paykit_async import DecodeError, PaykitError, WeChatPayV3Client
+from paykit_async import DecodeError, PaykitError, RefundOutcomeUnknown, WeChatPayV3Client
 from paykit_async.codecs.json import MAX_JSON_DEPTH
 from paykit_async.pipeline.core import Operation
 from paykit_async.providers.wechatpay_v3.parsing import json_object, parse_refund
-from paykit_async.transport.wire import WireResponse
+from paykit_async.transport.wire import WireRequest, WireResponse
 
 from . import spec
 
@@ -196,3 +196,49 @@ def test_a_deeply_nested_signed_reply_is_a_decode_error() -> None:
     body = b'{"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     with pytest.raises(DecodeError, match="nested"):
         CLIENT.dialect.decode(QUERY_OP, _signed(200, body))
+
+
+class _Replies:
+    """A transport answering every request with the next scripted reply."""
+
+    in_process = True
+
+    def __init__(self, *replies: WireResponse) -> None:
+        self.replies = list(replies)
+        self.sent: list[WireRequest] = []
+
+    def configure(self, settings: object) -> None:
+        pass
+
+    async def send(self, request: WireRequest) -> WireResponse:
+        self.sent.append(request)
+        return self.replies.pop(0)
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "field",
+    ['"amount":{"refund":100,"total":1.5}', '"amount":{"refund":100,"total":"lots"}', '"refund_id":[1]'],
+)
+async def test_a_verified_refund_reply_that_cannot_be_typed_is_an_unknown_outcome(field: str) -> None:
+    """Signed by WeChat, so the refund may have been made: never a plain DecodeError (no refund
+    number to retry with) and never a failure."""
+    transport = _Replies(_signed(200, b'{"out_refund_no":"R1",' + field.encode() + b"}"))
+    client = WeChatPayV3Client(
+        "1900000109",
+        spec.private_pem(MERCHANT),
+        "ABCDEF",
+        APIV3_KEY,
+        wechatpay_public_key=spec.public_pem(PLATFORM),
+        wechatpay_public_key_id=PUBLIC_KEY_ID,
+        transport=transport,
+    )
+    async with client:
+        with pytest.raises(RefundOutcomeUnknown) as caught:
+            await client.refund(refund=100, total=300, out_trade_no="T1", out_refund_no="R1")
+    assert caught.value.refund_no == "R1"
+    assert isinstance(caught.value.__cause__, DecodeError)
+    assert len(transport.sent) == 1

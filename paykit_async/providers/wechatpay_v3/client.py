@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import attrs
 
-from ...client_base import BaseClient, ClientOptions
+from ...client_base import BaseClient, ClientOptions, read_refund_reply
 from ...errors import PaykitError, SignatureError, ValidationError
 from ...notification_reply import NotificationReply
 from ...pipeline.core import Operation, Outcome, Pipeline, wire_received, wire_sent
@@ -254,13 +254,16 @@ class WeChatPayV3Client(BaseClient):
             settle=self._settle,
         )
         outcome = await self._call(operation)
-        return parse_refund(
-            outcome.fields,
-            out_refund_no=number,
-            attempts=outcome.attempts,
-            settled_by_query=outcome.settled_by_query,
-            replayed=outcome.replayed,
-            request_id=outcome.request_id,
+        return read_refund_reply(
+            operation,
+            lambda: parse_refund(
+                outcome.fields,
+                out_refund_no=number,
+                attempts=outcome.attempts,
+                settled_by_query=outcome.settled_by_query,
+                replayed=outcome.replayed,
+                request_id=outcome.request_id,
+            ),
         )
 
     def _query_operation(self, out_refund_no: str) -> Operation:
