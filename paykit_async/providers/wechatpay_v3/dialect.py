@@ -133,13 +133,14 @@ class WeChatPayV3Dialect:
         """The error for a non-2xx reply (raises :class:`SignatureError` if it is forged).
 
         Only a verified error reply can say that a refund was not made: an unsigned refusal
-        (WeChat's JSON without a signature, a proxy's error page) leaves the refund's outcome
-        unknown, so the retry layer settles it with a verified query. The exception is WeChat's
-        unsigned 401, sent when it could not authenticate the request at all.
+        (WeChat's JSON without a signature, a proxy's error page, an unsigned 429) leaves the
+        refund's outcome unknown, so the retry layer settles it with a verified query once it
+        stops re-sending. The exception is WeChat's unsigned 401, sent when it could not
+        authenticate the request at all.
         """
         status, headers, content = response.status_code, response.headers, response.content
         error = self._classify(operation, status, headers, content)
-        if operation.is_refund and not error.retryable and not _proves_nothing_done(error):
+        if operation.is_refund and not _proves_nothing_done(error):
             error.outcome_unknown = True
         return error
 
