@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
-from .errors import ValidationError
+from .errors import DecodeError, RefundOutcomeUnknown, ValidationError
 from .pipeline.clock import Clock, MonotonicClock
 from .pipeline.core import Dialect, Exchange, Middleware, Operation, Outcome, Pipeline
 from .pipeline.retry import RetryBudget, RetryMiddleware, RetryPolicy
@@ -26,7 +26,28 @@ if TYPE_CHECKING:
     from .pipeline.ratelimit import RateLimit, RateLimitMiddleware
     from .pipeline.stores.base import IdempotencyStore
 
-__all__ = ["BaseClient", "ClientOptions"]
+__all__ = ["BaseClient", "ClientOptions", "read_refund_reply"]
+
+T = TypeVar("T")
+
+
+def read_refund_reply(operation: Operation, read: Callable[[], T]) -> T:
+    """``read()``: type the verified reply of the refund ``operation``.
+
+    The reply was verified, but a field that cannot be read (an amount that is not an integer,
+    a status of the wrong type) means neither success nor failure can be reported: the
+    :class:`DecodeError` becomes :class:`RefundOutcomeUnknown` carrying the refund number.
+    """
+    try:
+        return read()
+    except DecodeError as error:
+        refund_no = operation.refund_no or ""
+        raise RefundOutcomeUnknown(
+            f"the verified refund reply for {refund_no} could not be read: {error.message}; "
+            "query the refund before acting",
+            refund_no=refund_no,
+            cause=error,
+        ) from error
 
 
 class ClientOptions(TypedDict, total=False):

@@ -17,7 +17,7 @@ from .ledger import Ledger, Order, Refund, to_cents
 from .notifications import Outbox
 from .ratelimit import RateLimits
 
-__all__ = ["Handled", "ProviderHandler", "RequestRecord", "SimulatorState", "tamper"]
+__all__ = ["Handled", "ProviderHandler", "RequestRecord", "SimulatorState", "WeChatRefundRefused", "tamper"]
 
 _OUTCOMES = {"success": "SUCCESS", "closed": "CLOSED", "change": "CHANGE", "fail": "FAIL"}
 
@@ -179,6 +179,68 @@ class ProviderHandler(abc.ABC):
                 )
             )
         return order
+
+    def execute_wechat_refund(
+        self,
+        order: Order,
+        *,
+        refund_no: str,
+        refund_fee: int,
+        total: int,
+        refund_id_prefix: str,
+        notify_url: str,
+        fields: Mapping[str, str],
+    ) -> Refund:
+        """WeChat Pay's refund ledger rules, the same in v2 and v3: a known ``out_refund_no`` is the
+        same refund again (counted as a repeat), refused when its order or amounts differ; a new
+        one needs a paid order of ``total``, under the refund count limit, with ``refund_fee``
+        still refundable and covered by the merchant's balance. Raises
+        :class:`WeChatRefundRefused` naming the rule (each API words the refusal its own way)."""
+        ledger = self.state.ledger
+        existing = ledger.refund(self.name, refund_no)
+        if existing is not None:
+            if (
+                existing.order_no != order.order_no
+                or existing.amount != refund_fee
+                or existing.order_total != total
+            ):
+                raise WeChatRefundRefused("mismatch")
+            return ledger.count_repeat_request(existing)
+        if not order.paid:
+            raise WeChatRefundRefused("unpaid")
+        if total != order.total:
+            raise WeChatRefundRefused("total")
+        if len(order.refund_nos) >= self.state.config.wechatpay_max_refunds:
+            raise WeChatRefundRefused("too_many")
+        if ledger.refunded(order) + refund_fee > order.total:
+            raise WeChatRefundRefused("over")
+        if not self.state.spend(self.name, refund_fee):
+            raise WeChatRefundRefused("balance")
+        now = self.state.now()
+        return ledger.add_refund(
+            order,
+            Refund(
+                provider=self.name,
+                refund_no=refund_no,
+                refund_id=f"{refund_id_prefix}{ledger.next_id():024d}",
+                order_no=order.order_no,
+                amount=refund_fee,
+                order_total=total,
+                created_at=now,
+                complete_at=now + self.state.config.completion_delay,
+                notify_url=notify_url,
+                fields=fields,
+            ),
+        )
+
+
+class WeChatRefundRefused(Exception):
+    """:meth:`ProviderHandler.execute_wechat_refund` refused: ``rule`` is mismatch, unpaid, total,
+    too_many, over or balance."""
+
+    def __init__(self, rule: str) -> None:
+        super().__init__(rule)
+        self.rule = rule
 
 
 def tamper(signature: str) -> str:

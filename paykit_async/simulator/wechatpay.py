@@ -23,12 +23,21 @@ from .clock import china_time
 from .faults import Fault, FaultKind
 from .http import HttpReply, HttpRequest
 from .ledger import Order, Refund
-from .state import Handled, ProviderHandler, tamper
+from .state import Handled, ProviderHandler, WeChatRefundRefused, tamper
 
 __all__ = ["WeChatPayHandler", "encrypt_req_info"]
 
 XML = "text/xml; charset=utf-8"
 AMOUNT_MISMATCH = "订单金额或退款金额与之前请求不一致，请核实后再试"
+#: :class:`WeChatRefundRefused` rule → (err_code, err_code_des).
+_REFUSALS = {
+    "mismatch": ("PARAM_ERROR", AMOUNT_MISMATCH),
+    "unpaid": ("ERROR", "订单未支付"),
+    "total": ("PARAM_ERROR", "订单金额与实际支付金额不一致"),
+    "too_many": ("ERROR", "订单退款次数已超过限制"),
+    "over": ("ERROR", "申请退款金额超过订单可退金额"),
+    "balance": ("NOTENOUGH", "基本账户余额不足，请充值后重新发起"),
+}
 _CERT_PAGE = (
     b"<html>\r\n<head><title>400 The SSL certificate error</title></head>\r\n<body>\r\n"
     b"<center><h1>400 Bad Request</h1></center>\r\n"
@@ -181,44 +190,20 @@ class WeChatPayHandler(ProviderHandler):
         if refund_fee <= 0 or refund_fee > total_fee:
             raise _Refused("PARAM_ERROR", "退款金额必须大于0且不能大于订单金额")
         order = self._find_order(fields, total=total_fee)
-        ledger = self.state.ledger
-        existing = ledger.refund(self.name, refund_no)
-        if existing is not None:
-            if (
-                existing.order_no != order.order_no
-                or existing.amount != refund_fee
-                or existing.order_total != total_fee
-            ):
-                raise _Refused("PARAM_ERROR", AMOUNT_MISMATCH)
-            return self._refund_reply(order, ledger.count_repeat_request(existing))
-        if not order.paid:
-            raise _Refused("ERROR", "订单未支付")
-        if total_fee != order.total:
-            raise _Refused("PARAM_ERROR", "订单金额与实际支付金额不一致")
-        if len(order.refund_nos) >= self.state.config.wechatpay_max_refunds:
-            raise _Refused("ERROR", "订单退款次数已超过限制")
-        if ledger.refunded(order) + refund_fee > order.total:
-            raise _Refused("ERROR", "申请退款金额超过订单可退金额")
-        if not self.state.spend(self.name, refund_fee):
-            raise _Refused("NOTENOUGH", "基本账户余额不足，请充值后重新发起")
-        now = self.state.now()
         kept = {k: fields[k] for k in ("refund_account", "refund_desc", "refund_fee_type") if fields.get(k)}
         kept["endpoint"] = endpoint
-        refund = ledger.add_refund(
-            order,
-            Refund(
-                provider=self.name,
+        try:
+            refund = self.execute_wechat_refund(
+                order,
                 refund_no=refund_no,
-                refund_id=f"50000{ledger.next_id():024d}",
-                order_no=order.order_no,
-                amount=refund_fee,
-                order_total=total_fee,
-                created_at=now,
-                complete_at=now + self.state.config.completion_delay,
+                refund_fee=refund_fee,
+                total=total_fee,
+                refund_id_prefix="50000",
                 notify_url=fields.get("notify_url", ""),
                 fields=kept,
-            ),
-        )
+            )
+        except WeChatRefundRefused as refused:
+            raise _Refused(*_REFUSALS[refused.rule]) from None
         return self._refund_reply(order, refund)
 
     def _refund_reply(self, order: Order, refund: Refund) -> dict[str, str]:

@@ -39,7 +39,7 @@ from .config import WeChatPayV3Merchant
 from .faults import Fault, FaultKind
 from .http import HttpReply, HttpRequest
 from .ledger import Refund
-from .state import Handled, ProviderHandler, tamper
+from .state import Handled, ProviderHandler, WeChatRefundRefused, tamper
 
 __all__ = ["WeChatPayV3Handler", "WeChatPayV3Keys"]
 
@@ -54,6 +54,15 @@ _STATUS = {"SUCCESS": "SUCCESS", "CLOSED": "CLOSED", "FAIL": "CLOSED", "CHANGE":
 _EVENT = {"SUCCESS": "REFUND.SUCCESS", "CLOSED": "REFUND.CLOSED", "ABNORMAL": "REFUND.ABNORMAL"}
 _SYSTEM_ERROR = ("SYSTEM_ERROR", "系统错误")
 AMOUNT_MISMATCH = "同一商户退款单号的退款金额或订单与之前请求不一致，请核实后再试"
+#: :class:`WeChatRefundRefused` rule → (HTTP status, code, message).
+_REFUSALS = {
+    "mismatch": (400, "INVALID_REQUEST", AMOUNT_MISMATCH),
+    "unpaid": (400, "INVALID_REQUEST", "订单未支付"),
+    "total": (400, "PARAM_ERROR", "订单金额与实际支付金额不一致"),
+    "too_many": (400, "INVALID_REQUEST", "订单退款次数已超过限制"),
+    "over": (400, "INVALID_REQUEST", "申请退款金额超过订单可退金额"),
+    "balance": (403, "NOT_ENOUGH", "基本账户余额不足，请充值后重新发起"),
+}
 
 
 def _new_key() -> rsa.RSAPrivateKey:
@@ -409,48 +418,23 @@ class WeChatPayV3Handler(ProviderHandler):
         order = self.find_wechat_order(out_trade_no or "", transaction_id or "", total=total, paid=True)
         if order is None:
             raise _Refused(404, "RESOURCE_NOT_EXISTS", "订单不存在")
-        ledger = self.state.ledger
-        existing = ledger.refund(self.name, refund_no)
-        if existing is not None:
-            if (
-                existing.order_no != order.order_no
-                or existing.amount != refund_fee
-                or existing.order_total != total
-            ):
-                raise _Refused(400, "INVALID_REQUEST", AMOUNT_MISMATCH)
-            ledger.count_repeat_request(existing)
-            return refund_no
-        if not order.paid:
-            raise _Refused(400, "INVALID_REQUEST", "订单未支付")
-        if total != order.total:
-            raise _Refused(400, "PARAM_ERROR", "订单金额与实际支付金额不一致")
-        if len(order.refund_nos) >= self.state.config.wechatpay_max_refunds:
-            raise _Refused(400, "INVALID_REQUEST", "订单退款次数已超过限制")
-        if ledger.refunded(order) + refund_fee > order.total:
-            raise _Refused(400, "INVALID_REQUEST", "申请退款金额超过订单可退金额")
-        if not self.state.spend(self.name, refund_fee):
-            raise _Refused(403, "NOT_ENOUGH", "基本账户余额不足，请充值后重新发起")
-        now = self.state.now()
         kept = {
             k: str(fields[k])
             for k in ("reason", "funds_account", "sub_mchid")
             if isinstance(fields.get(k), str)
         }
-        ledger.add_refund(
-            order,
-            Refund(
-                provider=self.name,
+        try:
+            self.execute_wechat_refund(
+                order,
                 refund_no=refund_no,
-                refund_id=f"50300{ledger.next_id():024d}",
-                order_no=order.order_no,
-                amount=refund_fee,
-                order_total=total,
-                created_at=now,
-                complete_at=now + self.state.config.completion_delay,
+                refund_fee=refund_fee,
+                total=total,
+                refund_id_prefix="50300",
                 notify_url=str(fields.get("notify_url") or ""),
                 fields=kept,
-            ),
-        )
+            )
+        except WeChatRefundRefused as refused:
+            raise _Refused(*_REFUSALS[refused.rule]) from None
         return refund_no
 
     def _refund_document(self, refund: Refund) -> dict[str, Any]:

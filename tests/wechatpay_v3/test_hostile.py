@@ -13,11 +13,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from paykit_async import DecodeError, PaykitError, WeChatPayV3Client
+from paykit_async import (
+    DecodeError,
+    HTTPStatusError,
+    PaykitError,
+    RefundOutcomeUnknown,
+    WeChatPayV3Client,
+)
+from paykit_async.codecs.json import MAX_JSON_DEPTH
 from paykit_async.pipeline.core import Operation
-from paykit_async.providers.wechatpay_v3.jsonsafe import MAX_DEPTH, loads_object
-from paykit_async.providers.wechatpay_v3.parsing import parse_refund
-from paykit_async.transport.wire import WireResponse
+from paykit_async.providers.wechatpay_v3 import WeChatPayV3Error
+from paykit_async.providers.wechatpay_v3.parsing import json_object, parse_refund
+from paykit_async.transport.wire import WireRequest, WireResponse
 
 from . import spec
 
@@ -109,6 +116,60 @@ def test_signed_json_of_any_shape(document: dict[str, Any]) -> None:
         _decode_to_result(operation, _signed(403, body))
 
 
+def _definite(error: PaykitError) -> bool:
+    """Whether a refund reply's error reports the refund as certainly not made (a retryable one
+    too: when the retries run out, it is what the caller gets)."""
+    return not error.outcome_unknown
+
+
+WECHATPAY_HEADERS = ["wechatpay-timestamp", "wechatpay-nonce", "wechatpay-serial", "wechatpay-signature"]
+
+
+@SETTINGS
+@given(
+    status=st.sampled_from([200, 201, 204, 400, 401, 403, 404, 429, 500, 502]) | st.integers(100, 599),
+    body=st.binary(max_size=300)
+    | st.builds(
+        lambda code, message: json.dumps({"code": code, "message": message}).encode(),
+        st.sampled_from(["PARAM_ERROR", "NOT_ENOUGH", "SIGN_ERROR", "RESOURCE_NOT_EXISTS", "X"]) | st.text(),
+        st.text(max_size=20),
+    ),
+    headers=st.dictionaries(st.sampled_from([*WECHATPAY_HEADERS, "retry-after", "x"]), st.text(max_size=40)),
+    signed=st.booleans(),
+)
+def test_a_refund_reply_is_a_definite_failure_only_when_verified(
+    status: int, body: bytes, headers: dict[str, str], signed: bool
+) -> None:
+    """Any status, headers and body (hostile headers, or a valid signature over garbage): a result,
+    or a PaykitError — and a definite failure only when WeChat's signature verified the error
+    (or it is WeChat's unsigned 401 for a request it could not authenticate)."""
+    response = (
+        _signed(status, body) if signed else WireResponse(status_code=status, headers=headers, content=body)
+    )
+    try:
+        CLIENT.dialect.decode(REFUND_OP, response)
+    except PaykitError as caught:
+        error: PaykitError | None = caught
+    else:
+        error = None
+    if error is not None and _definite(error):
+        assert not 200 <= status < 300
+        assert isinstance(error, WeChatPayV3Error)
+        assert (signed and error.signed) or (status == 401 and not error.signed)
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 401, 429])
+def test_an_error_page_after_a_refund_is_not_a_definite_failure(status: int) -> None:
+    page = b"<html><body>request blocked</body></html>"
+    error = CLIENT.dialect.error(REFUND_OP, WireResponse(status_code=status, headers={}, content=page))
+    assert isinstance(error, HTTPStatusError)
+    assert error.outcome_unknown
+    # A query or close-order refusal is reported as it is (nothing was at stake).
+    assert not CLIENT.dialect.error(
+        QUERY_OP, WireResponse(status_code=status, headers={}, content=page)
+    ).outcome_unknown
+
+
 @SETTINGS
 @given(
     headers=st.dictionaries(
@@ -168,18 +229,20 @@ def test_authentic_notifications_with_hostile_resources(resource: Any) -> None:
     ],
 )
 def test_json_guard_refuses_hostile_documents(data: bytes) -> None:
-    with pytest.raises(DecodeError):
-        loads_object(data, what="reply")
+    with pytest.raises(DecodeError, match=r"^the reply: ") as caught:
+        json_object(data, what="reply")
+    assert not caught.value.retryable
 
 
 def test_json_guard_depth_limit() -> None:
-    ok = b'{"a":' * (MAX_DEPTH - 1) + b"{}" + b"}" * (MAX_DEPTH - 1)
-    assert loads_object(ok, what="reply")
-    too_deep = b'{"a":' * MAX_DEPTH + b"{}" + b"}" * MAX_DEPTH
+    ok = b'{"a":' * (MAX_JSON_DEPTH - 1) + b"{}" + b"}" * (MAX_JSON_DEPTH - 1)
+    assert json_object(ok, what="reply")
+    too_deep = b'{"a":' * MAX_JSON_DEPTH + b"{}" + b"}" * MAX_JSON_DEPTH
     with pytest.raises(DecodeError, match="nested"):
-        loads_object(too_deep, what="reply")
-    with pytest.raises(DecodeError, match="larger"):
-        loads_object(b" " * (2 << 20), what="reply")
+        json_object(too_deep, what="reply")
+    with pytest.raises(DecodeError, match="too large") as caught:
+        CLIENT.parse_refund_notification({}, b" " * (2 << 20))
+    assert not caught.value.outcome_unknown
 
 
 def test_fractional_and_boolean_amounts_are_refused_not_rounded() -> None:
@@ -194,3 +257,71 @@ def test_a_deeply_nested_signed_reply_is_a_decode_error() -> None:
     body = b'{"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     with pytest.raises(DecodeError, match="nested"):
         CLIENT.dialect.decode(QUERY_OP, _signed(200, body))
+
+
+class _Replies:
+    """A transport answering every request with the next scripted reply."""
+
+    in_process = True
+
+    def __init__(self, *replies: WireResponse) -> None:
+        self.replies = list(replies)
+        self.sent: list[WireRequest] = []
+
+    def configure(self, settings: object) -> None:
+        pass
+
+    async def send(self, request: WireRequest) -> WireResponse:
+        self.sent.append(request)
+        return self.replies.pop(0)
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "field",
+    ['"amount":{"refund":100,"total":1.5}', '"amount":{"refund":100,"total":"lots"}', '"refund_id":[1]'],
+)
+async def test_a_verified_refund_reply_that_cannot_be_typed_is_an_unknown_outcome(field: str) -> None:
+    """Signed by WeChat, so the refund may have been made: never a plain DecodeError (no refund
+    number to retry with) and never a failure."""
+    transport = _Replies(_signed(200, b'{"out_refund_no":"R1",' + field.encode() + b"}"))
+    client = WeChatPayV3Client(
+        "1900000109",
+        spec.private_pem(MERCHANT),
+        "ABCDEF",
+        APIV3_KEY,
+        wechatpay_public_key=spec.public_pem(PLATFORM),
+        wechatpay_public_key_id=PUBLIC_KEY_ID,
+        transport=transport,
+    )
+    async with client:
+        with pytest.raises(RefundOutcomeUnknown) as caught:
+            await client.refund(refund=100, total=300, out_trade_no="T1", out_refund_no="R1")
+    assert caught.value.refund_no == "R1"
+    assert isinstance(caught.value.__cause__, DecodeError)
+    assert len(transport.sent) == 1
+
+
+@pytest.mark.anyio
+async def test_an_error_page_after_a_refund_is_settled_by_a_verified_query() -> None:
+    query = b'{"out_refund_no":"R1","refund_id":"50000","status":"SUCCESS"}'
+    transport = _Replies(
+        WireResponse(status_code=403, headers={}, content=b"<html>blocked</html>"), _signed(200, query)
+    )
+    client = WeChatPayV3Client(
+        "1900000109",
+        spec.private_pem(MERCHANT),
+        "ABCDEF",
+        APIV3_KEY,
+        wechatpay_public_key=spec.public_pem(PLATFORM),
+        wechatpay_public_key_id=PUBLIC_KEY_ID,
+        transport=transport,
+    )
+    async with client:
+        result = await client.refund(refund=100, total=300, out_trade_no="T1", out_refund_no="R1")
+    assert result.settled_by_query
+    assert result.refund_id == "50000"
+    assert [r.method for r in transport.sent] == ["POST", "GET"]

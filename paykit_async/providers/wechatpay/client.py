@@ -8,8 +8,8 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, ClassVar
 
-from ...client_base import BaseClient, ClientOptions
-from ...errors import DecodeError, ProviderError, RefundOutcomeUnknown, SignatureError, ValidationError
+from ...client_base import BaseClient, ClientOptions, read_refund_reply
+from ...errors import DecodeError, ProviderError, SignatureError, ValidationError
 from ...notification_reply import NotificationReply
 from ...pipeline.core import Operation, Outcome
 from ...refund_numbers import RefundNumberRule
@@ -199,24 +199,16 @@ class WeChatPayClient(BaseClient):
             settle=self._settle,
         )
         outcome = await self._call(operation)
-        try:
-            return parse_refund(
+        return read_refund_reply(
+            operation,
+            lambda: parse_refund(
                 outcome.fields,
                 out_refund_no=number,
                 attempts=outcome.attempts,
                 settled_by_query=outcome.settled_by_query,
                 replayed=outcome.replayed,
-            )
-        except DecodeError as error:
-            # Verified, but a field cannot be read (a promotion_detail that is not JSON, an
-            # amount that is not an integer): neither success nor failure can be reported.
-            refund_no = operation.refund_no or number
-            raise RefundOutcomeUnknown(
-                f"the verified refund reply for {refund_no} could not be read: {error.message}; "
-                "query the refund before acting",
-                refund_no=refund_no,
-                cause=error,
-            ) from error
+            ),
+        )
 
     async def query_refund(
         self,

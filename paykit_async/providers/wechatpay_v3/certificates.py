@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
 
 import anyio
 from cryptography import x509
@@ -28,10 +29,12 @@ from ...errors import DecodeError, PaykitError, SignatureError
 from ...signing.rsa import Sha256WithRsaVerifier
 from ...transport.wire import WireResponse
 from .aead import ALGORITHM, AeadAes256Gcm
-from .jsonsafe import loads_object
-from .verification import KeyRing, PlatformCertificate, verify_signed
+from .parsing import json_object
+from .verification import KeyRing, PlatformCertificate, UnknownSerial, verify_signed
 
 __all__ = ["CertificatesUnavailable", "PlatformCertificates", "parse_certificates"]
+
+T = TypeVar("T")
 
 logger = logging.getLogger("paykit_async.wechatpay_v3")
 
@@ -102,7 +105,7 @@ def parse_certificates(
 ) -> list[PlatformCertificate]:
     """The certificates of a 200 ``/v3/certificates`` reply, after verifying the reply with them
     (or with one already known). Raises :class:`DecodeError` or :class:`SignatureError`."""
-    document = loads_object(response.content, what="certificate list", after_send=False)
+    document = json_object(response.content, what="certificate list", after_send=False)
     data = document.get("data")
     if not isinstance(data, list) or not data:
         raise DecodeError("the certificate list holds no certificates", after_send=False)
@@ -211,6 +214,17 @@ class PlatformCertificates:
                 logger.warning("refreshing the WeChat Pay platform certificates failed: %s", error)
                 return False
             return self.keys.knows(serial)
+
+    async def verified(self, check: Callable[[], T]) -> T:
+        """``check()`` (verifying one message); when it names a platform certificate not
+        downloaded yet, once more after :meth:`refresh_for` found it — the same message, never
+        a re-sent request."""
+        try:
+            return check()
+        except UnknownSerial as unknown:
+            if not await self.refresh_for(unknown.serial):
+                raise
+            return check()
 
     async def refresh(self) -> tuple[PlatformCertificate, ...]:
         """Download now (still at most one download at a time); return the certificates held."""

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import attrs
 
-from ...client_base import BaseClient, ClientOptions
+from ...client_base import BaseClient, ClientOptions, read_refund_reply
 from ...errors import PaykitError, SignatureError, ValidationError
 from ...notification_reply import NotificationReply
 from ...pipeline.core import Operation, Outcome, Pipeline, wire_received, wire_sent
@@ -27,7 +27,7 @@ from .models import CloseOrderResult, FundsFrom, RefundGoodsDetail, RefundNotifi
 from .notifications import NotificationParser, failure_reply, success_reply
 from .parsing import parse_refund
 from .requests import check_ids, close_order_fields, path_segment, refund_fields
-from .verification import KeyRing, PlatformCertificate, UnknownSerial
+from .verification import KeyRing, PlatformCertificate
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -66,12 +66,7 @@ class _V3Exchange:
         response = await self.transport.send(request)
         request_id = wire_received(response)
         try:
-            try:
-                outcome = self.dialect.decode(operation, response)
-            except UnknownSerial as unknown:
-                if not await self.certificates.refresh_for(unknown.serial):
-                    raise
-                outcome = self.dialect.decode(operation, response)
+            outcome = await self.certificates.verified(lambda: self.dialect.decode(operation, response))
         except PaykitError as error:
             error.request_id = error.request_id or request_id
             raise
@@ -254,13 +249,16 @@ class WeChatPayV3Client(BaseClient):
             settle=self._settle,
         )
         outcome = await self._call(operation)
-        return parse_refund(
-            outcome.fields,
-            out_refund_no=number,
-            attempts=outcome.attempts,
-            settled_by_query=outcome.settled_by_query,
-            replayed=outcome.replayed,
-            request_id=outcome.request_id,
+        return read_refund_reply(
+            operation,
+            lambda: parse_refund(
+                outcome.fields,
+                out_refund_no=number,
+                attempts=outcome.attempts,
+                settled_by_query=outcome.settled_by_query,
+                replayed=outcome.replayed,
+                request_id=outcome.request_id,
+            ),
         )
 
     def _query_operation(self, out_refund_no: str) -> Operation:
@@ -346,12 +344,7 @@ class WeChatPayV3Client(BaseClient):
         the refund as WeChat has it now. A notification that contradicts the query (another
         refund id, order or amount) raises :class:`~paykit_async.SignatureError`."""
         await self.certificates.ensure_ready()
-        try:
-            note = self._notifications.parse(headers, body)
-        except UnknownSerial as unknown:
-            if not await self.certificates.refresh_for(unknown.serial):
-                raise
-            note = self._notifications.parse(headers, body)
+        note = await self.certificates.verified(lambda: self._notifications.parse(headers, body))
         confirmed = await self.query_refund(note.out_refund_no)
         _check_consistent(note, confirmed)
         return attrs.evolve(note, confirmed=confirmed)

@@ -9,7 +9,9 @@ so a retry is the same request. ``decode`` classifies the reply:
   which the retry layer settles with a verified query, never a success;
 * non-2xx with a JSON ``{"code", "message"}`` → :class:`WeChatPayV3Error` flagged from the error
   table (verified when signed; a forged signature is a :class:`SignatureError`);
-* anything else (a proxy's HTML error page) → :class:`HTTPStatusError`.
+* anything else (a proxy's HTML error page) → :class:`HTTPStatusError`;
+* for a refund, only a verified error (or WeChat's unsigned 401) is definite: any other refusal
+  leaves the outcome unknown, for a verified query to settle.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from ...pipeline.core import Operation, Outcome
 from ...retry_after import parse_retry_after
 from ...signing.rsa import Sha256WithRsaSigner, authorization_header, request_message
 from ...transport.wire import WireRequest, WireResponse
-from .errors import provider_error
-from .jsonsafe import loads_object
+from .errors import WeChatPayV3Error, provider_error
+from .parsing import json_object
 from .requests import encode_body
 from .verification import KeyRing, verify_signed
 
@@ -123,16 +125,31 @@ class WeChatPayV3Dialect:
             return Outcome(fields={}, status_code=status)
         if not content:
             raise DecodeError(f"the {operation.name} reply is empty")
-        document = loads_object(content, what=f"{operation.name} reply")
+        document = json_object(content, what=f"{operation.name} reply")
         _check_echo(operation, document)
         return Outcome(fields=document, status_code=status)
 
     def error(self, operation: Operation, response: WireResponse) -> PaykitError:
-        """The error for a non-2xx reply (raises :class:`SignatureError` if it is forged)."""
+        """The error for a non-2xx reply (raises :class:`SignatureError` if it is forged).
+
+        Only a verified error reply can say that a refund was not made: an unsigned refusal
+        (WeChat's JSON without a signature, a proxy's error page, an unsigned 429) leaves the
+        refund's outcome unknown, so the retry layer settles it with a verified query once it
+        stops re-sending. The exception is WeChat's unsigned 401, sent when it could not
+        authenticate the request at all.
+        """
         status, headers, content = response.status_code, response.headers, response.content
+        error = self._classify(operation, status, headers, content)
+        if operation.is_refund and not _proves_nothing_done(error):
+            error.outcome_unknown = True
+        return error
+
+    def _classify(
+        self, operation: Operation, status: int, headers: Mapping[str, str], content: bytes
+    ) -> PaykitError:
         document: dict[str, Any] | None
         try:
-            document = loads_object(content, what="error reply") if content else None
+            document = json_object(content, what="error reply") if content else None
         except DecodeError:
             document = None
         code = document.get("code") if document is not None else None
@@ -142,7 +159,7 @@ class WeChatPayV3Dialect:
         if signed:
             self.verify(headers, content, what=f"{operation.name} error reply")
         message = document.get("message")
-        error = provider_error(
+        return provider_error(
             code,
             message if isinstance(message, str) else "",
             status_code=status,
@@ -150,11 +167,11 @@ class WeChatPayV3Dialect:
             raw=document,
             retry_after=parse_retry_after(headers.get("retry-after")),
         )
-        if not signed and operation.is_refund and status != 401 and not error.retryable:
-            # An unverified refusal does not prove the refund was not made: let a verified query
-            # decide (the retry layer settles unknown outcomes), never report it as definite.
-            error.outcome_unknown = True
-        return error
+
+
+def _proves_nothing_done(error: PaykitError) -> bool:
+    """A verified WeChat error, or WeChat's unsigned 401 (the request was not authenticated)."""
+    return isinstance(error, WeChatPayV3Error) and (error.signed or error.status_code == 401)
 
 
 def _check_echo(operation: Operation, document: Mapping[str, Any]) -> None:

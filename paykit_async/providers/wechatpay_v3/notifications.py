@@ -18,14 +18,16 @@ from typing import Any
 from ...errors import DecodeError, SignatureError
 from ...notification_reply import NotificationReply
 from .aead import ALGORITHM, AeadAes256Gcm
-from .jsonsafe import MAX_DOCUMENT_BYTES, loads_object
 from .models import RefundNotification
-from .parsing import parse_notification
+from .parsing import json_object, parse_notification
 from .verification import KeyRing, lower_headers, verify_signed
 
 __all__ = ["NotificationParser", "failure_reply", "success_reply"]
 
 Headers = Mapping[str, str] | Iterable[tuple[str, str]]
+
+#: Notifications are a few kilobytes; a larger body is refused before it is verified.
+MAX_BODY_BYTES = 1 << 20
 
 
 def success_reply() -> NotificationReply:
@@ -68,10 +70,10 @@ class NotificationParser:
         if not isinstance(body, bytes | bytearray | memoryview):
             raise DecodeError("the notification body must be bytes", after_send=False)
         body = bytes(body)
-        if len(body) > MAX_DOCUMENT_BYTES:
+        if len(body) > MAX_BODY_BYTES:
             raise DecodeError("the notification body is too large", after_send=False)
         verify_signed(lower_headers(headers), body, self._keys, now=self._clock(), what="notification")
-        envelope = loads_object(body, what="notification", after_send=False)
+        envelope = json_object(body, what="notification", after_send=False)
         resource = envelope.get("resource")
         if not isinstance(resource, Mapping):
             raise DecodeError("the notification carries no resource object", after_send=False)
@@ -88,7 +90,7 @@ class NotificationParser:
         if not isinstance(nonce, str) or not isinstance(ciphertext, str) or not isinstance(aad, str | None):
             raise DecodeError("the notification resource lacks nonce or ciphertext", after_send=False)
         plaintext = self._cipher.decrypt(nonce=nonce, associated_data=aad or "", ciphertext=ciphertext)
-        inner = loads_object(plaintext, what="decrypted notification", after_send=False)
+        inner = json_object(plaintext, what="decrypted notification", after_send=False)
         self._check_merchant(inner)
         for name in ("out_refund_no", "refund_status"):
             if not isinstance(inner.get(name), str) or not inner[name]:

@@ -1,5 +1,8 @@
-"""Verified JSON documents → typed v3 results, with the strict converter (ints only from ints or
-digit strings, never from floats). A field without its documented type is a :class:`DecodeError`."""
+"""v3 JSON documents: bytes → objects with the shared hostile-input-safe codec
+(:func:`~paykit_async.codecs.json.decode_json`: linear depth limit, no lone surrogates, fractions
+as ``Decimal``), then verified documents → typed results with the strict converter (ints only
+from ints or digit strings, never from floats). A field without its documented type is a
+:class:`DecodeError`."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from typing import Any, TypeVar
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
+from ...codecs.json import decode_json
 from ...converter import make_converter
 from ...errors import DecodeError
 from .models import (
@@ -21,7 +25,7 @@ from .models import (
     RefundResult,
 )
 
-__all__ = ["parse_notification", "parse_refund"]
+__all__ = ["json_object", "parse_notification", "parse_refund"]
 
 T = TypeVar("T")
 
@@ -34,6 +38,15 @@ for _model in (FundsFrom, PromotionGoods, Promotion, NotificationAmount):
     _converter.register_structure_hook(_model, make_dict_structure_fn(_model, _converter))
 _converter.register_structure_hook(RefundResult, make_dict_structure_fn(RefundResult, _converter))
 _converter.register_structure_hook(RefundNotification, make_dict_structure_fn(RefundNotification, _converter))
+
+
+def json_object(data: bytes, *, what: str, after_send: bool = True) -> dict[str, Any]:
+    """``data`` (a reply, certificate list or notification) as one JSON object, decoded by the
+    shared codec; any failure is a non-retryable :class:`DecodeError` naming ``what``."""
+    try:
+        return decode_json(data)
+    except DecodeError as error:
+        raise DecodeError(f"the {what}: {error.message}", after_send=after_send) from None
 
 
 def _structure(data: Mapping[str, Any], cls: type[T], what: str) -> T:
@@ -52,7 +65,8 @@ def _describe(exc: BaseException) -> str:
 def _without_nulls(document: Mapping[str, Any]) -> dict[str, Any]:
     """The document without ``null`` members, at every level (an absent field is None anyway).
 
-    Recursion is safe: verified documents are at most :data:`~.jsonsafe.MAX_DEPTH` deep.
+    Recursion is safe: decoded documents are at most
+    :data:`~paykit_async.codecs.json.MAX_JSON_DEPTH` deep.
     """
     return {key: _strip(value) for key, value in document.items() if value is not None}
 
