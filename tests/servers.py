@@ -66,6 +66,7 @@ __all__ = [
     "TLSFiles",
     "delayed_reply",
     "make_tls_files",
+    "read_body",
     "serve_asgi",
 ]
 
@@ -154,6 +155,16 @@ def make_tls_files(directory: Path) -> TLSFiles:
         untrusted_client_key_file=write("untrusted_key.pem", untrusted.private_key_pem.bytes()),
         other_ca_file=write("other_ca.pem", other_ca.cert_pem.bytes()),
     )
+
+
+async def read_body(receive: Any) -> bytes:
+    """The whole body of an ASGI HTTP request, however many messages it comes in."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 @contextlib.contextmanager
@@ -255,18 +266,13 @@ class ScriptedApp:
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
+        body = await read_body(receive)
         request = RecordedRequest(
             method=scope["method"],
             path=scope["path"],
             query=scope.get("query_string", b"").decode("latin-1"),
             headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
-            body=b"".join(chunks),
+            body=body,
         )
         with self._lock:
             self._requests.append(request)

@@ -15,7 +15,7 @@ import pytest
 from paykit_async.simulator import DEMO_EFTPAY, DEMO_PAYJS, DEMO_WECHATPAY, Simulator, SimulatorConfig
 from paykit_async.simulator.clock import ManualClock
 
-from ..servers import TLSFiles, serve_asgi
+from ..servers import TLSFiles, read_body, serve_asgi
 from .helpers import (
     decrypt_req_info,
     eft_refund,
@@ -46,12 +46,7 @@ class Receiver:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         with self._lock:
             self.bodies.append(body)
             failing = len(self.bodies) <= self.fail_first

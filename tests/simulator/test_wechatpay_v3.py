@@ -35,7 +35,7 @@ from paykit_async.simulator import (
 )
 from paykit_async.simulator.clock import ManualClock
 
-from ..servers import serve_asgi
+from ..servers import read_body, serve_asgi
 from ..wechatpay_v3 import spec
 
 pytestmark = pytest.mark.anyio
@@ -326,12 +326,7 @@ class Receiver:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         with self._lock:
             self.received.append((headers, body))
