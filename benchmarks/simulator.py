@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .processes import started
-from .throughput import KINDS, ThroughputRow, measure_kind, median_of, rows_for
+from .throughput import KINDS, ThroughputRow, interleaved_medians, measure_kind, rows_for
 
 __all__ = ["run_simulator"]
 
@@ -32,26 +32,17 @@ def run_simulator(tls_dir: Path, *, quick: bool = False) -> list[ThroughputRow]:
     counts["raw-httpx"] = counts["paykit-httpx"] = 300 if quick else 600
     runs = 1 if quick else 3
     kinds = [kind for kind in KINDS if not kind.startswith("transport-")]
-    samples: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
-    for _ in range(runs):
-        for kind in kinds:
-            port = _free_port()
-            server = ["-m", "benchmarks.sim_server", "--tls-dir", str(tls_dir), "--port", str(port)]
-            with started(server) as (_, pid):
-                url = f"https://127.0.0.1:{port}/wechatpay"
-                samples[kind].append(
-                    measure_kind(
-                        kind,
-                        url,
-                        tls_dir,
-                        counts[kind],
-                        concurrency,
-                        1,
-                        extra=["--distinct-orders"],
-                        server_pid=pid,
-                    )
-                )
-    measured = {kind: median_of(runs_of_kind) for kind, runs_of_kind in samples.items()}
+
+    def measure(kind: str) -> dict[str, Any]:
+        port = _free_port()
+        server = ["-m", "benchmarks.sim_server", "--tls-dir", str(tls_dir), "--port", str(port)]
+        with started(server) as (_, pid):
+            url = f"https://127.0.0.1:{port}/wechatpay"
+            return measure_kind(
+                kind, url, tls_dir, counts[kind], concurrency, 1, extra=["--distinct-orders"], server_pid=pid
+            )
+
+    measured = interleaved_medians(kinds, runs, measure)
     # No ratio: the raw clients replay one pre-built refund (cheap for the simulator) while paykit
     # sends a new refund of a new order each time, so the two do not cost the server the same.
     return rows_for("simulator (uvicorn)", measured, counts, concurrency, runs, compare=False)

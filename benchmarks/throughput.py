@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,9 @@ __all__ = [
     "KINDS",
     "UVLOOP_KINDS",
     "ThroughputRow",
+    "interleaved_medians",
     "measure_kind",
+    "measure_kinds",
     "median_of",
     "plan",
     "rows_for",
@@ -159,12 +161,13 @@ def rows_for(
     runs: int,
     *,
     compare: bool = True,
+    baseline: Mapping[str, str] = BASELINE,
 ) -> list[ThroughputRow]:
     """Table rows; with ``compare`` each paykit kind gets its ratio to the raw client on the same
-    HTTP library."""
+    HTTP library (its entry in ``baseline``)."""
     rows = []
     for kind, m in measured.items():
-        base = BASELINE.get(kind) if compare else None
+        base = baseline.get(kind) if compare else None
         rows.append(
             ThroughputRow(
                 target=target,
@@ -199,15 +202,39 @@ def run_throughput(tls_dir: Path, *, quick: bool = False, runs: int | None = Non
                 kinds += UVLOOP_KINDS
                 for kind in UVLOOP_KINDS:
                     counts[kind] = counts[kind.removesuffix("+uvloop")]
-            samples: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
-            for _ in range(runs):
-                for kind in kinds:
-                    samples[kind].append(
-                        measure_kind(kind, url, tls_dir, counts[kind], concurrency, 1, server_pid=pid)
-                    )
-            measured = {kind: median_of(runs_of_kind) for kind, runs_of_kind in samples.items()}
+            measured = measure_kinds(kinds, url, tls_dir, counts, concurrency, runs, server_pid=pid)
             rows += rows_for("local TLS endpoint", measured, counts, concurrency, runs)
     return rows
+
+
+def measure_kinds(
+    kinds: Sequence[str],
+    url: str,
+    tls_dir: Path,
+    counts: Mapping[str, int],
+    concurrency: int,
+    runs: int,
+    *,
+    server_pid: int | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Every kind against one server at ``url``: :func:`measure_kind` interleaved ``runs`` times."""
+    return interleaved_medians(
+        kinds,
+        runs,
+        lambda kind: measure_kind(kind, url, tls_dir, counts[kind], concurrency, 1, server_pid=server_pid),
+    )
+
+
+def interleaved_medians(
+    kinds: Sequence[str], runs: int, measure: Callable[[str], dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """``measure(kind)`` ``runs`` times for every kind, interleaved (A, B, C, then A, B, C again, so
+    that a slow spell on the machine does not land on one kind only); per kind :func:`median_of`."""
+    samples: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+    for _ in range(runs):
+        for kind in kinds:
+            samples[kind].append(measure(kind))
+    return {kind: median_of(runs_of_kind) for kind, runs_of_kind in samples.items()}
 
 
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -129,6 +129,31 @@ async def _measure_batch(
     return {"count": count, "wall": wall, "cpu": cpu, "errors": errors}
 
 
+async def _raw_aiohttp(
+    target: str,
+    body: bytes,
+    headers: dict[str, str],
+    context: ssl.SSLContext,
+    count: int,
+    concurrency: int,
+    warmup: int,
+) -> dict[str, Any]:
+    """The raw-aiohttp baseline: ``body`` posted to ``target`` as is, ``count`` times."""
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=concurrency, ssl=context)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def call(_i: int) -> bytes:
+            async with session.post(target, data=body, headers=headers) as response:
+                data = await response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"HTTP {response.status}")
+                return data
+
+        return await _measure(call, count, concurrency, warmup)
+
+
 async def run(
     kind: str,
     url: str,
@@ -142,20 +167,9 @@ async def run(
     headers = {"Content-Type": "text/xml; charset=utf-8"}
     target = url.rstrip("/") + REFUND_PATH
     if kind == "raw-aiohttp":
-        import aiohttp
-
-        body = prebuilt_body()
-        connector = aiohttp.TCPConnector(limit=concurrency, ssl=_ssl_context(tls_dir))
-        async with aiohttp.ClientSession(connector=connector) as session:
-
-            async def call(_i: int) -> bytes:
-                async with session.post(target, data=body, headers=headers) as response:
-                    data = await response.read()
-                    if response.status != 200:
-                        raise RuntimeError(f"HTTP {response.status}")
-                    return data
-
-            return await _measure(call, count, concurrency, warmup)
+        return await _raw_aiohttp(
+            target, prebuilt_body(), headers, _ssl_context(tls_dir), count, concurrency, warmup
+        )
     if kind == "raw-httpx":
         import httpx
 
@@ -252,8 +266,6 @@ async def _run_v3(
     keys = v3_keys(tls_dir)
     target = url.rstrip("/") + V3_REFUND_PATH
     if kind == "raw-aiohttp-v3":
-        import aiohttp
-
         body = json.dumps(
             {
                 "out_trade_no": "T1",
@@ -268,17 +280,7 @@ async def _run_v3(
             'timestamp="1",serial_no="5157F09EFDC096DE15EBE81A47057A7232F1B8E1"',
         }
         context = ssl.create_default_context(cafile=str(tls_dir / "ca.pem"))
-        connector = aiohttp.TCPConnector(limit=concurrency, ssl=context)
-        async with aiohttp.ClientSession(connector=connector) as session:
-
-            async def call(_i: int) -> bytes:
-                async with session.post(target, data=body, headers=headers) as response:
-                    data = await response.read()
-                    if response.status != 200:
-                        raise RuntimeError(f"HTTP {response.status}")
-                    return data
-
-            return await _measure(call, count, concurrency, warmup)
+        return await _raw_aiohttp(target, body, headers, context, count, concurrency, warmup)
     WeChatPayV3Client = paykit_name("WeChatPayV3Client", "providers.wechatpay_v3")
     transport: Any = None
     if kind == "paykit-v3-aiohttp":

@@ -12,11 +12,10 @@ run against the same endpoint process, with the same TLS setup, for the comparis
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from .fixtures import v3_keys
 from .processes import started
-from .throughput import ThroughputRow, measure_kind, median_of
+from .throughput import ThroughputRow, measure_kinds, rows_for
 
 __all__ = ["V3_KINDS", "run_v3"]
 
@@ -37,30 +36,8 @@ def run_v3(tls_dir: Path, *, quick: bool = False, runs: int | None = None) -> li
             counts = dict.fromkeys(V3_KINDS, count)
             # httpcore's pool costs milliseconds per request at high concurrency (see the README).
             counts["paykit-v3-httpx"] = min(count, 500)
-            samples: dict[str, list[dict[str, Any]]] = {kind: [] for kind in V3_KINDS}
-            for _ in range(runs):
-                for kind in V3_KINDS:
-                    samples[kind].append(
-                        measure_kind(kind, url, tls_dir, counts[kind], concurrency, 1, server_pid=pid)
-                    )
-            measured = {kind: median_of(values) for kind, values in samples.items()}
-            for kind in V3_KINDS:
-                m = measured[kind]
-                base = _BASELINE.get(kind)
-                ratio = m["per_second"] / measured[base]["per_second"] if base else None
-                rows.append(
-                    ThroughputRow(
-                        target="local TLS endpoint (v3 vs v2)",
-                        kind=kind,
-                        concurrency=concurrency,
-                        count=counts[kind],
-                        runs=runs,
-                        per_second=m["per_second"],
-                        cpu_us=m["cpu_us"],
-                        errors=int(m["errors"]),
-                        ratio=ratio,
-                        first_error=m["first_error"],
-                        server_cpu_us=m.get("server_cpu_us"),
-                    )
-                )
+            measured = measure_kinds(V3_KINDS, url, tls_dir, counts, concurrency, runs, server_pid=pid)
+            rows += rows_for(
+                "local TLS endpoint (v3 vs v2)", measured, counts, concurrency, runs, baseline=_BASELINE
+            )
     return rows

@@ -160,6 +160,9 @@ class OperationLayer:
 class AttemptLayer:
     """The innermost middleware: one HTTP client span and one count per attempt."""
 
+    #: It awaits nothing but ``call_next``: an attempt through it stays bounded by the transport.
+    passes_attempt_bound = True
+
     def __init__(self, tracer: Tracer, attempts: Counter) -> None:
         self._tracer = tracer
         self._attempts = attempts

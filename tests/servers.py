@@ -66,6 +66,7 @@ __all__ = [
     "TLSFiles",
     "delayed_reply",
     "make_tls_files",
+    "read_body",
     "serve_asgi",
 ]
 
@@ -154,6 +155,16 @@ def make_tls_files(directory: Path) -> TLSFiles:
         untrusted_client_key_file=write("untrusted_key.pem", untrusted.private_key_pem.bytes()),
         other_ca_file=write("other_ca.pem", other_ca.cert_pem.bytes()),
     )
+
+
+async def read_body(receive: Any) -> bytes:
+    """The whole body of an ASGI HTTP request, however many messages it comes in."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 @contextlib.contextmanager

@@ -107,6 +107,10 @@ class Operation:
 
 Handler = Callable[[Operation], Awaitable[Outcome]]
 Middleware = Callable[[Operation, Handler], Awaitable[Outcome]]
+"""``await middleware(operation, call_next)``. A middleware whose only await is ``call_next``
+(it never waits on anything of its own: a lock, a queue, I/O) may say so with a true
+``passes_attempt_bound`` attribute; an attempt through it is then bounded as the transport bounds
+it, and the retry layer needs no deadline scope of its own around it (see :class:`Pipeline`)."""
 
 
 class Dialect(Protocol):
@@ -243,6 +247,10 @@ class Pipeline:
     layers: every suspension of a request resumes each frame of its chain, so a pass-through
     frame costs on every network event, not once. The handler is paced by the :func:`pacing`
     in effect, if any.
+
+    Each layer's ``call_next`` tells how long an attempt through it can take at most
+    (``attempt_bound()``, None if unknown): the transport's bound when nothing in between can wait —
+    no pacer, and only middlewares with a true ``passes_attempt_bound``.
     """
 
     __slots__ = ("_entry", "handler", "middlewares")
@@ -301,11 +309,21 @@ class _Paced:
 class _Bound:
     """``middleware`` with its ``call_next``: calls it without a coroutine frame of its own."""
 
-    __slots__ = ("_call_next", "_middleware")
+    __slots__ = ("_call_next", "_inner_bound", "_middleware")
 
     def __init__(self, middleware: Middleware, call_next: Handler) -> None:
         self._middleware = middleware
         self._call_next = call_next
+        # Only a middleware that waits on nothing but ``call_next`` keeps the bound of what it wraps.
+        passes = getattr(middleware, "passes_attempt_bound", False) is True
+        self._inner_bound: Callable[[], float | None] | None = (
+            getattr(call_next, "attempt_bound", None) if passes else None
+        )
 
     def __call__(self, operation: Operation) -> Awaitable[Outcome]:
         return self._middleware(operation, self._call_next)
+
+    def attempt_bound(self) -> float | None:
+        """Seconds within which one call certainly returns or raises, or None if unknown."""
+        inner = self._inner_bound
+        return None if inner is None else inner()

@@ -19,6 +19,9 @@ __all__ = ["LoggingMiddleware"]
 class LoggingMiddleware:
     """Logs one line per attempt at ``level`` (failures at WARNING) to ``logger``."""
 
+    #: It awaits nothing but ``call_next``: an attempt through it stays bounded by the transport.
+    passes_attempt_bound = True
+
     def __init__(self, logger: logging.Logger | None = None, *, level: int = logging.INFO) -> None:
         self.logger = logger if logger is not None else logging.getLogger("paykit_async")
         self.level = level

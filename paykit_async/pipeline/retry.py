@@ -191,8 +191,9 @@ class RetryMiddleware:
 
     def _ends_in_time(self, call_next: Handler, deadline: float) -> bool:
         """Whether an attempt started now certainly ends before ``deadline`` without a scope of
-        its own: ``call_next`` is the exchange on a transport that bounds each send by its total
-        timeout (nothing else in between, no pacer), that bound ends well before the deadline,
+        its own: ``call_next`` leads to the exchange on a transport that bounds each send by its
+        total timeout (nothing in between that can wait: no pacer, only middlewares with a true
+        ``passes_attempt_bound``), that bound ends well before the deadline,
         and the deadline is on the real clock the transport's timeout runs on. Then the
         transport's timer is the attempt's only one; a cancel scope here could never fire first."""
         bound_of = getattr(call_next, "attempt_bound", None)

@@ -10,6 +10,7 @@ from paykit_async.client_base import BaseClient
 from paykit_async.codecs import decode_form, encode_form
 from paykit_async.errors import HTTPStatusError, ProviderError, SignatureError, TransportError
 from paykit_async.pipeline import (
+    Exchange,
     FakeClock,
     Handler,
     LoggingMiddleware,
@@ -331,3 +332,102 @@ async def test_refund_giving_up_with_unknown_outcome_keeps_the_refund_number() -
         await pipeline(_operation())
     assert caught.value.refund_no == "R1"
     assert sent == ["R1", "R1", "R1"]
+
+
+# -- which attempts need a deadline scope of their own --------------------------------------------
+
+
+class _BoundedTransport:
+    """Answers at once and, like the real transports, states ``attempt_bound`` (a total timeout)."""
+
+    def __init__(self, bound: float | None) -> None:
+        self.attempt_bound = bound
+
+    def configure(self, settings: object) -> None:
+        """Nothing to set up."""
+
+    async def send(self, request: WireRequest) -> WireResponse:
+        return WireResponse(status_code=200, headers={}, content=b"")
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
+
+
+class _AnswerDialect:
+    def encode(self, operation: Operation) -> WireRequest:
+        return WireRequest(url=operation.url, headers={}, content=b"")
+
+    def decode(self, operation: Operation, response: WireResponse) -> Outcome:
+        return Outcome(fields={"out_refund_no": "R1"})
+
+
+async def _passing(operation: Operation, call_next: Handler) -> Outcome:
+    return await call_next(operation)
+
+
+class _DeclaredPassing:
+    """A middleware that awaits only ``call_next`` and says so."""
+
+    passes_attempt_bound = True
+
+    async def __call__(self, operation: Operation, call_next: Handler) -> Outcome:
+        return await call_next(operation)
+
+
+@pytest.fixture
+def scopes(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The deadlines of the cancel scopes the retry layer opens around attempts."""
+    from paykit_async.pipeline import retry
+
+    opened: list[float] = []
+    real = retry.deadline_scope
+
+    def counting(clock: object, deadline: float) -> object:
+        opened.append(deadline)
+        return real(clock, deadline)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(retry, "deadline_scope", counting)
+    return opened
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize(
+    ("inner", "bound", "opened"),
+    [
+        pytest.param([], 30.0, 0, id="no middleware"),
+        pytest.param([LoggingMiddleware()], 30.0, 0, id="logging middleware"),
+        pytest.param([_DeclaredPassing(), LoggingMiddleware()], 30.0, 0, id="two declared"),
+        pytest.param([_passing], 30.0, 1, id="undeclared middleware"),
+        pytest.param([_DeclaredPassing(), _passing], 30.0, 1, id="undeclared further in"),
+        pytest.param([_passing, _DeclaredPassing()], 30.0, 1, id="undeclared further out"),
+        pytest.param([LoggingMiddleware()], None, 1, id="declared, no total timeout"),
+        pytest.param([LoggingMiddleware()], 59.5, 1, id="declared, deadline too near"),
+    ],
+)
+async def test_only_middlewares_that_declare_it_keep_the_transport_bound(
+    anyio_backend: str, scopes: list[float], inner: list[Middleware], bound: float | None, opened: int
+) -> None:
+    # The transport bounds each send; a middleware in between keeps that bound only when it says
+    # it awaits nothing else (passes_attempt_bound), and only a bound that ends well before the
+    # deadline (60 s) lets the attempt run without a deadline scope of its own.
+    exchange = Exchange(dialect=_AnswerDialect(), transport=_BoundedTransport(bound))
+    pipeline = Pipeline([RetryMiddleware(RetryPolicy(deadline=60)), *inner], exchange)
+    outcome = await pipeline(_operation())
+    assert outcome.fields == {"out_refund_no": "R1"}
+    assert len(scopes) == opened
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_the_otel_attempt_layer_keeps_the_transport_bound(
+    anyio_backend: str, scopes: list[float]
+) -> None:
+    pytest.importorskip("opentelemetry")
+    from opentelemetry import metrics, trace
+
+    from paykit_async.otel import AttemptLayer
+
+    layer = AttemptLayer(trace.get_tracer("test"), metrics.get_meter("test").create_counter("attempts"))
+    exchange = Exchange(dialect=_AnswerDialect(), transport=_BoundedTransport(30.0))
+    pipeline = Pipeline([RetryMiddleware(RetryPolicy(deadline=60)), layer], exchange)
+    assert (await pipeline(_operation())).fields == {"out_refund_no": "R1"}
+    assert scopes == []

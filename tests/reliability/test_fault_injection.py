@@ -38,6 +38,16 @@ def _business_refunds() -> dict[str, int]:
     return {f"O{i:04d}": (ORDER_TOTAL * 2 if i % 20 == 7 else 100 + i) for i in range(REFUNDS)}
 
 
+def _store(kind: str, tmp_path: Path) -> IdempotencyStore | None:
+    """The idempotency store a ``store_kind`` parameter names (``"none"``: no store)."""
+    if kind == "memory":
+        return MemoryStore()
+    if kind == "sqlite":
+        return SQLiteStore(tmp_path / "keys.db")
+    assert kind == "none", kind
+    return None
+
+
 def _is_definite_failure(error: PaykitError) -> bool:
     return isinstance(error, ProviderError) and not error.retryable and not error.outcome_unknown
 
@@ -46,11 +56,7 @@ def _is_definite_failure(error: PaykitError) -> bool:
 async def test_500_refunds_with_a_quarter_of_attempts_failing(store_kind: str, tmp_path: Path) -> None:
     refunds = _business_refunds()
     provider = FakeProvider(orders=dict.fromkeys(refunds, ORDER_TOTAL), fault_rate=0.25, seed=20261122)
-    store: IdempotencyStore | None = {
-        "memory": MemoryStore(),
-        "sqlite": SQLiteStore(tmp_path / "keys.db"),
-        "none": None,
-    }[store_kind]
+    store = _store(store_kind, tmp_path)
     clock = FakeClock()
     client = FakeRefundClient(
         base_url="https://fake.test",
@@ -168,11 +174,7 @@ async def test_500_v3_refunds_with_a_quarter_of_attempts_failing(store_kind: str
     totals = {f"O{i:04d}": ORDER_TOTAL * 2 if i % 20 == 7 else ORDER_TOTAL for i in range(REFUNDS)}
     for order_id in totals:
         simulator.add_wechatpay_v3_order(order_id, ORDER_TOTAL)
-    store: IdempotencyStore | None = {
-        "memory": MemoryStore(),
-        "sqlite": SQLiteStore(tmp_path / "keys.db"),
-        "none": None,
-    }[store_kind]
+    store = _store(store_kind, tmp_path)
     clock = FakeClock()
     keys = simulator.wechatpay_v3_keys()
     client = WeChatPayV3Client(
