@@ -217,16 +217,6 @@ def serve_asgi(app: ASGIApp, *, tls: TLSFiles | None, require_client_cert: bool 
         sock.close()
 
 
-async def read_body(receive: Any) -> bytes:
-    """The whole request body an ASGI test app receives (however it is chunked)."""
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
 @attrs.frozen(kw_only=True)
 class RecordedRequest:
     """One request as the server saw it. Header names are lower-case."""
