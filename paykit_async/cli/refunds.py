@@ -115,7 +115,9 @@ def refunds_run(
     from it; the journal records each number before the row is sent. Running the command again —
     after a crash, kill -9, Ctrl-C, an edit of the file or a lost journal — replays finished rows,
     re-sends unfinished ones under the same numbers and never refunds a row twice. Two rows with
-    the same identity are refused as ambiguous. A malformed row fails on its own; the others proceed.
+    the same identity are refused as ambiguous, and so is a row whose amount was edited after its
+    order was refunded (the journal names that refund). A malformed row fails on its own; the
+    others proceed.
     """
     if concurrency < 1:
         fail("--concurrency must be >= 1")
