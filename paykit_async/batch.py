@@ -40,6 +40,7 @@ from collections.abc import (
     Iterable,
     Iterator,
     Mapping,
+    Sequence,
 )
 from contextlib import AbstractAsyncContextManager, nullcontext
 from contextvars import ContextVar
@@ -69,11 +70,16 @@ if sys.version_info < (3, 11):
 __all__ = [
     "BatchOutcome",
     "BatchStatus",
+    "EarlierRefund",
     "InvalidRequest",
     "RateLimiter",
     "RefundBatch",
     "RefundNumberRule",
+    "RefundOrder",
     "count_attempts",
+    "edited_row_refusal",
+    "explicitly_keyed",
+    "order_of",
     "refund_key",
     "refund_many",
     "refund_number_rule",
@@ -162,6 +168,85 @@ def refund_key(client: object, request: Mapping[str, Any], *, batch_id: str) -> 
         rule = attrs.evolve(rule, provider=str(getattr(client, "provider", "")))
     merchant = str(getattr(client, "refund_merchant", ""))
     return f"{batch_id}:{rule.identity_of(request, merchant=merchant)}"
+
+
+@attrs.frozen(kw_only=True)
+class RefundOrder:
+    """Which order a request refunds and by how much (:func:`order_of`)."""
+
+    #: SHA-256 (hex) of the provider, the merchant and the order identifiers.
+    key: str
+    #: The order identifiers, for people: ``out_trade_no=A006``.
+    order: str
+    #: The amounts, for people: ``refund_fee=400, total_fee=1000``.
+    amounts: str
+
+
+def order_of(client: object, request: Mapping[str, Any]) -> RefundOrder | None:
+    """The order ``request`` refunds at the client's merchant and its amounts — the refund's
+    identity (:func:`refund_key`) without the amounts — or None when the client's rule names no
+    order fields (:attr:`RefundNumberRule.orders`) or the request names no order."""
+    rule = refund_number_rule(client)
+    if rule is None or not rule.orders:
+        return None
+    order = {name: request[name] for name in rule.orders if request.get(name) not in (None, "")}
+    if not order:
+        return None
+    merchant = str(getattr(client, "refund_merchant", ""))
+    order_rule = attrs.evolve(rule, identity=tuple(order), amounts=())
+    amounts = [
+        name for name in rule.identity if name not in rule.orders and name != rule.field and name in request
+    ]
+    return RefundOrder(
+        key=order_rule.identity_of(order, merchant=merchant),
+        order=", ".join(f"{name}={value}" for name, value in order.items()),
+        amounts=", ".join(f"{name}={request[name]}" for name in amounts),
+    )
+
+
+def explicitly_keyed(client: object, request: Mapping[str, Any]) -> bool:
+    """Whether ``request`` carries its own refund number or ``idempotency_key`` (what tells two
+    partial refunds of one order apart)."""
+    rule = refund_number_rule(client)
+    names = ["idempotency_key"] + ([rule.field] if rule is not None and rule.generated else [])
+    return any(request.get(name) not in (None, "") for name in names)
+
+
+@attrs.frozen(kw_only=True)
+class EarlierRefund:
+    """A refund an earlier run of a batch sent for an order, from a row no longer in the batch."""
+
+    order: str
+    amounts: str
+    refund_no: str
+    #: True: the provider executed it; False: its outcome is unknown (it may have).
+    succeeded: bool
+
+
+def edited_row_refusal(
+    client: object, request: Mapping[str, Any], earlier: Sequence[EarlierRefund]
+) -> str | None:
+    """Why a batch row must not be sent, or None: the row names no refund number or
+    ``idempotency_key`` of its own and ``earlier`` (the refunds this batch already sent, or may have
+    sent, for the row's order under identities no row of the batch has any more, while the row's
+    own identity was never sent) is not empty — the row is most likely an *edit* of that earlier
+    row (an amount fixed after it ran), and sending it would refund the order again.
+
+    The caller finds ``earlier`` in its journal; this function is the one rule and message."""
+    if not earlier or explicitly_keyed(client, request):
+        return None
+    done = "; ".join(
+        f"refund number {refund.refund_no} ({refund.amounts}: "
+        f"{'succeeded' if refund.succeeded else 'outcome unknown, it may have been paid'})"
+        for refund in earlier
+    )
+    return (
+        f"order {earlier[0].order} was already refunded by an earlier run of this batch, from a row "
+        f"that is no longer in the file (edited or deleted): {done}. Sending this row would refund "
+        "the order again. Restore the original row (its refund stands), or, if a second partial "
+        "refund is really intended, give this row its own refund number or idempotency_key column. "
+        "Nothing was sent for this row"
+    )
 
 
 # --------------------------------------------------------------------------- attempts

@@ -65,7 +65,9 @@ class RefundNumberRule:
     only minted at random). ``identity`` lists the ``refund()`` arguments that say *which* refund
     a request is — order identifiers, amounts and an explicit refund number — as opposed to how it
     is described (``refund_desc``, ``notify_url``...); empty means every argument. ``amounts``
-    are the identity arguments compared as decimal numbers (``"5.10"`` is ``"5.1"``).
+    are the identity arguments compared as decimal numbers (``"5.10"`` is ``"5.1"``). ``orders``
+    are the identity arguments naming the *order* refunded (the rest, but the refund number, are
+    its amounts); empty: the rule cannot tell two refunds of one order apart from two orders.
     Each provider client declares its rule as the class attribute ``refund_number_rule``.
     """
 
@@ -75,6 +77,7 @@ class RefundNumberRule:
     provider: str = ""
     identity: tuple[str, ...] = ()
     amounts: tuple[str, ...] = ()
+    orders: tuple[str, ...] = ()
 
     @property
     def derived_length(self) -> int:

@@ -23,9 +23,20 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ..batch import BatchOutcome, BatchStatus, InvalidRequest, count_attempts, refund_key, refund_many
-from ..errors import PaykitError, ProviderError
+from ..batch import (
+    BatchOutcome,
+    BatchStatus,
+    EarlierRefund,
+    InvalidRequest,
+    count_attempts,
+    edited_row_refusal,
+    order_of,
+    refund_key,
+    refund_many,
+)
+from ..errors import IdempotencyConflict, PaykitError, ProviderError
 from ..pipeline.retry import RetryPolicy
+from ..pipeline.stores.base import RecordState
 from .app import CONFIG_HELP, PROVIDER_CHOICE, cli, fail, json_default, progress_bar
 from .config import ConfigError, ProviderSettings, build_client, load_settings
 from .rows import CsvRefunds, HeaderError
@@ -104,7 +115,9 @@ def refunds_run(
     from it; the journal records each number before the row is sent. Running the command again —
     after a crash, kill -9, Ctrl-C, an edit of the file or a lost journal — replays finished rows,
     re-sends unfinished ones under the same numbers and never refunds a row twice. Two rows with
-    the same identity are refused as ambiguous. A malformed row fails on its own; the others proceed.
+    the same identity are refused as ambiguous, and so is a row whose amount was edited after its
+    order was refunded (the journal names that refund). A malformed row fails on its own; the
+    others proceed.
     """
     if concurrency < 1:
         fail("--concurrency must be >= 1")
@@ -146,12 +159,13 @@ def refunds_run(
         retry=retry,
         retry_failed=retry_failed,
     )
+    journal_path = journal if journal is not None else csv_file.with_name(csv_file.name + ".journal.db")
     if dry_run:
+        edits = _read_edits(journal_path, survey, batch)
         with _results(out) as sink:
-            status = anyio.run(lambda: _dry_run(job, identity_client, sink))
+            status = anyio.run(lambda: _dry_run(job, identity_client, edits, sink))
         sys.exit(status)
     anyio.run(identity_client.aclose)
-    journal_path = journal if journal is not None else csv_file.with_name(csv_file.name + ".journal.db")
     # The lock comes first: a run that is refused must not touch the running one's files.
     with _journal_lock(journal_path):
         try:
@@ -170,7 +184,8 @@ def refunds_run(
 
 @attrs.frozen(kw_only=True)
 class _Survey:
-    """One pass over the file before anything is sent: how many rows, which are ambiguous.
+    """One pass over the file before anything is sent: how many rows, which are ambiguous, which
+    identities the file holds (to tell the journal's refunds of rows edited away, :class:`_Edits`).
 
     Memory is one small int per row (a 64-bit prefix of each row's key), plus the row numbers of
     the duplicates; two distinct rows sharing a prefix would only be refused, never paid twice.
@@ -178,6 +193,7 @@ class _Survey:
 
     total: int
     duplicates: Mapping[int, tuple[int, ...]]
+    keys: frozenset[int]
 
     @classmethod
     def of(cls, rows: CsvRefunds, client: Any, batch: str) -> _Survey:
@@ -192,7 +208,9 @@ class _Survey:
             seen = first.setdefault(short, number)
             if seen != number:
                 duplicates.setdefault(short, [seen]).append(number)
-        return cls(total=total, duplicates={k: tuple(v) for k, v in duplicates.items()})
+        return cls(
+            total=total, duplicates={k: tuple(v) for k, v in duplicates.items()}, keys=frozenset(first)
+        )
 
     def duplicate_of(self, client: Any, request: Mapping[str, Any], batch: str, number: int) -> str | None:
         """Why row ``number`` is refused as an ambiguous duplicate, or None."""
@@ -210,7 +228,11 @@ class _Survey:
 
 
 def _short_key(client: Any, request: Mapping[str, Any], batch: str) -> int:
-    return int(refund_key(client, request, batch_id=batch).rsplit(":", 1)[1][:16], 16)
+    return _short(refund_key(client, request, batch_id=batch))
+
+
+def _short(key: str) -> int:
+    return int(key.rsplit(":", 1)[1][:16], 16)
 
 
 @attrs.frozen(kw_only=True)
@@ -224,9 +246,12 @@ class _Job:
     retry: RetryPolicy
     retry_failed: bool
 
-    def requests(self, client: Any, numbers: dict[int, int]) -> Iterator[Mapping[str, Any] | InvalidRequest]:
-        """The rows as requests, duplicates refused; ``numbers`` maps each yielded index to its row
-        number until the outcome is written (so it holds only the rows in flight)."""
+    def requests(
+        self, client: Any, numbers: dict[int, int], edits: _Edits
+    ) -> Iterator[Mapping[str, Any] | InvalidRequest]:
+        """The rows as requests, duplicates and edits of rows already refunded refused; ``numbers``
+        maps each yielded index to its row number until the outcome is written (so it holds only
+        the rows in flight)."""
         for index, (number, request) in enumerate(self.rows):
             numbers[index] = number
             if isinstance(request, Mapping):
@@ -234,7 +259,114 @@ class _Job:
                 if reason is not None:
                     yield InvalidRequest(reason=reason, fields=request, code="DuplicateRow")
                     continue
+                reason = edits.refusal(client, request, self.batch)
+                if reason is not None:
+                    yield InvalidRequest(reason=reason, fields=request, code=IdempotencyConflict.__name__)
+                    continue
             yield request
+
+
+# --------------------------------------------------------------------------- rows edited after they ran
+
+_ROWS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS paykit_batch_rows (
+    key TEXT PRIMARY KEY,
+    batch TEXT NOT NULL,
+    order_key TEXT NOT NULL,
+    order_text TEXT NOT NULL,
+    amounts TEXT NOT NULL
+)
+"""
+_ROWS_INDEX = "CREATE INDEX IF NOT EXISTS paykit_batch_rows_order ON paykit_batch_rows (batch, order_key)"
+_MONEY_MAY_HAVE_MOVED = (RecordState.SUCCEEDED.value, RecordState.IN_FLIGHT.value)
+
+
+@attrs.frozen(kw_only=True)
+class _Edits:
+    """What the journal says of rows edited away: the refunds this batch sent (or may have sent)
+    under identities no row of the file has any more, by order (:func:`order_of`), and the keys of
+    those orders' refunds the journal holds. The journal's table ``paykit_batch_rows`` maps each
+    row key the batch ever had to its order and amounts; ``paykit_idempotency`` has the outcomes."""
+
+    earlier: Mapping[str, tuple[EarlierRefund, ...]] = attrs.field(factory=dict)
+    journaled: frozenset[str] = frozenset()
+
+    @classmethod
+    def read(cls, db: sqlite3.Connection, survey: _Survey, batch: str) -> _Edits:
+        earlier: dict[str, list[EarlierRefund]] = {}
+        journaled: set[str] = set()
+        try:
+            rows = db.execute(
+                "SELECT r.key, r.order_key, r.order_text, r.amounts, i.refund_no, i.state"
+                " FROM paykit_batch_rows r JOIN paykit_idempotency i ON i.key = r.key"
+                " WHERE r.batch = ? AND i.state IN (?, ?)",
+                (batch, *_MONEY_MAY_HAVE_MOVED),
+            )
+            for key, order_key, order_text, amounts, refund_no, state in rows:
+                if _short(key) not in survey.keys:
+                    refund = EarlierRefund(
+                        order=order_text,
+                        amounts=amounts,
+                        refund_no=refund_no,
+                        succeeded=state == RecordState.SUCCEEDED.value,
+                    )
+                    earlier.setdefault(order_key, []).append(refund)
+            for order_key in earlier:
+                journaled.update(
+                    key
+                    for (key,) in db.execute(
+                        "SELECT r.key FROM paykit_batch_rows r JOIN paykit_idempotency i ON i.key = r.key"
+                        " WHERE r.batch = ? AND r.order_key = ?",
+                        (batch, order_key),
+                    )
+                )
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):  # a new journal, or one of a run before this table
+                return cls()
+            raise
+        return cls(earlier={k: tuple(v) for k, v in earlier.items()}, journaled=frozenset(journaled))
+
+    def refusal(self, client: Any, request: Mapping[str, Any], batch: str) -> str | None:
+        """Why ``request`` is refused as an edit of a row already refunded, or None."""
+        if not self.earlier:
+            return None
+        order = order_of(client, request)
+        earlier = None if order is None else self.earlier.get(order.key)
+        if not earlier or refund_key(client, request, batch_id=batch) in self.journaled:
+            return None
+        return edited_row_refusal(client, request, earlier)
+
+
+def _record_rows(db: sqlite3.Connection, job: _Job, client: Any) -> None:
+    """Every row's key, order and amounts into ``paykit_batch_rows``, before anything is sent."""
+
+    def entries() -> Iterator[tuple[str, str, str, str, str]]:
+        for _number, request in job.rows:
+            if isinstance(request, Mapping):
+                order = order_of(client, request)
+                if order is not None:
+                    key = refund_key(client, request, batch_id=job.batch)
+                    yield key, job.batch, order.key, order.order, order.amounts
+
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.executemany("INSERT OR IGNORE INTO paykit_batch_rows VALUES (?, ?, ?, ?, ?)", entries())
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _read_edits(path: Path, survey: _Survey, batch: str) -> _Edits:
+    """:class:`_Edits` of the journal at ``path``, read only (a dry run writes nothing)."""
+    if not path.exists():
+        return _Edits()
+    try:
+        uri = path.resolve().as_uri() + "?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=5)) as db:
+            return _Edits.read(db, survey, batch)
+    except sqlite3.Error as exc:
+        fail(f"the journal {path} cannot be used: {exc}")
 
 
 # --------------------------------------------------------------------------- running
@@ -249,7 +381,6 @@ async def _run_batch(job: _Job, journal_path: Path, out: Path | None) -> int:
             await store.get("paykit:journal-check")  # creates the journal, or says why it cannot
         except PaykitError as exc:
             fail(str(exc))
-        _prepare_journal(journal_path)
         try:
             client = build_client(
                 job.settings,
@@ -261,6 +392,7 @@ async def _run_batch(job: _Job, journal_path: Path, out: Path | None) -> int:
             )
         except ConfigError as exc:
             fail(str(exc))
+        edits = _prepare_journal(journal_path, job, client)
         console = Console(stderr=True)
         counts = {status.value: 0 for status in BatchStatus if status is not BatchStatus.READY}
         replayed = 0
@@ -271,7 +403,7 @@ async def _run_batch(job: _Job, journal_path: Path, out: Path | None) -> int:
                     task = progress.add_task(job.settings.provider, total=job.survey.total)
                     batch_run = refund_many(
                         client,
-                        job.requests(client, numbers),
+                        job.requests(client, numbers, edits),
                         concurrency=job.concurrency,
                         rate=job.rate,
                         batch_id=job.batch,
@@ -296,10 +428,11 @@ async def _run_batch(job: _Job, journal_path: Path, out: Path | None) -> int:
     return 0 if counts["succeeded"] == job.survey.total else 1
 
 
-def _prepare_journal(path: Path) -> None:
+def _prepare_journal(path: Path, job: _Job, client: Any) -> _Edits:
     """Refuse a journal of paykit 0.1 (keys by row position, random refund numbers: resuming it
-    with content keys would refund its finished rows again), and free the claims of a run that
-    died — we hold the journal lock, so no live run owns them. Their refund numbers are kept."""
+    with content keys would refund its finished rows again), free the claims of a run that
+    died — we hold the journal lock, so no live run owns them; their refund numbers are kept —
+    read the refunds of rows edited away (:class:`_Edits`) and record the file's rows."""
     try:
         with contextlib.closing(sqlite3.connect(path, timeout=5, isolation_level=None)) as db:
             legacy = db.execute(
@@ -315,17 +448,22 @@ def _prepare_journal(path: Path) -> None:
             db.execute(
                 "UPDATE paykit_idempotency SET lease_expires = 0 WHERE state = 'in_flight' AND owner != ''"
             )
+            db.execute(_ROWS_SCHEMA)
+            db.execute(_ROWS_INDEX)
+            edits = _Edits.read(db, job.survey, job.batch)
+            _record_rows(db, job, client)
+            return edits
     except sqlite3.Error as exc:
         fail(f"the journal {path} cannot be used: {exc}")
 
 
-async def _dry_run(job: _Job, client: Any, sink: _ResultSink) -> int:
+async def _dry_run(job: _Job, client: Any, edits: _Edits, sink: _ResultSink) -> int:
     bad = 0
     numbers: dict[int, int] = {}
     async with client:
         batch_run = refund_many(
             client,
-            job.requests(client, numbers),
+            job.requests(client, numbers, edits),
             concurrency=job.concurrency,
             batch_id=job.batch,
             validate_only=True,
@@ -360,7 +498,7 @@ def _result_line(outcome: BatchOutcome, number: int) -> dict[str, Any]:
     else:
         replayed = status is BatchStatus.FAILED and isinstance(outcome.error, ProviderError) and attempts == 0
     message = outcome.error_message
-    if outcome.error_code == "IdempotencyConflict":
+    if isinstance(outcome.error, IdempotencyConflict):
         message = (
             f"{message}. The journal holds this row's refund with other details (refund_desc, "
             "notify_url...): restore them, or give the row its own refund number or idempotency_key "

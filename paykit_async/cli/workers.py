@@ -26,11 +26,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ..batch import InvalidRequest, refund_key
-from ..errors import ValidationError
+from ..batch import InvalidRequest, order_of, refund_key
+from ..errors import IdempotencyConflict, ValidationError
 from .app import CONFIG_HELP, PROVIDER_CHOICE, cli, fail, json_default
 from .config import ConfigError, build_client, load_settings
-from .refunds import DEFAULT_BATCH_ID, _Survey, refunds
+from .refunds import DEFAULT_BATCH_ID, _Edits, _short, _Survey, refunds
 from .rows import CsvRefunds, HeaderError
 
 __all__ = ["refunds_enqueue", "refunds_status", "worker"]
@@ -166,10 +166,25 @@ async def _enqueue_rows(
     counts = {"enqueued": 0, "already_enqueued": 0, "invalid": 0}
     pool = await _connect(workers, redis_url, queue)
     try:
+        # The jobs of rows edited away since they were queued (an amount fixed after the refund).
+        earlier, journaled = await workers.earlier_refunds(
+            pool, batch, present=lambda key: _short(key) in survey.keys
+        )
+        edits = _Edits(earlier=earlier, journaled=journaled)
         async with client:
             for number, request in rows:
                 line = await _enqueue_row(
-                    workers, pool, client, survey, batch, queue, provider, number, request, retry_failed
+                    workers,
+                    pool,
+                    client,
+                    survey,
+                    edits,
+                    batch,
+                    queue,
+                    provider,
+                    number,
+                    request,
+                    retry_failed,
                 )
                 counts[line["status"]] += 1
                 sink.write(json.dumps(line, default=json_default, ensure_ascii=False) + "\n")
@@ -183,6 +198,7 @@ async def _enqueue_row(
     pool: Any,
     client: Any,
     survey: _Survey,
+    edits: _Edits,
     batch: str,
     queue: str,
     provider: str,
@@ -206,6 +222,14 @@ async def _enqueue_row(
             "error_code": "DuplicateRow",
             "error_message": f"row {number}: {duplicate}",
         }
+    edited = edits.refusal(client, request, batch)
+    if edited is not None:
+        return {
+            **line,
+            "status": "invalid",
+            "error_code": IdempotencyConflict.__name__,
+            "error_message": f"row {number}: {edited}",
+        }
     key = refund_key(client, request, batch_id=batch)
     try:
         operation = await client.validate_refund(**{**request, "idempotency_key": key})
@@ -225,6 +249,8 @@ async def _enqueue_row(
         row=number,
         queue_name=queue,
         retry_failed=retry_failed,
+        order=order_of(client, request),
+        refund_no=operation.refund_no,
     )
     return {
         "row": number,

@@ -19,7 +19,16 @@ Nothing below the integrations imports this package; it needs ``arq`` (and so ``
 ``limits``.
 """
 
-from .batches import BatchProgress, JobRecord, batch_key, batch_progress, connect, enqueue_refund, job_id_for
+from .batches import (
+    BatchProgress,
+    JobRecord,
+    batch_key,
+    batch_progress,
+    connect,
+    earlier_refunds,
+    enqueue_refund,
+    job_id_for,
+)
 from .jobs import JOB_NAME, MAX_TRIES, RETRY_DELAYS, WorkerState, outcome_record, refund_job
 from .settings import (
     IDEMPOTENCY_LEASE,
@@ -45,6 +54,7 @@ __all__ = [
     "batch_key",
     "batch_progress",
     "connect",
+    "earlier_refunds",
     "enqueue_refund",
     "job_id_for",
     "outcome_record",

@@ -11,11 +11,12 @@ batch keeps a Redis hash ``paykit:batch:<batch id>`` of its job ids and their ro
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
+from ..batch import EarlierRefund, RefundOrder
 from .jobs import JOB_NAME
 from .settings import JOB_EXPIRES, KEEP_RESULTS, QUEUE_NAME, dumps, loads
 
@@ -25,6 +26,7 @@ __all__ = [
     "batch_key",
     "batch_progress",
     "connect",
+    "earlier_refunds",
     "enqueue_refund",
     "job_id_for",
 ]
@@ -67,6 +69,8 @@ async def enqueue_refund(
     row: int | None = None,
     queue_name: str = QUEUE_NAME,
     retry_failed: bool = False,
+    order: RefundOrder | None = None,
+    refund_no: str | None = None,
 ) -> bool:
     """Queue the refund ``request`` (``refund()`` arguments) under ``key``; False when its job
     already exists — queued, running, or finished within :data:`KEEP_RESULTS`.
@@ -75,10 +79,16 @@ async def enqueue_refund(
     balance —, an outcome still unknown, a job arq gave up on) is queued again under the same job
     id, so the worker resends it under the same refund number (the provider dedupes by it): after
     fixing the cause, enqueueing the file again finishes the batch, as ``paykit refunds run`` does.
+
+    ``order`` (:func:`~paykit_async.batch.order_of`) and ``refund_no`` are recorded with the job in
+    the batch's listing, so that :func:`earlier_refunds` can tell a row edited after it was queued.
     """
     job_id = job_id_for(key)
     listing = batch_key(batch_id)
-    await pool.hset(listing, job_id, json.dumps({"row": row, "provider": provider}))
+    entry: dict[str, Any] = {"row": row, "provider": provider}
+    if order is not None:
+        entry.update(order=order.key, order_text=order.order, amounts=order.amounts, refund_no=refund_no)
+    await pool.hset(listing, job_id, json.dumps(entry))
     await pool.expire(listing, KEEP_RESULTS)
     if retry_failed:
         await _forget_unsuccessful_result(pool, job_id, row)
@@ -148,14 +158,53 @@ class BatchProgress:
 
 async def batch_progress(pool: Any, batch_id: str) -> BatchProgress:
     """The progress of ``batch_id``: each job's result (read in chunks), or pending."""
-    from arq.constants import in_progress_key_prefix, result_key_prefix
-    from arq.jobs import deserialize_result
-
     listing = await pool.hgetall(batch_key(batch_id))
     members = sorted(
         ((_text(job_id), json.loads(_text(value))) for job_id, value in listing.items()),
         key=lambda item: (item[1].get("row") is None, item[1].get("row") or 0, item[0]),
     )
+    return BatchProgress(batch_id=batch_id, jobs=await _job_records(pool, members))
+
+
+async def earlier_refunds(
+    pool: Any, batch_id: str, *, present: Callable[[str], bool]
+) -> tuple[dict[str, tuple[EarlierRefund, ...]], frozenset[str]]:
+    """What ``batch_id``'s listing says of rows edited away, for
+    :func:`~paykit_async.batch.edited_row_refusal`: by order key, the refunds of the jobs whose
+    idempotency key is not ``present`` in the file any more and that succeeded, may have (outcome
+    unknown) or still may (queued, running); and the keys of every job of those orders. Jobs
+    queued without their order (by an older paykit) are not seen."""
+    listing = await pool.hgetall(batch_key(batch_id))
+    prefix = len(job_id_for(""))
+    by_order: dict[str, list[str]] = {}
+    gone: list[tuple[str, Any]] = []
+    for raw_id, value in listing.items():
+        job_id, info = _text(raw_id), json.loads(_text(value))
+        order = info.get("order")
+        if isinstance(order, str):
+            by_order.setdefault(order, []).append(job_id[prefix:])
+            if not present(job_id[prefix:]):
+                gone.append((job_id, info))
+    earlier: dict[str, list[EarlierRefund]] = {}
+    for job, (_job_id, info) in zip(await _job_records(pool, gone), gone, strict=True):
+        if job.progress == FAILED:
+            continue
+        refund = EarlierRefund(
+            order=str(info.get("order_text")),
+            amounts=str(info.get("amounts")),
+            refund_no=str(job.record.get("refund_no") or info.get("refund_no")),
+            succeeded=job.progress == DONE,
+        )
+        earlier.setdefault(info["order"], []).append(refund)
+    keys = frozenset(key for order in earlier for key in by_order[order])
+    return {order: tuple(refunds) for order, refunds in earlier.items()}, keys
+
+
+async def _job_records(pool: Any, members: Sequence[tuple[str, Mapping[str, Any]]]) -> tuple[JobRecord, ...]:
+    """Each job's result (read in chunks), or pending."""
+    from arq.constants import in_progress_key_prefix, result_key_prefix
+    from arq.jobs import deserialize_result
+
     jobs: list[JobRecord] = []
     for start in range(0, len(members), _READ_CHUNK):
         chunk = members[start : start + _READ_CHUNK]
@@ -171,7 +220,7 @@ async def batch_progress(pool: Any, batch_id: str) -> BatchProgress:
                 continue
             result = deserialize_result(raw, deserializer=loads)
             jobs.append(_finished(job_id, row, result.success, result.result, result.job_try))
-    return BatchProgress(batch_id=batch_id, jobs=tuple(jobs))
+    return tuple(jobs)
 
 
 def _finished(job_id: str, row: int | None, success: bool, result: Any, tries: int) -> JobRecord:

@@ -175,3 +175,51 @@ def test_rows_refused_for_a_wrong_key_are_sent_again_once_it_is_fixed_and_each_o
         order = snapshot.order("wechatpay", str(row["out_trade_no"]))
         assert (order.payouts, order.refunded) == (1, row["refund_fee"])
         assert snapshot.refund("wechatpay", str(result["refund_no"])).order_no == row["out_trade_no"]
+
+
+def test_an_amount_edited_after_its_job_ran_is_not_queued_again(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    """Operator: enqueue, the workers refund, a typo is fixed in the CSV (A006: 400 -> 300) and
+    the file enqueued again. The edited row must not be queued (the order would be paid 400 + 300);
+    restoring the row adds nothing."""
+    with live_simulator(SimulatorConfig(auto_orders=True, completion_delay=0.0)) as live:
+        original = [
+            {"out_trade_no": "E005", "total_fee": 1000, "refund_fee": 200},
+            {"out_trade_no": "E006", "total_fee": 1000, "refund_fee": 400},
+        ]
+        csv_file = tmp_path / "batch.csv"
+        config = live.config_file(tmp_path)
+        batch, queue = f"{redis_prefix}edit", f"{redis_prefix}queue"
+
+        def enqueue(out: str, rows: list[dict[str, object]]) -> list[dict[str, object]]:
+            write_csv(csv_file, rows)
+            done = run_paykit(
+                "refunds", "enqueue", csv_file, "-p", "wechatpay", "--config", config, "--redis", redis_url,
+                "--batch-id", batch, "--queue", queue, "--out", tmp_path / out,
+            )  # fmt: skip
+            assert done.returncode in (0, 1), done.stderr
+            return read_results(tmp_path / out)
+
+        def work() -> None:
+            done = run_paykit("worker", "--config", config, "--redis", redis_url, "--queue", queue, "--burst")
+            assert done.returncode == 0, done.stderr
+
+        first = enqueue("q1.jsonl", original)
+        assert [line["status"] for line in first] == ["enqueued"] * 2
+        work()
+        edited = [original[0], {**original[1], "refund_fee": 300}]
+        second = enqueue("q2.jsonl", edited)
+        assert second[0]["status"] == "already_enqueued"
+        assert (second[1]["status"], second[1]["error_code"]) == ("invalid", "IdempotencyConflict")
+        message = str(second[1]["error_message"])
+        assert message.startswith("row 2: order out_trade_no=E006 was already refunded")
+        assert f"refund number {first[1]['refund_no']} (total_fee=1000, refund_fee=400: succeeded)" in message
+        work()
+        assert [line["status"] for line in enqueue("q3.jsonl", original)] == ["already_enqueued"] * 2
+        work()
+        snapshot = live.simulator.snapshot()
+    assert snapshot.duplicate_payouts == 0
+    for row in original:
+        order = snapshot.order("wechatpay", str(row["out_trade_no"]))
+        assert (order.payouts, order.refunded) == (1, row["refund_fee"])

@@ -61,6 +61,7 @@ class EftPayClient(BaseClient):
         provider="eftpay",
         identity=("out_trade_no", "transaction_amount", "total_fee", "refund_no"),
         amounts=("transaction_amount", "total_fee"),
+        orders=("out_trade_no",),
     )
 
     def __init__(

@@ -41,7 +41,11 @@ class PayJSClient(BaseClient):
 
     provider = _PROVIDER
     refund_number_rule: ClassVar[RefundNumberRule] = RefundNumberRule(
-        field="payjs_order_id", generated=False, provider="payjs", identity=("payjs_order_id",)
+        field="payjs_order_id",
+        generated=False,
+        provider="payjs",
+        identity=("payjs_order_id",),
+        orders=("payjs_order_id",),
     )
 
     def __init__(

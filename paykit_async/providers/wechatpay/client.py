@@ -69,6 +69,7 @@ class WeChatPayClient(BaseClient):
         max_length=64,
         provider="wechatpay",
         identity=("out_trade_no", "transaction_id", "total_fee", "refund_fee", "out_refund_no"),
+        orders=("out_trade_no", "transaction_id"),
     )
 
     def __init__(

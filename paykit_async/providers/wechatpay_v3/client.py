@@ -99,6 +99,7 @@ class WeChatPayV3Client(BaseClient):
         max_length=64,
         provider=PROVIDER,
         identity=("out_trade_no", "transaction_id", "refund", "total", "out_refund_no"),
+        orders=("out_trade_no", "transaction_id"),
     )
 
     def __init__(
