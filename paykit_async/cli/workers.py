@@ -40,7 +40,14 @@ _QUEUE_HELP = "The arq queue of the refund jobs."
 
 
 def _workers_module() -> Any:
+    """The workers integration, or one line naming the extra when its libraries are missing.
+
+    ``paykit_async.workers`` imports ``arq`` only inside its functions, so the libraries are
+    imported here, before anything is read or queued."""
     try:
+        import arq  # noqa: F401
+        import redis  # noqa: F401
+
         import paykit_async.workers as workers
     except ModuleNotFoundError as exc:
         fail(

@@ -10,6 +10,8 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import pytest
+
 from paykit_async.simulator import DEMO_WECHATPAY, SimulatorConfig
 
 from ..cli.helpers import live_simulator, read_results, run_paykit, seed_wechat_orders, write_csv
@@ -223,3 +225,27 @@ def test_an_amount_edited_after_its_job_ran_is_not_queued_again(
     for row in original:
         order = snapshot.order("wechatpay", str(row["out_trade_no"]))
         assert (order.payouts, order.refunded) == (1, row["refund_fee"])
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("refunds", "enqueue", "{csv}", "-p", "wechatpay", "--config", "{config}", "--redis", "{redis}"),
+        ("refunds", "status", "--redis", "{redis}"),
+        ("worker", "--config", "{config}", "--redis", "{redis}", "--burst"),
+    ],
+    ids=["enqueue", "status", "worker"],
+)
+def test_without_the_workers_extra_each_command_names_it_in_one_line(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    # A site directory whose `arq` cannot be imported stands in for an install without the extra;
+    # paykit_async.workers imports arq only inside its functions, so the command must look first.
+    (tmp_path / "arq.py").write_text("raise ModuleNotFoundError('No module named arq', name='arq')\n")
+    values = {
+        "csv": str(write_csv(tmp_path / "batch.csv", ROWS)),
+        "config": str(_config(tmp_path)),
+        "redis": f"redis://127.0.0.1:{_closed_port()}/0",
+    }
+    done = run_paykit(*(part.format(**values) for part in command), env={"PYTHONPATH": str(tmp_path)})
+    assert_one_error_line(done, 'pip install "paykit_async[workers]"', "(missing: arq)")
