@@ -74,6 +74,10 @@ class SimulatorApp:
         if fault.latency:
             await anyio.sleep(fault.latency)
         handled = await self._before_work(handler, fault)
+        if handled is None and request.oversized:
+            handled = Handled(
+                reply=HttpReply(status=413, body=b"request body too large"), outcome="TOO_LARGE"
+            )
         if handled is None:
             handled = await handler.handle(endpoint, request, fault)
         reply = handled.reply

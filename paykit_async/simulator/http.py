@@ -50,6 +50,8 @@ class HttpRequest:
     """True/False when the server knows whether a TLS client certificate was presented, else None."""
     target: str = ""
     """The request target as sent: the raw (still percent-encoded) path and the query string."""
+    oversized: bool = False
+    """The body was longer than :data:`MAX_BODY`; ``body`` is then empty (the rest was discarded)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -63,7 +65,8 @@ class HttpReply:
 
 
 async def read_request(scope: Scope, receive: Receive) -> HttpRequest:
-    """Read the whole body (capped at 1 MiB; the rest is discarded)."""
+    """Read the whole body; one longer than :data:`MAX_BODY` is discarded and marked ``oversized``
+    (never handed on as a prefix, which a provider would not process either)."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -85,10 +88,11 @@ async def read_request(scope: Scope, receive: Receive) -> HttpRequest:
         method=scope["method"],
         path=scope["path"],
         headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
-        body=b"".join(chunks),
+        body=b"" if size > MAX_BODY else b"".join(chunks),
         scheme=scope.get("scheme", "http"),
         client_cert=cert if isinstance(cert, bool) else None,
         target=target,
+        oversized=size > MAX_BODY,
     )
 
 

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from paykit_async.simulator import Simulator, SimulatorConfig
+from paykit_async.simulator import DEMO_PAYJS, Simulator, SimulatorConfig
 from paykit_async.simulator.http import MAX_BODY
 
 from ..hostile.support import FEW, HOSTILE, growth_ratio
@@ -50,6 +50,7 @@ def call(
     method: str = "POST",
     raw_path: bytes | None = None,
     disconnect: bool = False,
+    app: Any = None,
 ) -> tuple[int, bytes]:
     """One request straight through the ASGI app; the status and body it answered with.
 
@@ -87,7 +88,7 @@ def call(
     async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
-    anyio.run(SIM.app, scope, receive, send)
+    anyio.run(app or SIM.app, scope, receive, send)
     starts = [m for m in sent if m["type"] == "http.response.start"]
     bodies = [m for m in sent if m["type"] == "http.response.body"]
     assert len(starts) == 1, sent
@@ -149,11 +150,24 @@ def test_any_request_gets_one_complete_answer(
     filler=st.sampled_from([b"<", b"[", b"a=&", b"\xff"]),
 )
 def test_a_body_past_the_read_cap_gets_an_answer(path: str, pieces: int, filler: bytes) -> None:
-    # More than MAX_BODY in total, in pieces of any size: what is kept stays within the cap.
+    # More than MAX_BODY in total, in pieces of any size: an endpoint answers 413 (a prefix of the
+    # body is never handled as if it were the request), anything else 404.
     size = MAX_BODY + 1
     piece = filler * (size // (len(filler) * pieces) + 1)
-    status, _ = call(path, [piece] * pieces)
-    assert 200 <= status < 500
+    status, body = call(path, [piece] * pieces)
+    assert (status, body) in ((413, b"request body too large"), (404, b"not a simulator endpoint"))
+    if path in PATHS[:3] or path in ("/payjs/api/refund", "/eftpay/Servlet/JSAPIService.do"):
+        assert status == 413
+
+
+def test_a_signed_request_past_the_read_cap_is_not_executed() -> None:
+    # A genuine refund request padded past the cap (a trailing field): refused whole, nothing paid.
+    sim = Simulator(SimulatorConfig(auto_orders=True, completion_delay=0.0))
+    fields = {"mchid": DEMO_PAYJS.mchid, "payjs_order_id": "P1", "pad": "x" * MAX_BODY}
+    body = "&".join(f"{k}={v}" for k, v in fields.items()).encode()
+    status, _ = call("/payjs/api/refund", [body], app=sim.app)
+    assert status == 413
+    assert [record.outcome for record in sim.requests()] == ["TOO_LARGE"]
 
 
 @pytest.mark.parametrize("piece", [None, 64])
