@@ -148,6 +148,52 @@ class BatchOutcome:
     def ok(self) -> bool:
         return self.status is BatchStatus.SUCCEEDED
 
+    def as_record(self, row: int | None, *, store: str = "The idempotency store") -> dict[str, Any]:
+        """This outcome as one results record (JSON data): what ``paykit refunds run`` writes per
+        row and a ``paykit worker`` job records, so that both paths report a row alike.
+
+        Every row error has one shape: ``row N: message`` (the message alone when ``row`` is None),
+        an ``error_code`` and the refund number when there is one. ``attempts`` is 0 for a row
+        never sent (invalid, or ready in a dry run); ``replayed`` says the provider was not called
+        for a success or a definite refusal (:func:`count_attempts` counted none). ``store`` names
+        what holds the refund in the hint of an :class:`~paykit_async.errors.IdempotencyConflict`.
+        """
+        result = self.result
+        provider_refund_id = None
+        for name in ("refund_id", "transaction_id"):
+            provider_refund_id = getattr(result, name, None)
+            if provider_refund_id:
+                break
+        status = self.status
+        attempts = 0 if status in (BatchStatus.INVALID, BatchStatus.READY) else self.attempts
+        if status is BatchStatus.SUCCEEDED:
+            # Replayed from the idempotency store: the provider was not called.
+            replayed = bool(getattr(result, "replayed", False)) or attempts == 0
+        else:
+            replayed = (
+                status is BatchStatus.FAILED and isinstance(self.error, ProviderError) and attempts == 0
+            )
+        message = self.error_message
+        if isinstance(self.error, IdempotencyConflict):
+            message = (
+                f"{message}. {store} holds this row's refund with other details (refund_desc, "
+                "notify_url...): restore them, or give the row its own refund number or idempotency_key "
+                "if it is another refund"
+            )
+        if message is not None and row is not None:
+            message = f"row {row}: {message}"
+        return {
+            "row": row,
+            "status": status.value,
+            "refund_no": self.refund_no,
+            "provider_refund_id": provider_refund_id,
+            "error_code": self.error_code,
+            "error_message": message,
+            "attempts": attempts,
+            "replayed": replayed,
+            "settled_by_query": bool(getattr(result, "settled_by_query", False)),
+        }
+
 
 # --------------------------------------------------------------------------- refund numbers
 

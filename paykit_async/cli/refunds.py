@@ -34,7 +34,7 @@ from ..batch import (
     refund_key,
     refund_many,
 )
-from ..errors import IdempotencyConflict, PaykitError, ProviderError
+from ..errors import IdempotencyConflict, PaykitError
 from ..pipeline.retry import RetryPolicy
 from ..pipeline.stores.base import RecordState
 from .app import CONFIG_HELP, PROVIDER_CHOICE, cli, fail, json_default, progress_bar
@@ -481,40 +481,8 @@ async def _dry_run(job: _Job, client: Any, edits: _Edits, sink: _ResultSink) -> 
 
 
 def _result_line(outcome: BatchOutcome, number: int) -> dict[str, Any]:
-    """One results line. Every row error has one shape: ``row N: message``, an ``error_code``
-    and the refund number when there is one — malformed, ambiguous, refused by the client's checks
-    or by the provider alike."""
-    result = outcome.result
-    provider_refund_id = None
-    for name in ("refund_id", "transaction_id"):
-        provider_refund_id = getattr(result, name, None)
-        if provider_refund_id:
-            break
-    status = outcome.status
-    attempts = 0 if status in (BatchStatus.INVALID, BatchStatus.READY) else outcome.attempts
-    if status is BatchStatus.SUCCEEDED:
-        # Replayed from the journal: the provider was not called (count_attempts counted 0).
-        replayed = bool(getattr(result, "replayed", False)) or attempts == 0
-    else:
-        replayed = status is BatchStatus.FAILED and isinstance(outcome.error, ProviderError) and attempts == 0
-    message = outcome.error_message
-    if isinstance(outcome.error, IdempotencyConflict):
-        message = (
-            f"{message}. The journal holds this row's refund with other details (refund_desc, "
-            "notify_url...): restore them, or give the row its own refund number or idempotency_key "
-            "if it is another refund"
-        )
-    return {
-        "row": number,
-        "status": status.value,
-        "refund_no": outcome.refund_no,
-        "provider_refund_id": provider_refund_id,
-        "error_code": outcome.error_code,
-        "error_message": None if message is None else f"row {number}: {message}",
-        "attempts": attempts,
-        "replayed": replayed,
-        "settled_by_query": bool(getattr(result, "settled_by_query", False)),
-    }
+    """One results line (:meth:`BatchOutcome.as_record`; the journal holds the refunds)."""
+    return outcome.as_record(number, store="The journal")
 
 
 # --------------------------------------------------------------------------- output that survives

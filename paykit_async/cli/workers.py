@@ -213,40 +213,19 @@ async def _enqueue_row(
     request: Mapping[str, Any] | InvalidRequest,
     retry_failed: bool,
 ) -> dict[str, Any]:
-    line: dict[str, Any] = {"row": number}
     if isinstance(request, InvalidRequest):
-        return {
-            **line,
-            "status": "invalid",
-            "error_code": request.code,
-            "error_message": f"row {number}: {request.reason}",
-        }
+        return _invalid(number, request.code, request.reason)
     duplicate = survey.duplicate_of(client, request, batch, number)
     if duplicate is not None:
-        return {
-            **line,
-            "status": "invalid",
-            "error_code": "DuplicateRow",
-            "error_message": f"row {number}: {duplicate}",
-        }
+        return _invalid(number, "DuplicateRow", duplicate)
     edited = edits.refusal(client, request, batch)
     if edited is not None:
-        return {
-            **line,
-            "status": "invalid",
-            "error_code": IdempotencyConflict.__name__,
-            "error_message": f"row {number}: {edited}",
-        }
+        return _invalid(number, IdempotencyConflict.__name__, edited)
     key = refund_key(client, request, batch_id=batch)
     try:
         operation = await client.validate_refund(**{**request, "idempotency_key": key})
     except ValidationError as error:
-        return {
-            **line,
-            "status": "invalid",
-            "error_code": "ValidationError",
-            "error_message": f"row {number}: {error}",
-        }
+        return _invalid(number, "ValidationError", str(error))
     added = await workers.enqueue_refund(
         pool,
         provider=provider,

@@ -63,12 +63,16 @@ async def refund_job(
     client = state.clients.get(provider) if isinstance(state, WorkerState) else None
     if client is None:
         return _refused(
-            row, "WorkerConfigError", f"this worker has no [{provider}] configuration; nothing was sent"
+            row,
+            request,
+            "WorkerConfigError",
+            f"this worker has no [{provider}] configuration; nothing was sent",
         )
     if refund_key(client, request, batch_id=batch_id) != key:
         # Another merchant account than the enqueuer's: its refund would be another refund.
         return _refused(
             row,
+            request,
             "WorkerConfigError",
             f"this worker's [{provider}] merchant differs from the one the batch was enqueued for; "
             "nothing was sent",
@@ -96,36 +100,19 @@ def _final(outcome: BatchOutcome) -> bool:
 
 
 def outcome_record(outcome: BatchOutcome, row: int | None) -> dict[str, Any]:
-    """The job result for ``outcome``: the fields of a ``paykit refunds run`` results line."""
-    result = outcome.result
-    provider_refund_id = None
-    for name in ("refund_id", "transaction_id"):
-        provider_refund_id = getattr(result, name, None)
-        if provider_refund_id:
-            break
-    succeeded = outcome.status is BatchStatus.SUCCEEDED
-    return {
-        "row": row,
-        "status": outcome.status.value,
-        "refund_no": outcome.refund_no,
-        "provider_refund_id": None if provider_refund_id is None else str(provider_refund_id),
-        "error_code": outcome.error_code,
-        "error_message": outcome.error_message,
-        "attempts": outcome.attempts,
-        "replayed": succeeded and bool(getattr(result, "replayed", False)),
-        "settled_by_query": bool(getattr(result, "settled_by_query", False)),
-    }
+    """The job result for ``outcome``: a ``paykit refunds run`` results line
+    (:meth:`BatchOutcome.as_record`; the idempotency store, Redis, holds the refunds)."""
+    return outcome.as_record(row)
 
 
-def _refused(row: int | None, code: str, message: str) -> dict[str, Any]:
-    return {
-        "row": row,
-        "status": BatchStatus.FAILED.value,
-        "refund_no": None,
-        "provider_refund_id": None,
-        "error_code": code,
-        "error_message": message,
-        "attempts": 0,
-        "replayed": False,
-        "settled_by_query": False,
-    }
+def _refused(row: int | None, request: dict[str, Any], code: str, message: str) -> dict[str, Any]:
+    """The record of a job this worker refused to send."""
+    refused = BatchOutcome(
+        index=0,
+        request=request,
+        status=BatchStatus.FAILED,
+        error_code=code,
+        error_message=message,
+        attempts=0,
+    )
+    return outcome_record(refused, row)

@@ -14,8 +14,16 @@ import pytest
 
 from paykit_async.simulator import DEMO_WECHATPAY, SimulatorConfig
 
-from ..cli.helpers import live_simulator, read_results, run_paykit, seed_wechat_orders, write_csv
+from ..cli.helpers import (
+    live_simulator,
+    read_results,
+    run_paykit,
+    seed_wechat_orders,
+    served_simulator,
+    write_csv,
+)
 from ..cli.test_errors import assert_one_error_line
+from ..cli.test_served_simulator import _refunds_of
 
 ROWS = [{"out_trade_no": f"Q{i}", "total_fee": 1000 + i, "refund_fee": 100 + i} for i in range(5)]
 
@@ -225,6 +233,77 @@ def test_an_amount_edited_after_its_job_ran_is_not_queued_again(
     for row in original:
         order = snapshot.order("wechatpay", str(row["out_trade_no"]))
         assert (order.payouts, order.refunded) == (1, row["refund_fee"])
+
+
+#: Fields only ``paykit refunds status --out`` writes: the job's progress and arq job id.
+QUEUE_ONLY_FIELDS = ("progress", "job_id")
+
+
+def test_a_csv_through_the_queue_gives_the_results_of_refunds_run(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    """Operator: the same CSV (successes, a duplicate row, a malformed row) through
+    ``paykit refunds run`` and through ``enqueue`` + ``worker --burst`` + ``status --out``, against
+    one served simulator. Each row's result must be the same record either way (the queue path
+    reports the rows it did not queue in ``enqueue --out``), and each order is refunded once."""
+    rows = [
+        {"out_trade_no": "W1", "total_fee": 1000, "refund_fee": 100},
+        {"out_trade_no": "W2", "total_fee": 2000, "refund_fee": 200},
+        {"out_trade_no": "W1", "total_fee": 1000, "refund_fee": 100},  # row 3: rows 1 and 3 are one refund
+        {"out_trade_no": "W3", "total_fee": "x", "refund_fee": 1},  # row 4: malformed
+        {"out_trade_no": "W4", "total_fee": 4000, "refund_fee": 400},
+        {"out_trade_no": "W5", "total_fee": 5000, "refund_fee": 500},
+        {"out_trade_no": "W6", "total_fee": 60000, "refund_fee": 20000},  # row 7: beyond the balance
+    ]
+    sent, refunded = (2, 5, 6, 7), (2, 5, 6)
+    csv_file = write_csv(tmp_path / "batch.csv", rows)
+    batch, queue = f"{redis_prefix}both", f"{redis_prefix}queue"
+    simulator = (
+        f'[simulator]\ncompletion_delay = 0\n[wechatpay]\nappid = "{DEMO_WECHATPAY.appid}"\n'
+        f'mch_id = "{DEMO_WECHATPAY.mch_id}"\napi_key = "{DEMO_WECHATPAY.api_key}"\nbalance = 10000\n'
+    )
+    with served_simulator(tmp_path, simulator) as root:
+        config = _config(tmp_path)
+        text = config.read_text(encoding="utf-8")
+        config.write_text(text.replace("http://127.0.0.1:9", root), encoding="utf-8")
+        common = ("-p", "wechatpay", "--config", config, "--batch-id", batch)
+        done = run_paykit("refunds", "run", csv_file, *common, "--out", tmp_path / "run.jsonl")
+        assert done.returncode == 1, done.stderr  # rows 1 and 3 (duplicates), 4 and 7
+        queued = run_paykit(
+            "refunds", "enqueue", csv_file, *common, "--redis", redis_url, "--queue", queue,
+            "--out", tmp_path / "queued.jsonl",
+        )  # fmt: skip
+        assert queued.returncode == 1, queued.stderr
+        worked = run_paykit("worker", "--config", config, "--redis", redis_url, "--queue", queue, "--burst")
+        assert worked.returncode == 0, worked.stderr
+        status = run_paykit(
+            "refunds", "status", "--redis", redis_url, "--batch-id", batch, "--out", tmp_path / "status.jsonl"
+        )
+        assert status.returncode == 1, status.stdout + status.stderr  # row 7
+        ledger = _refunds_of(root, [str(rows[number - 1]["out_trade_no"]) for number in refunded])
+    ran = {line["row"]: line for line in read_results(tmp_path / "run.jsonl")}
+    assert sorted(ran) == list(range(1, len(rows) + 1))
+    assert all(ran[row]["status"] == "succeeded" for row in refunded)
+    assert (ran[7]["status"], ran[7]["error_code"], ran[7]["attempts"]) == ("failed", "NOTENOUGH", 1)
+    assert str(ran[7]["error_message"]).startswith("row 7: ")
+    refused = [(ran[row]["status"], ran[row]["error_code"]) for row in (1, 3, 4)]
+    assert refused == [("invalid", "DuplicateRow")] * 2 + [("invalid", "ValidationError")]
+    worked_out = read_results(tmp_path / "status.jsonl")
+    assert [line["progress"] for line in worked_out] == ["done"] * 3 + ["failed"]
+    records = {
+        line["row"]: {k: v for k, v in line.items() if k not in QUEUE_ONLY_FIELDS} for line in worked_out
+    }
+    assert records == {row: ran[row] for row in sent}
+    not_queued = [line for line in read_results(tmp_path / "queued.jsonl") if line["status"] == "invalid"]
+    assert [line["row"] for line in not_queued] == [1, 3, 4]
+    for line in not_queued:  # the fields of a row error that enqueue writes, as refunds run writes them
+        assert line == {key: ran[line["row"]][key] for key in line}
+    # Each order refunded once, under the refund number both paths gave its row.
+    assert ledger == {
+        row["out_trade_no"]: [(ran[number]["refund_no"], row["refund_fee"])]
+        for number, row in enumerate(rows, start=1)
+        if number in refunded
+    }
 
 
 @pytest.mark.parametrize(
