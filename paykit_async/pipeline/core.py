@@ -127,7 +127,12 @@ class Dialect(Protocol):
 
 @attrs.frozen(kw_only=True)
 class Exchange:
-    """The innermost handler: encode and sign, send, decode and verify."""
+    """The innermost handler: encode and sign, send, decode and verify.
+
+    Every provider's exchange is this one; a provider that must do more subclasses it and
+    overrides :meth:`decode_again` (called only when decoding failed) and, if an attempt through
+    it can wait on anything but the transport, :meth:`attempt_bound`.
+    """
 
     dialect: Dialect
     transport: Transport
@@ -140,9 +145,23 @@ class Exchange:
         try:
             outcome = self.dialect.decode(operation, response)
         except PaykitError as error:
-            error.request_id = error.request_id or request_id
-            raise
+            try:
+                outcome = await self.decode_again(operation, response, error)
+            except PaykitError as final:
+                final.request_id = final.request_id or request_id
+                raise
         return outcome if request_id is None else attrs.evolve(outcome, request_id=request_id)
+
+    async def decode_again(self, operation: Operation, response: WireResponse, error: PaykitError) -> Outcome:
+        """After ``decode`` raised ``error``: an outcome from the same reply, or raise. Raises
+        ``error`` here; WeChat Pay v3 verifies again once a missing certificate is downloaded."""
+        raise error
+
+    def attempt_bound(self) -> float | None:
+        """Seconds within which one call certainly returns or raises, or None if unknown: the
+        transport's ``attempt_bound`` (a total timeout bounding every send)."""
+        bound = getattr(self.transport, "attempt_bound", None)
+        return bound if isinstance(bound, int | float) else None
 
 
 class WireRecord:
@@ -271,15 +290,15 @@ class _Paced:
     """The innermost handler, paced by the :func:`pacing` in effect; marks the attempt as sent.
 
     ``attempt_bound()`` tells the layer above how long an attempt can take at most, when it can
-    tell: the handler is a plain :class:`Exchange` whose transport bounds every send (its
-    ``attempt_bound``: a total timeout) and no pacer is in effect, so nothing else can wait.
+    tell: the handler is an :class:`Exchange` that states its bound (the transport's total timeout)
+    and no pacer is in effect, so nothing else can wait.
     """
 
     __slots__ = ("_exchange", "_handler")
 
     def __init__(self, handler: Handler) -> None:
         self._handler = handler
-        self._exchange = handler if type(handler) is Exchange else None
+        self._exchange = handler if isinstance(handler, Exchange) else None
 
     def __call__(self, operation: Operation) -> Awaitable[Outcome]:
         pacer = _pacer.get()
@@ -302,8 +321,7 @@ class _Paced:
         exchange = self._exchange
         if exchange is None or _pacer.get() is not None:
             return None
-        bound = getattr(exchange.transport, "attempt_bound", None)
-        return bound if isinstance(bound, int | float) else None
+        return exchange.attempt_bound()
 
 
 class _Bound:

@@ -113,6 +113,26 @@ _JSON_TOKENS = st.sampled_from(
 _JSONISH = st.lists(_JSON_TOKENS, max_size=40).map(lambda tokens: "".join(tokens).encode())
 
 
+def _as_before(body: bytes) -> tuple[str, object]:
+    """decode_json_value's result, or its error message: a BOM is stripped as "utf-8-sig" does."""
+    try:
+        return "value", decode_json_value(body)
+    except DecodeError as error:
+        return "error", (error.message, error.retryable)
+
+
+@HOSTILE
+@given(
+    st.one_of(st.binary(max_size=512), _JSONISH).flatmap(lambda b: st.sampled_from([b, b"\xef\xbb\xbf" + b]))
+)
+def test_a_byte_order_mark_is_read_as_utf_8_sig_reads_it(body: bytes) -> None:
+    try:
+        expected = _as_before(body.decode("utf-8-sig").encode("utf-8", "surrogatepass"))
+    except UnicodeDecodeError as exc:
+        expected = ("error", (f"not JSON: not UTF-8 ({exc.reason} at byte {exc.start})", True))
+    assert _as_before(body) == expected
+
+
 @HOSTILE
 @given(st.one_of(st.binary(max_size=2048), _JSONISH))
 def test_any_bytes_give_a_value_or_a_decode_error(body: bytes) -> None:

@@ -252,7 +252,8 @@ async def test_an_attempt_the_transport_bounds_well_before_the_deadline_has_no_s
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 @pytest.mark.parametrize(
-    "case", ["deadline too near", "no total timeout", "user middleware", "pacer", "fake clock"]
+    "case",
+    ["deadline too near", "no total timeout", "user middleware", "pacer", "rate limit", "fake clock"],
 )
 async def test_the_deadline_scope_stays_wherever_the_transport_alone_cannot_bound_the_attempt(
     anyio_backend: str, scopes: list[float], case: str
@@ -265,14 +266,19 @@ async def test_the_deadline_scope_stays_wherever_the_transport_alone_cannot_boun
     async def passing(operation: Any, call_next: Any) -> Any:
         return await call_next(operation)
 
+    from paykit_async.pipeline.ratelimit import RateLimitMiddleware
+
     transport = BoundedTransport(
         FakeProvider(orders={"O1": 1000}), bound=None if case == "no total timeout" else 30.0
     )
+    # The rate limiter waits for a turn (a lock, sleeps, Redis) with no timer of its own: only
+    # the retry layer's scope bounds that wait, so it must stay.
+    layers = {"user middleware": (passing,), "rate limit": (RateLimitMiddleware(10**6, key="fake/1"),)}
     client = FakeRefundClient(
         base_url="https://fake.test",
         transport=transport,
         policy=RetryPolicy(deadline=30.5 if case == "deadline too near" else 60),
-        middleware=(passing,) if case == "user middleware" else (),
+        middleware=layers.get(case, ()),
         clock=FakeClock() if case == "fake clock" else None,
     )
     paced = pacing(RateLimiter(10**6)) if case == "pacer" else contextlib.nullcontext()

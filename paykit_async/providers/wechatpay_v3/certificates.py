@@ -162,19 +162,23 @@ class PlatformCertificates:
     def _may_try(self, now: float) -> bool:
         return self._last_attempt is None or now - self._last_attempt >= self.min_interval
 
+    def ready(self) -> bool:
+        """Whether :meth:`ensure_ready` has nothing to do now (nothing to download or wait for)."""
+        keys = self.keys
+        if not keys.use_certificates:
+            return True
+        now = self._clock()
+        return keys.has_usable_certificate(now) and not (self._due(now) and self._may_try(now))
+
     async def ensure_ready(self) -> None:
         """Before an operation: download when there is no usable certificate, refresh when due.
 
         A failed refresh is logged while a usable certificate remains; with none, the failure is
         raised as :class:`CertificatesUnavailable` (nothing was sent).
         """
+        if self.ready():
+            return
         keys = self.keys
-        if not keys.use_certificates:
-            return
-        now = self._clock()
-        usable = keys.has_usable_certificate(now)
-        if usable and not (self._due(now) and self._may_try(now)):
-            return
         async with self._lock:
             now = self._clock()
             usable = keys.has_usable_certificate(now)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 import attrs
@@ -14,10 +14,10 @@ import attrs
 from ...client_base import BaseClient, ClientOptions, read_refund_reply
 from ...errors import PaykitError, SignatureError, ValidationError
 from ...notification_reply import NotificationReply
-from ...pipeline.core import Operation, Outcome, Pipeline, wire_received, wire_sent
+from ...pipeline.core import Exchange, Operation, Outcome, Pipeline
 from ...refund_numbers import RefundNumberRule
 from ...signing.rsa import KeySource, Sha256WithRsaSigner, load_public_key
-from ...transport.base import Transport
+from ...transport.wire import WireResponse
 from ..wechatpay.requests import check_merchant_number
 from .aead import AeadAes256Gcm
 from .certificates import PlatformCertificates, parse_certificates
@@ -27,7 +27,7 @@ from .models import CloseOrderResult, FundsFrom, RefundGoodsDetail, RefundNotifi
 from .notifications import NotificationParser, failure_reply, success_reply
 from .parsing import parse_refund
 from .requests import check_ids, close_order_fields, path_segment, refund_fields
-from .verification import KeyRing, PlatformCertificate
+from .verification import KeyRing, PlatformCertificate, UnknownSerial
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -43,34 +43,36 @@ _SERIAL = re.compile(r"[0-9A-Fa-f]{1,64}\Z")
 _KEY_ID = re.compile(r"[0-9A-Za-z_\-]{1,64}\Z")
 
 
-class _V3Exchange:
-    """The innermost handler: certificates ready → encode + sign → send → decode + verify.
+@attrs.frozen(kw_only=True)
+class _V3Exchange(Exchange):
+    """The exchange, with platform certificates ready first (when they are used at all).
 
     A reply naming a platform certificate the client has not downloaded yet is verified again
     after one (bounded) refresh — the same reply, never a re-sent request.
     """
 
-    __slots__ = ("certificates", "dialect", "transport")
+    certificates: PlatformCertificates
 
-    def __init__(
-        self, dialect: WeChatPayV3Dialect, transport: Transport, certificates: PlatformCertificates
-    ) -> None:
-        self.dialect = dialect
-        self.transport = transport
-        self.certificates = certificates
+    def __call__(self, operation: Operation) -> Coroutine[Any, Any, Outcome]:
+        # Not a coroutine of its own: with nothing to download, the exchange runs as it is.
+        if self.certificates.ready():
+            return Exchange.__call__(self, operation)
+        return self._when_ready(operation)
 
-    async def __call__(self, operation: Operation) -> Outcome:
+    async def _when_ready(self, operation: Operation) -> Outcome:
         await self.certificates.ensure_ready()
-        request = self.dialect.encode(operation)
-        wire_sent(request)
-        response = await self.transport.send(request)
-        request_id = wire_received(response)
-        try:
-            outcome = await self.certificates.verified(lambda: self.dialect.decode(operation, response))
-        except PaykitError as error:
-            error.request_id = error.request_id or request_id
-            raise
-        return outcome if request_id is None else attrs.evolve(outcome, request_id=request_id)
+        return await Exchange.__call__(self, operation)
+
+    async def decode_again(self, operation: Operation, response: WireResponse, error: PaykitError) -> Outcome:
+        if isinstance(error, UnknownSerial) and await self.certificates.refresh_for(error.serial):
+            return self.dialect.decode(operation, response)
+        raise error
+
+    def attempt_bound(self) -> float | None:
+        """The transport's bound only when no certificate is ever downloaded (public-key mode):
+        a download (before the send, or after a reply naming an unknown certificate) is a
+        request of its own, so the retry layer keeps its deadline scope around those attempts."""
+        return None if self.certificates.keys.use_certificates else Exchange.attempt_bound(self)
 
 
 class WeChatPayV3Client(BaseClient):
@@ -166,7 +168,8 @@ class WeChatPayV3Client(BaseClient):
             keys=self._keys, download=self._download_certificates, wall_clock=self._clock
         )
         self.pipeline = Pipeline(
-            self.pipeline.middlewares, _V3Exchange(dialect, self.transport, self.certificates)
+            self.pipeline.middlewares,
+            _V3Exchange(dialect=dialect, transport=self.transport, certificates=self.certificates),
         )
         self._notifications = NotificationParser(
             keys=self._keys, cipher=cipher, mchid=mchid, sub_mchid=sub_mchid, wall_clock=self._clock
