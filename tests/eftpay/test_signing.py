@@ -10,25 +10,13 @@ import pytest
 from paykit_async import SignatureError
 from paykit_async.providers.eftpay import ReplyVerifier, SignatureRule
 
+from ..spec_vectors import EFTPAY_FIELDS, EFTPAY_SECRET, EFTPAY_SHA256
 from .helpers import SECRET, reference_sign, signed
-
-SPEC_FIELDS = {
-    "service": "service.wechat.jsapi.Refund",
-    "user_confirm_key": "12345678",
-    "transaction_amount": "0.01",
-    "out_trade_no": "T1",
-    "paytype": "WeChat",
-    "payment_type": "WECHATCN",
-    "refund_no": "R1",
-    "total_fee": "0.01",
-    "refund_desc": "",
-    "time": "20240101120000",
-}
 
 
 def test_spec_vector() -> None:
-    verifier = ReplyVerifier(secret="SECRET")
-    assert verifier.sign(SPEC_FIELDS) == "bb2d148f1266a7ab597c8513c51ba173f17bc02c3dd1a48bf8c45c49b9ef221c"
+    verifier = ReplyVerifier(secret=EFTPAY_SECRET)
+    assert verifier.sign(EFTPAY_FIELDS) == EFTPAY_SHA256
 
 
 def test_independent_fixture_with_case_sensitive_order_and_unicode() -> None:

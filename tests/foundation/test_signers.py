@@ -26,55 +26,38 @@ from paykit_async.signing import (
     is_php_empty,
 )
 
-# --- known answers from /work/shared/specs ----------------------------------------------------
+from ..spec_vectors import (
+    EFTPAY_FIELDS,
+    EFTPAY_SECRET,
+    EFTPAY_SHA256,
+    PAYJS_FIELDS,
+    PAYJS_KEY,
+    PAYJS_MD5,
+    WECHAT_FIELDS,
+    WECHAT_HMAC_SHA256,
+    WECHAT_KEY,
+    WECHAT_MD5,
+)
 
-WECHAT_FIELDS = {
-    "appid": "wxd930ea5d5a258f4f",
-    "mch_id": "10000100",
-    "device_info": "1000",
-    "body": "test",
-    "nonce_str": "ibuaiVcKdpRxkhJA",
-}
-WECHAT_KEY = "192006250b4c09247ec02edce69f6a2d"
+# --- known answers from /work/shared/specs (tests/spec_vectors.py) -----------------------------
 
 
 def test_wechat_md5_known_answer() -> None:
-    assert KeyedMd5Signer(key=WECHAT_KEY).sign(WECHAT_FIELDS) == "9A0A8659F005D6984697E2CA0A9CF3B7"
+    assert KeyedMd5Signer(key=WECHAT_KEY).sign(WECHAT_FIELDS) == WECHAT_MD5
 
 
 def test_wechat_hmac_sha256_known_answer() -> None:
-    assert (
-        KeyedHmacSha256Signer(key=WECHAT_KEY).sign(WECHAT_FIELDS)
-        == "6A9AE1657590FD6257D693A078E1C3E4BB6BA4DC30B23E0EE2496E54170DACD6"
-    )
+    assert KeyedHmacSha256Signer(key=WECHAT_KEY).sign(WECHAT_FIELDS) == WECHAT_HMAC_SHA256
 
 
 def test_payjs_known_answer() -> None:
-    fields = {"test": 123, "test2": "hehe"}
-    assert canonical_string(fields, is_empty=is_php_empty) == "test=123&test2=hehe"
-    signer = KeyedMd5Signer(key="test_key", is_empty=is_php_empty)
-    assert signer.sign(fields) == "B16319F0C3F2BBDA5CB8B4FFC9048A81"
-
-
-EFTPAY_FIELDS = {
-    "service": "service.wechat.jsapi.Refund",
-    "user_confirm_key": "12345678",
-    "transaction_amount": "0.01",
-    "out_trade_no": "T1",
-    "paytype": "WeChat",
-    "payment_type": "WECHATCN",
-    "refund_no": "R1",
-    "total_fee": "0.01",
-    "refund_desc": "",
-    "time": "20240101120000",
-}
+    assert canonical_string(PAYJS_FIELDS, is_empty=is_php_empty) == "test=123&test2=hehe"
+    signer = KeyedMd5Signer(key=PAYJS_KEY, is_empty=is_php_empty)
+    assert signer.sign(PAYJS_FIELDS) == PAYJS_MD5
 
 
 def test_eftpay_known_answer() -> None:
-    assert (
-        PrefixedSha256Signer(secret="SECRET").sign(EFTPAY_FIELDS)
-        == "bb2d148f1266a7ab597c8513c51ba173f17bc02c3dd1a48bf8c45c49b9ef221c"
-    )
+    assert PrefixedSha256Signer(secret=EFTPAY_SECRET).sign(EFTPAY_FIELDS) == EFTPAY_SHA256
 
 
 # --- independent computations -----------------------------------------------------------------
