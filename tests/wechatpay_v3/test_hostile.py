@@ -32,14 +32,22 @@ APIV3_KEY = "v3SecretKeyOf32CharactersExactly"
 PUBLIC_KEY_ID = "PUB_KEY_ID_0001"
 MERCHANT = spec.new_key()
 PLATFORM = spec.new_key()
-CLIENT = WeChatPayV3Client(
-    "1900000109",
-    spec.private_pem(MERCHANT),
-    "ABCDEF",
-    APIV3_KEY,
-    wechatpay_public_key=spec.public_pem(PLATFORM),
-    wechatpay_public_key_id=PUBLIC_KEY_ID,
-)
+
+
+def _client(transport: Any = None) -> WeChatPayV3Client:
+    """The suite's public-key-mode client (over ``transport`` when given)."""
+    return WeChatPayV3Client(
+        "1900000109",
+        spec.private_pem(MERCHANT),
+        "ABCDEF",
+        APIV3_KEY,
+        wechatpay_public_key=spec.public_pem(PLATFORM),
+        wechatpay_public_key_id=PUBLIC_KEY_ID,
+        transport=transport,
+    )
+
+
+CLIENT = _client()
 REFUND_OP = Operation(
     provider="wechatpay-v3",
     name="refund",
@@ -297,15 +305,7 @@ async def test_a_verified_refund_reply_that_cannot_be_typed_is_an_unknown_outcom
     """Signed by WeChat, so the refund may have been made: never a plain DecodeError (no refund
     number to retry with) and never a failure."""
     transport = _Replies(_signed(200, b'{"out_refund_no":"R1",' + field.encode() + b"}"))
-    client = WeChatPayV3Client(
-        "1900000109",
-        spec.private_pem(MERCHANT),
-        "ABCDEF",
-        APIV3_KEY,
-        wechatpay_public_key=spec.public_pem(PLATFORM),
-        wechatpay_public_key_id=PUBLIC_KEY_ID,
-        transport=transport,
-    )
+    client = _client(transport)
     async with client:
         with pytest.raises(RefundOutcomeUnknown) as caught:
             await client.refund(refund=100, total=300, out_trade_no="T1", out_refund_no="R1")
@@ -320,15 +320,7 @@ async def test_an_error_page_after_a_refund_is_settled_by_a_verified_query() -> 
     transport = _Replies(
         WireResponse(status_code=403, headers={}, content=b"<html>blocked</html>"), _signed(200, query)
     )
-    client = WeChatPayV3Client(
-        "1900000109",
-        spec.private_pem(MERCHANT),
-        "ABCDEF",
-        APIV3_KEY,
-        wechatpay_public_key=spec.public_pem(PLATFORM),
-        wechatpay_public_key_id=PUBLIC_KEY_ID,
-        transport=transport,
-    )
+    client = _client(transport)
     async with client:
         result = await client.refund(refund=100, total=300, out_trade_no="T1", out_refund_no="R1")
     assert result.settled_by_query
