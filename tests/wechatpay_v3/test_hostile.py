@@ -89,11 +89,15 @@ def _decode_to_result(operation: Operation, response: WireResponse) -> None:
         pass
 
 
+def _containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    # A named function: hypothesis could not read the multi-line lambda's source and warned that
+    # it "doesn't use its argument", i.e. that it might not recurse.
+    return st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
-    ),
+    _containers,
     max_leaves=20,
 )
 refund_like = st.fixed_dictionaries(
