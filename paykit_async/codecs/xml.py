@@ -127,12 +127,12 @@ def decode_xml(body: bytes, *, max_bytes: int = MAX_XML_BYTES) -> dict[str, str]
 
 
 # The fast path. Provider replies are nearly always the simplest flat XML: ASCII element names,
-# each holding plain text or one CDATA section, nothing else. Two regular expressions read that
-# in about half the time expat needs with a Python callback per element. Anything else — a
+# each holding plain text or one CDATA section, nothing else. One regular expression reads that
+# in about a third of the time expat needs with a Python callback per element. Anything else — a
 # declaration, a DOCTYPE, entity or character references, comments, attributes, a carriage
-# return (which expat normalises), a character XML forbids, a repeated or nested element,
-# malformed or non-UTF-8 input — makes the fast path give up, and expat then produces the
-# result or the error. So the fast path can only ever return what expat would.
+# return (which expat normalises), a character XML forbids, a "<" inside CDATA, a repeated or
+# nested element, malformed or non-UTF-8 input — makes the fast path give up, and expat then
+# produces the result or the error. So the fast path can only ever return what expat would.
 _SIMPLE_NAME = "[A-Za-z_][A-Za-z0-9_]*"
 _NOT_SIMPLE = "\x00-\x08\x0b-\x1f\ufffe\uffff"  # control characters, CR included
 # Possessive quantifiers (Python 3.11+) keep no backtracking state: text that is not followed by
@@ -140,12 +140,16 @@ _NOT_SIMPLE = "\x00-\x08\x0b-\x1f\ufffe\uffff"  # control characters, CR include
 # long run of "]" grows the matcher's stack and costs several times the linear scan.
 _ONCE = "+" if sys.version_info >= (3, 11) else ""
 _PLAIN_TEXT = f"[^<&\\]{_NOT_SIMPLE}]*{_ONCE}"
-_CDATA_TEXT = f"[^\\]{_NOT_SIMPLE}]*{_ONCE}(?:\\](?!\\]>)[^\\]{_NOT_SIMPLE}]*{_ONCE})*{_ONCE}"
+# CDATA text stops at "<" too: that bounds every attempt to read an element (see _parse_simple).
+_CDATA_TEXT = f"[^<\\]{_NOT_SIMPLE}]*{_ONCE}(?:\\](?!\\]>)[^<\\]{_NOT_SIMPLE}]*{_ONCE})*{_ONCE}"
 _SIMPLE_ROOT = re.compile(f"<({_SIMPLE_NAME})>")
-# One element, or (group 4) any character that is neither an element nor whitespace: since
-# findall tries every position, only whitespace between elements can be skipped silently.
+# One element (name, CDATA text, plain text), or (group 4) any character that is neither an
+# element nor whitespace, with everything after it: since findall tries every position, only
+# whitespace between elements can be skipped silently; anything else shows up as one last match
+# with an empty name, which ends the scan at once.
 _SIMPLE_ITEM = re.compile(
-    f"<({_SIMPLE_NAME})>(?:<!\\[CDATA\\[({_CDATA_TEXT})\\]\\]>|({_PLAIN_TEXT}))</\\1>|([^ \\t\\n])"
+    f"<({_SIMPLE_NAME})>(?:<!\\[CDATA\\[({_CDATA_TEXT})\\]\\]>|({_PLAIN_TEXT}))</\\1>"
+    "|([^ \\t\\n](?s:.*+))"
 )
 
 
@@ -162,17 +166,14 @@ def _parse_simple(body: bytes) -> dict[str, str] | None:
     end = len(text) - len(close)
     if end < root.end() or not text.endswith(close):
         return None
-    fields: dict[str, str] = {}
-    # One left-to-right scan that stops at the first thing it cannot read. Collecting every match
-    # first (findall) would retry a failed element at every later position — and a CDATA opener
-    # that is never closed is scanned to the end of the document each time: quadratic time on
-    # ``<a><![CDATA[`` repeated. Matched elements never overlap, and at most one element fails
-    # (its scan is then answered by the catch-all group), so the whole pass is linear.
-    for match in _SIMPLE_ITEM.finditer(text, root.end(), end):
-        name, cdata, plain, other = match.groups()
-        if other is not None or name in fields:
-            return None
-        fields[name] = cdata if cdata is not None else plain
+    # One C-level pass, linear: an attempt to read an element reads at most to the third "<" after
+    # its start (no text pattern crosses a "<"), and the first thing that is not an element ends
+    # the scan (the catch-all takes the rest of the document).
+    found = _SIMPLE_ITEM.findall(text, root.end(), end)
+    # A valid name is never empty: an empty one is the catch-all, something the path cannot read.
+    fields = {name: cdata or plain for name, cdata, plain, _other in found}
+    if "" in fields or len(fields) != len(found):
+        return None  # something else, or a repeated element
     return fields
 
 

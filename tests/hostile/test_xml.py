@@ -30,6 +30,11 @@ WORST_SHAPES = {
     "long_element_name": lambda n: fill(b"<xml><", b"a", b">1</a></xml>", n),
     "attributes": lambda n: fill(b"<xml><a ", b'b="1" ', b">1</a></xml>", n),
     "html_inside_cdata": lambda n: fill(b"<xml><a><![CDATA[", b"<html", b"]]></a></xml>", n),
+    # The fast path reads every position once it has seen something it cannot read (findall).
+    "less_than_signs": lambda n: fill(b"<xml>", b"<", b"</xml>", n),
+    "cdata_brackets_and_less_than": lambda n: fill(b"<xml><a><![CDATA[", b"]<]", b"]]></a></xml>", n),
+    "elements_after_garbage": lambda n: fill(b"<xml>x", b"<a><![CDATA[1]]></a>", b"</xml>", n),
+    "end_tags_only": lambda n: fill(b"<xml>", b"</a>", b"</xml>", n),
 }
 
 SIZE = MAX_XML_BYTES  # the doubling test never goes past the cap
