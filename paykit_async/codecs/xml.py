@@ -148,8 +148,7 @@ _SIMPLE_ROOT = re.compile(f"<({_SIMPLE_NAME})>")
 # whitespace between elements can be skipped silently; anything else shows up as one last match
 # with an empty name, which ends the scan at once.
 _SIMPLE_ITEM = re.compile(
-    f"<({_SIMPLE_NAME})>(?:<!\\[CDATA\\[({_CDATA_TEXT})\\]\\]>|({_PLAIN_TEXT}))</\\1>"
-    "|([^ \\t\\n](?s:.*+))"
+    f"<({_SIMPLE_NAME})>(?:<!\\[CDATA\\[({_CDATA_TEXT})\\]\\]>|({_PLAIN_TEXT}))</\\1>|([^ \\t\\n](?s:.*+))"
 )
 
 
