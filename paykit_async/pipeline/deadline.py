@@ -3,7 +3,8 @@
 The outermost layer that knows the policy's deadline (the idempotency layer, else the retry
 layer) starts the clock; inner layers — and the settle query the retry layer sends through the
 client's own pipeline — find it in a context variable and work within it instead of starting a
-fresh budget. The variable lives only for the duration of the call, in the caller's task.
+fresh budget. The variable lives only while it is needed, in the caller's task: the idempotency
+layer publishes it for the whole call, the retry layer only around its settle query.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from types import TracebackType
 
 from .clock import Clock
 
-__all__ = ["call_deadline", "remaining"]
+__all__ = ["call_deadline", "deadline_of_call", "remaining", "sharing_deadline"]
 
 # (clock, absolute deadline on that clock or None for "no deadline"), while a call is running.
 _current: ContextVar[tuple[Clock, float | None] | None] = ContextVar("paykit_call_deadline", default=None)
@@ -43,6 +44,41 @@ class call_deadline:
         deadline = None if seconds is None else clock.now() + seconds
         self._token = _current.set((clock, deadline))
         return deadline
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        token = self._token
+        if token is not None:
+            self._token = None
+            _current.reset(token)
+
+
+def deadline_of_call(clock: Clock, seconds: float | None) -> float | None:
+    """What :class:`call_deadline` would give, without publishing it: the enclosing call's
+    deadline on the same clock, else ``seconds`` from now. For a layer that publishes it only
+    around the nested calls it makes itself (:class:`sharing_deadline`)."""
+    active = _current.get()
+    if active is not None and active[0] is clock:
+        return active[1]
+    return None if seconds is None else clock.now() + seconds
+
+
+class sharing_deadline:
+    """Within the block, calls made in this task find ``deadline`` (on ``clock``) as their
+    enclosing call's, unless an enclosing call on the same clock already published one."""
+
+    __slots__ = ("_clock", "_deadline", "_token")
+
+    def __init__(self, clock: Clock, deadline: float | None) -> None:
+        self._clock = clock
+        self._deadline = deadline
+        self._token: Token[tuple[Clock, float | None] | None] | None = None
+
+    def __enter__(self) -> None:
+        active = _current.get()
+        if active is None or active[0] is not self._clock:
+            self._token = _current.set((self._clock, self._deadline))
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

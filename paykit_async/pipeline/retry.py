@@ -26,7 +26,7 @@ from ..errors import (
 from ..retry_after import parse_retry_after
 from .clock import Clock, MonotonicClock, deadline_scope
 from .core import Handler, Operation, Outcome, watch_sending
-from .deadline import call_deadline
+from .deadline import deadline_of_call, sharing_deadline
 
 __all__ = ["RetryBudget", "RetryMiddleware", "RetryPolicy", "parse_retry_after"]
 
@@ -151,43 +151,45 @@ class RetryMiddleware:
 
     async def __call__(self, operation: Operation, call_next: Handler) -> Outcome:
         policy, clock = self.policy, self.clock
-        with call_deadline(clock, policy.deadline) as deadline:
-            attempt = 1
-            # Once one attempt may have been executed, a later refusal (e.g. "system busy") does
-            # not prove the refund was not made: the outcome stays unknown until a query settles it.
-            maybe_executed = False
-            while True:
-                try:
-                    current = attrs.evolve(operation, attempt=attempt) if attempt > 1 else operation
-                    if deadline is None or self._ends_in_time(call_next, deadline):
-                        outcome = await call_next(current)
-                    else:
-                        outcome = await self._attempt(current, call_next, deadline)
-                except PaykitError as error:
-                    maybe_executed = maybe_executed or error.outcome_unknown
-                    if isinstance(error, SignatureError | ValidationError) or not error.retryable:
-                        return await self._give_up(operation, error, attempt, maybe_executed, deadline)
-                    if attempt >= policy.attempts:
-                        return await self._give_up(operation, error, attempt, maybe_executed, deadline)
-                    wait = policy.delay(attempt, getattr(error, "retry_after", None), self._rng)
-                    if deadline is not None and clock.now() + wait >= deadline:
-                        return await self._give_up(operation, error, attempt, maybe_executed, deadline)
-                    if not self.budget.try_acquire(error):
-                        logger.warning("retry budget exhausted; not retrying %s", operation.name)
-                        return await self._give_up(operation, error, attempt, maybe_executed, deadline)
-                    logger.info(
-                        "retrying %s.%s (attempt %d failed: %s); waiting %.2fs",
-                        operation.provider,
-                        operation.name,
-                        attempt,
-                        type(error).__name__,
-                        wait,
-                    )
-                    await clock.sleep(wait)
-                    attempt += 1
-                    continue
-                self.budget.on_success()
-                return attrs.evolve(outcome, attempts=attempt) if attempt != outcome.attempts else outcome
+        # The call's deadline is published (for the settle query, which runs through the client's
+        # pipeline again) only around that query: a context variable set per call costs on every call.
+        deadline = deadline_of_call(clock, policy.deadline)
+        attempt = 1
+        # Once one attempt may have been executed, a later refusal (e.g. "system busy") does
+        # not prove the refund was not made: the outcome stays unknown until a query settles it.
+        maybe_executed = False
+        while True:
+            try:
+                current = attrs.evolve(operation, attempt=attempt) if attempt > 1 else operation
+                if deadline is None or self._ends_in_time(call_next, deadline):
+                    outcome = await call_next(current)
+                else:
+                    outcome = await self._attempt(current, call_next, deadline)
+            except PaykitError as error:
+                maybe_executed = maybe_executed or error.outcome_unknown
+                if isinstance(error, SignatureError | ValidationError) or not error.retryable:
+                    return await self._give_up(operation, error, attempt, maybe_executed, deadline)
+                if attempt >= policy.attempts:
+                    return await self._give_up(operation, error, attempt, maybe_executed, deadline)
+                wait = policy.delay(attempt, getattr(error, "retry_after", None), self._rng)
+                if deadline is not None and clock.now() + wait >= deadline:
+                    return await self._give_up(operation, error, attempt, maybe_executed, deadline)
+                if not self.budget.try_acquire(error):
+                    logger.warning("retry budget exhausted; not retrying %s", operation.name)
+                    return await self._give_up(operation, error, attempt, maybe_executed, deadline)
+                logger.info(
+                    "retrying %s.%s (attempt %d failed: %s); waiting %.2fs",
+                    operation.provider,
+                    operation.name,
+                    attempt,
+                    type(error).__name__,
+                    wait,
+                )
+                await clock.sleep(wait)
+                attempt += 1
+                continue
+            self.budget.on_success()
+            return attrs.evolve(outcome, attempts=attempt) if attempt != outcome.attempts else outcome
 
     def _ends_in_time(self, call_next: Handler, deadline: float) -> bool:
         """Whether an attempt started now certainly ends before ``deadline`` without a scope of
@@ -247,7 +249,8 @@ class RetryMiddleware:
             try:
                 # The query runs through the client's pipeline, where the retry layer finds this
                 # call's deadline and stays within it; the scope is the hard stop.
-                with contextlib.nullcontext() if deadline is None else deadline_scope(self.clock, deadline):
+                scope = contextlib.nullcontext() if deadline is None else deadline_scope(self.clock, deadline)
+                with sharing_deadline(self.clock, deadline), scope:
                     settled = await settle(operation)
                     decided = True
             except Exception as query_error:  # cancellation is a BaseException: it propagates
