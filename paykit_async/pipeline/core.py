@@ -139,9 +139,16 @@ class Exchange:
 
     async def __call__(self, operation: Operation) -> Outcome:
         request = self.dialect.encode(operation)
-        wire_sent(request)
+        # wire_sent and wire_received, inlined (one context lookup): this runs on every attempt.
+        record = _WIRE_RECORD.get()
+        if record is not None:
+            record.method = request.method
+            record.url = request.url
         response = await self.transport.send(request)
-        request_id = wire_received(response)
+        request_id = request_id_of(response.headers)
+        if record is not None:
+            record.status_code = response.status_code
+            record.request_id = request_id
         try:
             outcome = self.dialect.decode(operation, response)
         except PaykitError as error:
