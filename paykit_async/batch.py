@@ -79,6 +79,7 @@ __all__ = [
     "count_attempts",
     "edited_row_refusal",
     "explicitly_keyed",
+    "order_aliases",
     "order_of",
     "refund_key",
     "refund_many",
@@ -248,6 +249,24 @@ def order_of(client: object, request: Mapping[str, Any]) -> RefundOrder | None:
         order=", ".join(f"{name}={value}" for name, value in order.items()),
         amounts=", ".join(f"{name}={request[name]}" for name in amounts),
     )
+
+
+def order_aliases(client: object, fields: Mapping[str, Any]) -> tuple[str, ...]:
+    """The order keys (:attr:`RefundOrder.key`) of each order identifier in ``fields`` on its own
+    — a provider's refund reply names the order by all of them (WeChat: ``out_trade_no`` *and*
+    ``transaction_id``), while a row names it by one. A refund the journal holds under one name is
+    so found again when a row names its order by another."""
+    rule = refund_number_rule(client)
+    if rule is None:
+        return ()
+    keys: list[str] = []
+    for name in rule.orders:
+        value = fields.get(name)
+        if isinstance(value, str) and value.strip():
+            order = order_of(client, {name: value.strip()})
+            if order is not None and order.key not in keys:
+                keys.append(order.key)
+    return tuple(keys)
 
 
 def explicitly_keyed(client: object, request: Mapping[str, Any]) -> bool:

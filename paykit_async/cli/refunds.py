@@ -30,13 +30,14 @@ from ..batch import (
     InvalidRequest,
     count_attempts,
     edited_row_refusal,
+    order_aliases,
     order_of,
     refund_key,
     refund_many,
 )
 from ..errors import IdempotencyConflict, PaykitError
 from ..pipeline.retry import RetryPolicy
-from ..pipeline.stores.base import RecordState
+from ..pipeline.stores.base import RecordedOutcome, RecordState, load_result
 from .app import CONFIG_HELP, PROVIDER_CHOICE, cli, fail, json_default, progress_bar
 from .config import ConfigError, ProviderSettings, build_client, load_settings
 from .rows import CsvRefunds, HeaderError
@@ -161,7 +162,7 @@ def refunds_run(
     )
     journal_path = journal if journal is not None else csv_file.with_name(csv_file.name + ".journal.db")
     if dry_run:
-        edits = _read_edits(journal_path, survey, batch)
+        edits = _read_edits(journal_path, survey, batch, identity_client)
         with _results(out) as sink:
             status = anyio.run(lambda: _dry_run(job, identity_client, edits, sink))
         sys.exit(status)
@@ -292,17 +293,17 @@ class _Edits:
     journaled: frozenset[str] = frozenset()
 
     @classmethod
-    def read(cls, db: sqlite3.Connection, survey: _Survey, batch: str) -> _Edits:
+    def read(cls, db: sqlite3.Connection, survey: _Survey, batch: str, client: Any) -> _Edits:
         earlier: dict[str, list[EarlierRefund]] = {}
         journaled: set[str] = set()
         try:
             rows = db.execute(
-                "SELECT r.key, r.order_key, r.order_text, r.amounts, i.refund_no, i.state"
+                "SELECT r.key, r.order_key, r.order_text, r.amounts, i.refund_no, i.state, i.result"
                 " FROM paykit_batch_rows r JOIN paykit_idempotency i ON i.key = r.key"
                 " WHERE r.batch = ? AND i.state IN (?, ?)",
                 (batch, *_MONEY_MAY_HAVE_MOVED),
             )
-            for key, order_key, order_text, amounts, refund_no, state in rows:
+            for key, order_key, order_text, amounts, refund_no, state, result in rows:
                 if _short(key) not in survey.keys:
                     refund = EarlierRefund(
                         order=order_text,
@@ -310,7 +311,10 @@ class _Edits:
                         refund_no=refund_no,
                         succeeded=state == RecordState.SUCCEEDED.value,
                     )
-                    earlier.setdefault(order_key, []).append(refund)
+                    # The order under every name the provider's reply gave it (a row may name it
+                    # by out_trade_no, its edit by transaction_id: the same order).
+                    for alias in dict.fromkeys((order_key, *_reply_orders(client, result))):
+                        earlier.setdefault(alias, []).append(refund)
             for order_key in earlier:
                 journaled.update(
                     key
@@ -337,6 +341,17 @@ class _Edits:
         return edited_row_refusal(client, request, earlier)
 
 
+def _reply_orders(client: Any, result: str | None) -> tuple[str, ...]:
+    """The order keys of the order identifiers in a journaled provider reply (:func:`order_aliases`)."""
+    try:
+        recorded = load_result(result)
+    except (ValueError, KeyError, TypeError):
+        return ()
+    if not isinstance(recorded, RecordedOutcome):
+        return ()
+    return order_aliases(client, recorded.fields)
+
+
 def _record_rows(db: sqlite3.Connection, job: _Job, client: Any) -> None:
     """Every row's key, order and amounts into ``paykit_batch_rows``, before anything is sent."""
 
@@ -357,14 +372,14 @@ def _record_rows(db: sqlite3.Connection, job: _Job, client: Any) -> None:
         raise
 
 
-def _read_edits(path: Path, survey: _Survey, batch: str) -> _Edits:
+def _read_edits(path: Path, survey: _Survey, batch: str, client: Any) -> _Edits:
     """:class:`_Edits` of the journal at ``path``, read only (a dry run writes nothing)."""
     if not path.exists():
         return _Edits()
     try:
         uri = path.resolve().as_uri() + "?mode=ro"
         with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=5)) as db:
-            return _Edits.read(db, survey, batch)
+            return _Edits.read(db, survey, batch, client)
     except sqlite3.Error as exc:
         fail(f"the journal {path} cannot be used: {exc}")
 
@@ -450,7 +465,7 @@ def _prepare_journal(path: Path, job: _Job, client: Any) -> _Edits:
             )
             db.execute(_ROWS_SCHEMA)
             db.execute(_ROWS_INDEX)
-            edits = _Edits.read(db, job.survey, job.batch)
+            edits = _Edits.read(db, job.survey, job.batch, client)
             _record_rows(db, job, client)
             return edits
     except sqlite3.Error as exc:

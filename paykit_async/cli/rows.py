@@ -147,11 +147,15 @@ def convert_row(
         if not text:
             continue
         if column in _INT_FIELDS.get(provider, ()):
-            if not text.isdigit():
+            try:
+                # isdigit() also holds for '²' and the like, which int() refuses.
+                request[column] = int(text) if text.isdigit() else None
+            except ValueError:
+                request[column] = None
+            if request[column] is None:
                 return InvalidRequest(
                     reason=f"{column} must be a whole number of fen, got {text!r}", fields=raw
                 )
-            request[column] = int(text)
         elif column in _JSON_FIELDS.get(provider, ()):
             try:
                 request[column] = json.loads(text)

@@ -285,7 +285,9 @@ def refunds_status(redis_url: str, batch_id: str, out: Path | None, wait: bool) 
         try:
             with out.open("w", encoding="utf-8") as sink:
                 for job in progress.jobs:
-                    line = {**job.record, "progress": job.progress, "job_id": job.job_id}
+                    # A row's line as 'paykit refunds run' writes it (order_keys: internal).
+                    record = {k: v for k, v in job.record.items() if k != "order_keys"}
+                    line = {**record, "progress": job.progress, "job_id": job.job_id}
                     sink.write(json.dumps(line, default=json_default, ensure_ascii=False) + "\n")
         except OSError as exc:
             fail(f"cannot write {out}: {exc.strerror}")

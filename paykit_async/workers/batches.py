@@ -195,8 +195,12 @@ async def earlier_refunds(
             refund_no=str(job.record.get("refund_no") or info.get("refund_no")),
             succeeded=job.progress == DONE,
         )
-        earlier.setdefault(info["order"], []).append(refund)
-    keys = frozenset(key for order in earlier for key in by_order[order])
+        # The order under every name the provider's reply gave it (see refund_job).
+        aliases = job.record.get("order_keys")
+        names = [info["order"], *(aliases if isinstance(aliases, list) else ())]
+        for order in dict.fromkeys(name for name in names if isinstance(name, str)):
+            earlier.setdefault(order, []).append(refund)
+    keys = frozenset(key for order in earlier for key in by_order.get(order, ()))
     return {order: tuple(refunds) for order, refunds in earlier.items()}, keys
 
 

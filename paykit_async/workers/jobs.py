@@ -21,7 +21,14 @@ from typing import Any
 
 import attrs
 
-from ..batch import BatchOutcome, BatchStatus, refund_key, refund_many
+from ..batch import (
+    BatchOutcome,
+    BatchStatus,
+    order_aliases,
+    refund_key,
+    refund_many,
+    refund_number_rule,
+)
 from ..errors import PaykitError
 
 __all__ = ["JOB_NAME", "MAX_TRIES", "RETRY_DELAYS", "WorkerState", "outcome_record", "refund_job"]
@@ -82,6 +89,14 @@ async def refund_job(
         finished.extend([one async for one in outcomes])
     outcome = finished[0]
     record = outcome_record(outcome, row)
+    if outcome.ok:
+        # The order under every name the reply gives it, for earlier_refunds: a later row may
+        # name it by another (WeChat's transaction_id for out_trade_no).
+        rule = refund_number_rule(client)
+        names = rule.orders if rule is not None else ()
+        aliases = order_aliases(client, {name: getattr(outcome.result, name, None) for name in names})
+        if aliases:
+            record["order_keys"] = list(aliases)
     try_number = int(ctx.get("job_try", 1))
     if not _final(outcome) and try_number < MAX_TRIES:
         delay = RETRY_DELAYS[min(try_number, len(RETRY_DELAYS)) - 1]

@@ -453,3 +453,30 @@ def test_a_changed_description_of_a_finished_row_is_refused_not_refunded_again(t
     assert "succeeded" in by_row[2]["error_message"]
     assert "restore them" in by_row[2]["error_message"]
     _assert_refunded_as(snapshot, {row["out_trade_no"]: row["refund_fee"] for row in rows})
+
+
+def test_an_order_renamed_by_its_transaction_id_is_not_refunded_again(tmp_path: Path) -> None:
+    """The operator's next export names the orders by WeChat's transaction_id instead of
+    out_trade_no: the same refunds, under another identity (so another derived number). The
+    journal holds the first refunds' replies, which name both: the renamed rows are refused — in
+    the dry run too — and the ledger keeps one payout per order."""
+    with live_simulator(SimulatorConfig(completion_delay=0)) as live:
+        rows = []
+        for i in range(3):
+            live.simulator.add_wechatpay_order(f"N{i}", 1000 + i, transaction_id=f"4200000000{i:018d}")
+            rows.append({"out_trade_no": f"N{i}", "total_fee": 1000 + i, "refund_fee": 300 + i})
+        csv_file = write_csv(tmp_path / "renamed.csv", rows)
+        first = _run(live, csv_file, tmp_path / "one.jsonl")
+        assert first.returncode == 0, first.stderr
+        renamed = [
+            {"transaction_id": f"4200000000{i:018d}", **{k: v for k, v in r.items() if k != "out_trade_no"}}
+            for i, r in enumerate(rows)
+        ]
+        write_csv(csv_file, renamed)
+        for name, extra in (("dry.jsonl", ("--dry-run",)), ("two.jsonl", ())):
+            again = _run(live, csv_file, tmp_path / name, *extra)
+            assert again.returncode == 1, again.stderr
+            results = read_results(tmp_path / name)
+            assert [r["status"] for r in results] == ["invalid"] * 3, results
+            assert all(r["error_code"] == "IdempotencyConflict" for r in results), results
+        _assert_refunded_as(live.simulator.snapshot(), _expected(rows))

@@ -315,3 +315,20 @@ def test_payjs_and_eftpay_batches_from_csv(tmp_path: Path) -> None:
     for i in range(10):
         assert snapshot.order("payjs", f"PJ{i:030d}").refunded == 300 + i
         assert snapshot.order("eftpay", f"E{i:05d}").refunded == 510
+
+
+def test_a_digit_that_int_refuses_is_a_row_error_not_a_crash() -> None:
+    """'3²' passes str.isdigit() but not int(): the row is invalid on its own (it crashed the
+    whole command with a ValueError); full-width digits stay a number."""
+    from paykit_async.batch import InvalidRequest
+    from paykit_async.cli.rows import convert_row
+
+    columns = ["out_trade_no", "total_fee", "refund_fee"]
+    bad = convert_row("wechatpay", columns, ["A1", "1000", "3²"])
+    assert isinstance(bad, InvalidRequest)
+    assert bad.reason == "refund_fee must be a whole number of fen, got '3²'"
+    assert convert_row("wechatpay", columns, ["A1", "１０００", "300"]) == {
+        "out_trade_no": "A1",
+        "total_fee": 1000,
+        "refund_fee": 300,
+    }

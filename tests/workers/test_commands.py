@@ -235,6 +235,45 @@ def test_an_amount_edited_after_its_job_ran_is_not_queued_again(
         assert (order.payouts, order.refunded) == (1, row["refund_fee"])
 
 
+def test_an_order_renamed_by_its_transaction_id_is_not_queued_again(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    """Operator: enqueue by out_trade_no, the workers refund, then the next export names the same
+    orders by WeChat's transaction_id and is enqueued too. Another identity, so another derived
+    refund number: the renamed rows must be refused (the reply of each job named both ids), not
+    queued to refund the orders a second time."""
+    with live_simulator(SimulatorConfig(completion_delay=0.0)) as live:
+        live.simulator.add_wechatpay_order("T005", 1000, transaction_id="4200000000000000000000000005")
+        original = [{"out_trade_no": "T005", "total_fee": 1000, "refund_fee": 200}]
+        renamed = [{"transaction_id": "4200000000000000000000000005", "total_fee": 1000, "refund_fee": 200}]
+        csv_file = tmp_path / "batch.csv"
+        config = live.config_file(tmp_path)
+        batch, queue = f"{redis_prefix}rename", f"{redis_prefix}queue"
+
+        def enqueue(out: str, rows: list[dict[str, object]]) -> list[dict[str, object]]:
+            write_csv(csv_file, rows)
+            done = run_paykit(
+                "refunds", "enqueue", csv_file, "-p", "wechatpay", "--config", config, "--redis", redis_url,
+                "--batch-id", batch, "--queue", queue, "--out", tmp_path / out,
+            )  # fmt: skip
+            assert done.returncode in (0, 1), done.stderr
+            return read_results(tmp_path / out)
+
+        def work() -> None:
+            done = run_paykit("worker", "--config", config, "--redis", redis_url, "--queue", queue, "--burst")
+            assert done.returncode == 0, done.stderr
+
+        assert [line["status"] for line in enqueue("q1.jsonl", original)] == ["enqueued"]
+        work()
+        second = enqueue("q2.jsonl", renamed)
+        assert (second[0]["status"], second[0]["error_code"]) == ("invalid", "IdempotencyConflict"), second
+        work()
+        snapshot = live.simulator.snapshot()
+    assert snapshot.duplicate_payouts == 0
+    order = snapshot.order("wechatpay", "T005")
+    assert (order.payouts, order.refunded) == (1, 200)
+
+
 #: Fields only ``paykit refunds status --out`` writes: the job's progress and arq job id.
 QUEUE_ONLY_FIELDS = ("progress", "job_id")
 
