@@ -40,7 +40,7 @@ from typing import Any
 
 import attrs
 
-from ..errors import PaykitError
+from ..errors import PaykitError, ValidationError
 from ..pipeline.core import Middleware
 from ..pipeline.retry import RetryPolicy
 from ..pipeline.stores.base import IdempotencyStore
@@ -245,8 +245,10 @@ def build_client(
         more = {} if margin is None else {"margin": margin}
         try:
             options["rate_limit"] = RateLimit(per_second=per_second, storage=rate_limit_storage, **more)
-        except PaykitError:
-            message = "rate_limit_margin must be between 0 and 1 second"
+        except ValidationError as exc:
+            message = exc.message
+            if exc.field == "margin":
+                message = "rate_limit_margin must be between 0 and 1 second"
             raise ConfigError(f"[{settings.provider}] {message}") from None
     provider = settings.provider
     try:

@@ -19,7 +19,6 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
 import click
@@ -28,6 +27,7 @@ from rich.table import Table
 
 from ..batch import InvalidRequest, order_of, refund_key
 from ..errors import IdempotencyConflict, ValidationError
+from ..redaction import check_redis_url, url_for_message
 from .app import CONFIG_HELP, PROVIDER_CHOICE, cli, fail, json_default
 from .config import ConfigError, build_client, load_settings
 from .refunds import DEFAULT_BATCH_ID, _Edits, _short, _Survey, refunds
@@ -59,14 +59,15 @@ def _workers_module() -> Any:
 def _check_redis_url(url: str) -> None:
     if not url.startswith(("redis://", "rediss://", "unix://")):
         fail("--redis must be a redis://, rediss:// or unix:// URL")
+    try:
+        check_redis_url(url, "--redis")
+    except ValidationError as exc:
+        fail(exc.message)
 
 
 def _where(url: str) -> str:
     """A Redis URL without its password, for messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    return url_for_message(url)
 
 
 async def _connect(workers: Any, redis_url: str, queue: str) -> Any:

@@ -54,6 +54,7 @@ import anyio.to_thread
 import attrs
 
 from ..errors import HTTPStatusError, PaykitError, ProviderError, ValidationError
+from ..redaction import check_redis_url, url_for_message
 from .core import Handler, Operation, Outcome
 
 if TYPE_CHECKING:
@@ -89,10 +90,13 @@ def _margin(_instance: object, _attribute: object, value: float) -> None:
 
 
 def _storage(_instance: object, _attribute: object, value: str | None) -> None:
-    if value is not None and not value.startswith(("memory://", "redis://", "rediss://", "unix://")):
+    if value is None or (isinstance(value, str) and value.startswith("memory://")):
+        return
+    if not isinstance(value, str) or not value.startswith(("redis://", "rediss://", "unix://")):
         raise ValidationError(
             "must be memory:// or a redis://, rediss:// or unix:// URL", field="rate_limit.storage"
         )
+    check_redis_url(value, "rate_limit.storage")  # a password that parsers would split and quote
 
 
 @attrs.frozen(kw_only=True)
@@ -260,17 +264,26 @@ def _event_loop() -> str:
 
 def _backend_for(limit: RateLimit, key: str, loop: str) -> _Backend:
     import limits
+    import limits.errors
 
     item = limits.RateLimitItemPerSecond(limit.per_second, _WINDOW, namespace="paykit-rate")
     if not limit.shared:
         return _SyncBackend(limits.storage.MemoryStorage(), item, key, threaded=False)
     assert limit.storage is not None
-    if loop == "asyncio":
-        import limits.aio.storage
+    try:
+        if loop == "asyncio":
+            import limits.aio.storage
 
-        storage = limits.aio.storage.RedisStorage(f"async+{limit.storage}", implementation="redispy")
-        return _AsyncBackend(storage, item, key)
-    return _SyncBackend(limits.storage.RedisStorage(limit.storage), item, key, threaded=True)
+            storage = limits.aio.storage.RedisStorage(f"async+{limit.storage}", implementation="redispy")
+            return _AsyncBackend(storage, item, key)
+        return _SyncBackend(limits.storage.RedisStorage(limit.storage), item, key, threaded=True)
+    except (ValueError, TypeError, limits.errors.ConfigurationError) as error:
+        unusable = type(error).__name__
+    # The URL parsers' (and limits') messages quote the URL or its parts (a password among
+    # them): raised outside the except block, so their error stays out of the chain.
+    raise ValidationError(
+        f"cannot use {url_for_message(limit.storage)} ({unusable})", field="rate_limit.storage"
+    )
 
 
 class _AsyncBackend:

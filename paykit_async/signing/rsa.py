@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from ..errors import ValidationError
+from ..redaction import path_for_message
 
 __all__ = [
     "AUTHORIZATION_SCHEME",
@@ -57,11 +58,18 @@ def _read_pem(source: object, field: str) -> bytes:
         data = source.encode("ascii", "replace")
     elif isinstance(source, str | os.PathLike):
         path = Path(source)
+        reason = None
         try:
             with path.open("rb") as handle:
                 data = handle.read(_MAX_PEM_BYTES + 1)
         except OSError as exc:
-            raise ValidationError(f"cannot read {os.fspath(path)!r}: {exc.strerror}", field=field) from None
+            reason = exc.strerror
+        if reason is not None:
+            # The "path" may be key material given as a path (PEM text after some other text):
+            # path_for_message never shows that, and the OSError (whose filename would) is not
+            # kept in the chain: raised outside the except block.
+            hint = " (PEM text must start with -----BEGIN)" if "-----BEGIN" in os.fspath(path) else ""
+            raise ValidationError(f"cannot read {path_for_message(path)}: {reason}{hint}", field=field)
     else:
         raise ValidationError(f"must be a file path or PEM bytes, got {type(source).__name__}", field=field)
     if len(data) > _MAX_PEM_BYTES:

@@ -50,6 +50,7 @@ from typing import Any
 import attrs
 
 from ..errors import ValidationError
+from ..redaction import path_for_message
 from .faults import FaultPlan, FaultRule
 
 __all__ = [
@@ -246,19 +247,19 @@ def load_config(path: str | os.PathLike[str], **overrides: Any) -> SimulatorConf
         import tomllib
     else:  # pragma: no cover - Python 3.10 only
         import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
-    name = os.fspath(path)
+    name = path_for_message(path)
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ValidationError(f"cannot read {name!r}: {exc.strerror}", field="config") from None
+        raise ValidationError(f"cannot read {name}: {exc.strerror}", field="config") from None
     except UnicodeDecodeError:
-        raise ValidationError(f"{name!r} is not UTF-8 text", field="config") from None
+        raise ValidationError(f"{name} is not UTF-8 text", field="config") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ValidationError(f"{name!r} is not valid TOML: {exc}", field="config") from None
+        raise ValidationError(f"{name} is not valid TOML: {exc}", field="config") from None
     try:
         return config_from_mapping(data, **overrides)
     except ValidationError as exc:
-        raise ValidationError(f"{name!r}: {exc.message.removeprefix('config: ')}", field="config") from None
+        raise ValidationError(f"{name}: {exc.message.removeprefix('config: ')}", field="config") from None
 
 
 def config_from_mapping(data: Mapping[str, Any], **overrides: Any) -> SimulatorConfig:

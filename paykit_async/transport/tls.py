@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from ..errors import ValidationError
+from ..redaction import path_for_message
 
 __all__ = ["ClientCertificate", "build_ssl_context", "is_loopback_url"]
 
@@ -114,7 +115,7 @@ def build_ssl_context(
             context.load_verify_locations(cafile=os.fspath(ca_file))
         except (OSError, ssl.SSLError) as exc:
             raise ValidationError(
-                f"cannot load ca_file {os.fspath(ca_file)!r}: {exc}", field="ca_file"
+                f"cannot load ca_file {path_for_message(ca_file)}: {exc}", field="ca_file"
             ) from exc
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if certificate is not None:
@@ -146,7 +147,10 @@ def _read(path: StrPath, what: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as exc:
-        raise ValidationError(f"cannot read {os.fspath(path)!r}: {exc.strerror}", field=what) from None
+        reason = exc.strerror
+    # Raised outside the except block: the OSError, whose filename may be key material given as a
+    # path, stays out of the chain.
+    raise ValidationError(f"cannot read {path_for_message(path)}: {reason}", field=what)
 
 
 def _hide(exc: BaseException) -> ValidationError:

@@ -26,6 +26,7 @@ import json
 import os
 from typing import Any
 
+from ..errors import ValidationError
 from .jobs import JOB_NAME, MAX_TRIES, STATE_KEY, WorkerState, refund_job
 
 __all__ = [
@@ -75,7 +76,16 @@ def redis_settings(redis_url: str) -> Any:
     """arq's ``RedisSettings`` for ``redis_url`` (``redis://[:password@]host:port/db``)."""
     from arq.connections import RedisSettings
 
-    return RedisSettings.from_dsn(redis_url)
+    from ..redaction import check_redis_url, url_for_message
+
+    check_redis_url(redis_url, "redis_url")  # a password that the parser would split and quote
+    try:
+        return RedisSettings.from_dsn(redis_url)
+    except (ValueError, TypeError) as error:
+        unusable = type(error).__name__
+    # arq's parser quotes the URL's parts (a password among them) in its messages: raised outside
+    # the except block, so its error stays out of the chain.
+    raise ValidationError(f"cannot use {url_for_message(redis_url)} ({unusable})", field="redis_url")
 
 
 def worker_settings(
@@ -109,6 +119,10 @@ def worker_settings(
         raise ConfigError("concurrency must be a whole number >= 1")
     if not isinstance(job_timeout, int) or job_timeout < 10:
         raise ConfigError("job_timeout must be a whole number of seconds >= 10")
+    try:
+        arq_redis = redis_settings(redis_url)
+    except ValidationError as error:
+        raise ConfigError(error.message) from None
     providers = configured_providers(config_file, environ)
     if not providers:
         raise ConfigError("the configuration has no provider section ([wechatpay], [payjs], ...)")
@@ -161,7 +175,7 @@ def worker_settings(
         {
             "__doc__": f"paykit refund workers on {queue_name!r} for {', '.join(providers)}.",
             "functions": [job],
-            "redis_settings": redis_settings(redis_url),
+            "redis_settings": arq_redis,
             "queue_name": queue_name,
             "max_jobs": concurrency,
             "job_timeout": job_timeout,

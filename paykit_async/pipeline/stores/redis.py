@@ -19,6 +19,7 @@ from typing import Any
 import anyio.to_thread
 
 from ...errors import IdempotencyStoreError
+from ...redaction import check_redis_url, url_for_message
 from .base import (
     Claim,
     IdempotencyRecord,
@@ -105,7 +106,7 @@ class RedisStore:
             raise ValueError("ttl must be > 0")
         if not timeout > 0:
             raise ValueError("timeout must be > 0")
-        self.url = url
+        self.url = check_redis_url(url, "url")
         self.ttl = ttl
         self.prefix = prefix
         self.timeout = timeout
@@ -176,10 +177,15 @@ class RedisStore:
             ) from None
         try:
             return await self._execute(*args)
+        except (ValueError, TypeError) as error:
+            # redis-py's URL parsing: its message quotes parts of the URL, a password among them.
+            unusable = type(error).__name__
         except (redis.RedisError, OSError) as error:
             # redis-py's messages name the host and port, never the password in the URL.
             reason = str(error) or type(error).__name__
             raise IdempotencyStoreError(f"Redis store failed: {type(error).__name__}: {reason}") from error
+        # Raised outside the except block: the parser's error stays out of the chain.
+        raise IdempotencyStoreError(f"Redis store: cannot use {url_for_message(self.url)} ({unusable})")
 
     async def _execute(self, *args: Any) -> Any:
         options: dict[str, Any] = {
