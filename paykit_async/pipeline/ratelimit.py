@@ -28,9 +28,10 @@ one merchant together. :class:`RateLimitMiddleware` keeps it with the `limits
   refund number — after the provider's hint.
 
 Waiting never fails: a request waits for its turn, bounded only by the caller's deadline (the
-retry policy's, or any cancel scope around the call). Timestamps are limits' (``time.time``):
-machines sharing a Redis window need synchronised clocks (NTP), and their skew adds to the
-delays the margin must absorb.
+retry policy's, or any cancel scope around the call). A shared storage that fails (Redis down) is a
+:class:`~paykit_async.TransportError` with ``sent=False``: the request was not sent. Timestamps are
+limits' (``time.time``): machines sharing a Redis window need synchronised clocks (NTP), and their
+skew adds to the delays the margin must absorb.
 
 Event loops: the memory window is limits' synchronous storage, called inline (it never awaits or
 blocks: a list under a lock), so it works on asyncio and trio alike — limits' own asyncio memory
@@ -53,7 +54,7 @@ import anyio.lowlevel
 import anyio.to_thread
 import attrs
 
-from ..errors import HTTPStatusError, PaykitError, ProviderError, ValidationError
+from ..errors import HTTPStatusError, PaykitError, ProviderError, TransportError, ValidationError
 from ..redaction import check_redis_url, url_for_message
 from .core import Handler, Operation, Outcome
 
@@ -198,11 +199,29 @@ class RateLimitMiddleware:
                 if pause > 0:
                     await anyio.sleep(pause)  # smoothing: this process's requests stay spaced
                 began = time.time()
-                wait = await self._take(backend)
+                wait = await self._take_or_fail(backend)
                 if wait is None:
                     self._next_turn = began + self.spacing
                     return
                 await anyio.sleep(wait)
+
+    async def _take_or_fail(self, backend: _Backend) -> float | None:
+        """:meth:`_take`; a storage that fails (Redis down, refused, timed out) is a
+        :class:`TransportError` with ``sent=False`` — nothing was sent, so the retry layer may try
+        again under the same refund number — instead of the storage's own exception."""
+        try:
+            return await self._take(backend)
+        except PaykitError:
+            raise
+        except Exception as error:  # the storage's errors (redis-py, limits, OSError): not ours to name
+            failure = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        # redis-py's messages name the host and port, never the password of the URL; raised outside
+        # the except block so that no storage object rides along in the chain.
+        storage = url_for_message(self.limit.storage or "memory://")
+        raise TransportError(
+            f"the rate limit's storage {storage} failed ({failure}); the request was not sent",
+            sent=False,
+        )
 
     async def _take(self, backend: _Backend) -> float | None:
         """Take a place in the window: None when taken, else the seconds until it may have one.

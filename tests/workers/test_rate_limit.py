@@ -205,3 +205,28 @@ def test_a_client_used_by_two_event_loops_in_turn_gets_a_window_per_loop(
     anyio.run(client.aclose)
     assert len(sim.snapshot().refunds) == 2
     assert sim.over_limit_replies() == 0
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_a_shared_window_whose_redis_is_down_fails_before_sending(anyio_backend: str) -> None:
+    """Redis down is a TransportError with sent=False — not redis-py's own exception — and the
+    provider saw nothing; the URL's password is in no message."""
+    sim = Simulator(SimulatorConfig(auto_orders=True, completion_delay=0.0))
+    limit = RateLimit(per_second=5, storage=f"redis://:Rp4ssw0rd@127.0.0.1:{_closed_port()}/0")
+    retry = RetryPolicy(attempts=2, initial_delay=0.01, max_delay=0.01)
+    async with _wechat(sim, limit, retry=retry) as client:
+        with pytest.raises(TransportError) as caught:
+            await client.refund(out_trade_no="T1", total_fee=100, refund_fee=10, out_refund_no="TR1")
+    error = caught.value
+    assert error.sent is False
+    assert not error.outcome_unknown
+    assert "rate limit's storage redis://127.0.0.1:" in error.message
+    assert "Rp4ssw0rd" not in f"{error!s} {error!r} {error.args!r} {error.__cause__!r} {error.__context__!r}"
+    assert not sim.requests()
