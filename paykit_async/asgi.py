@@ -258,6 +258,11 @@ class NotificationApp:
         if kind == "lifespan":
             await _lifespan(receive, send)
             return
+        if kind == "websocket":
+            # Anyone can ask to upgrade the notify_url (mounted apps get those scopes too):
+            # refused as the ASGI spec says — closed before accepting — not with a traceback.
+            await _refuse_websocket(receive, send)
+            return
         if kind != "http":
             raise RuntimeError(f"notification endpoints serve HTTP, not {kind}")
         response = await self._respond(Request(cast(Any, scope), cast(Any, receive)))
@@ -385,6 +390,13 @@ def _response(reply: NotificationReply, *, status_code: int | None = None) -> Re
         status_code=reply.status_code if status_code is None else status_code,
         headers=dict(reply.headers),
     )
+
+
+async def _refuse_websocket(receive: Receive, send: Send) -> None:
+    """Close a WebSocket handshake before accepting it (the server answers HTTP 403)."""
+    message = await receive()
+    if message["type"] == "websocket.connect":
+        await send({"type": "websocket.close", "code": 1008})
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
