@@ -258,6 +258,11 @@ class NotificationApp:
         if kind == "lifespan":
             await _lifespan(receive, send)
             return
+        if kind == "websocket":
+            # Anyone can ask to upgrade the notify_url (mounted apps get those scopes too):
+            # refused as the ASGI spec says — closed before accepting — not with a traceback.
+            await _refuse_websocket(receive, send)
+            return
         if kind != "http":
             raise RuntimeError(f"notification endpoints serve HTTP, not {kind}")
         response = await self._respond(Request(cast(Any, scope), cast(Any, receive)))
@@ -293,10 +298,14 @@ class NotificationApp:
 
     async def _read_body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")
-        if declared is not None and not (declared.isascii() and declared.isdigit()):
-            raise _TooLarge  # not a length at all: refuse it like one over the cap
-        if declared is not None and int(declared) > self.max_body:
-            raise _TooLarge
+        if declared is not None:
+            if not (declared.isascii() and declared.isdigit()):
+                raise _TooLarge  # not a length at all: refuse it like one over the cap
+            # Compared by its digits first: int() of thousands of them is a ValueError (Python's
+            # limit on integer strings) and of millions super-linear work.
+            digits = declared.lstrip("0")
+            if len(digits) > len(str(self.max_body)) or int(digits or "0") > self.max_body:
+                raise _TooLarge
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.stream():
@@ -381,6 +390,13 @@ def _response(reply: NotificationReply, *, status_code: int | None = None) -> Re
         status_code=reply.status_code if status_code is None else status_code,
         headers=dict(reply.headers),
     )
+
+
+async def _refuse_websocket(receive: Receive, send: Send) -> None:
+    """Close a WebSocket handshake before accepting it (the server answers HTTP 403)."""
+    message = await receive()
+    if message["type"] == "websocket.connect":
+        await send({"type": "websocket.close", "code": 1008})
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

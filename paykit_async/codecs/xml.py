@@ -50,17 +50,20 @@ def encode_xml(fields: Mapping[str, object], *, root: str = "xml") -> bytes:
     # three C-level passes over all of them at once instead of three calls per field.
     try:
         text = "".join(fields.values())  # type: ignore[arg-type] # a TypeError when not all str
-        plain = (
-            _FORBIDDEN_OR_CR.search(text) is None
-            and "]]>" not in text
-            and _ELEMENT_NAMES.match("\n".join(fields)) is not None
-        )
+        plain = _FORBIDDEN_OR_CR.search(text) is None and "]]>" not in text and _element_names(fields)
     except TypeError:
         plain = False
     if plain:
         elements = "".join([f"<{name}><![CDATA[{value}]]></{name}>" for name, value in fields.items()])
         return f"<{root}>{elements}</{root}>".encode()
     return _encode_each(fields, root)
+
+
+def _element_names(fields: Mapping[str, object]) -> bool:
+    """Whether every name is a valid element name: the newlines joining them must be the only
+    ones (a name holding one would otherwise read as two valid names)."""
+    names = "\n".join(fields)
+    return names.count("\n") == len(fields) - 1 and _ELEMENT_NAMES.match(names) is not None
 
 
 def _encode_each(fields: Mapping[str, object], root: str) -> bytes:

@@ -227,7 +227,14 @@ def ambiguous_field(
     # else, a non-str name or value included, takes the field-by-field check below. Whatever
     # the rule for empty values, this returns None only where that check would.
     try:
-        flat = "&" not in "".join(fields.values()) and _PLAIN_NAMES.match("\n".join(fields)) is not None
+        names = "\n".join(fields)
+        # The newlines must be the separators alone: a name may hold one ("b\ny" from a form's
+        # "b%0Ay" or JSON's "b\\ny"), and two names read as plain are not one name that is not.
+        flat = (
+            "&" not in "".join(fields.values())
+            and names.count("\n") == len(fields) - 1
+            and _PLAIN_NAMES.match(names) is not None
+        )
     except TypeError:
         flat = False
     if flat:

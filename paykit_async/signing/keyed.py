@@ -24,11 +24,10 @@ __all__ = ["KeyedHmacSha256Signer", "KeyedMd5Signer", "constant_time_equal", "se
 
 def constant_time_equal(expected: str, received: str) -> bool:
     """Compare two signatures in constant time, ignoring hex case; non-ASCII never matches."""
-    try:
-        received_bytes = received.upper().encode("ascii")
-    except UnicodeEncodeError:
+    # ASCII first: str.upper() maps some non-ASCII letters to ASCII ones ("\ufb00" -> "FF").
+    if not received.isascii():
         return False
-    return hmac.compare_digest(expected.upper().encode("ascii"), received_bytes)
+    return hmac.compare_digest(expected.upper().encode("ascii"), received.upper().encode("ascii"))
 
 
 def secret_bytes(secret: object, field: str) -> bytes:

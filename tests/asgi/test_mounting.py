@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -89,6 +90,48 @@ async def test_the_app_on_its_own_answers_the_lifespan_protocol(payjs: Provider)
 
     await endpoint({"type": "lifespan"}, receive, send)
     assert sent == [{"type": "lifespan.startup.complete"}, {"type": "lifespan.shutdown.complete"}]
+
+
+@pytest.mark.parametrize("mounted", [False, True])
+async def test_a_websocket_upgrade_of_the_notify_url_is_closed_not_a_crash(
+    payjs: Provider, mounted: bool
+) -> None:
+    # Anyone may ask to upgrade the notify_url to a WebSocket; served alone or under app.mount
+    # (which routes every scope type), the endpoint raised RuntimeError: a traceback per request.
+    calls = Calls()
+    endpoint = notification_app(payjs.client, calls)
+    app: Any = endpoint
+    path = "/"
+    if mounted:
+        app = FastAPI()
+        app.mount("/notify", endpoint)
+        path = "/notify/"
+    incoming = [{"type": "websocket.connect"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "scheme": "ws",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"shop.test")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+        "subprotocols": [],
+    }
+    await app(scope, receive, send)
+    assert [m["type"] for m in sent] == ["websocket.close"]
+    assert calls.notifications == []
 
 
 def test_the_core_never_imports_starlette_or_opentelemetry() -> None:

@@ -233,6 +233,27 @@ def test_constant_time_equal_semantics() -> None:
     assert not constant_time_equal("ABC", "ÀBC")
 
 
+@pytest.mark.parametrize("letter", ["\ufb00", "\ufb01", "\ufb02", "\ufb03", "\u017f", "\u0131", "\u00df"])
+def test_a_non_ascii_letter_whose_upper_case_is_ascii_never_matches(letter: str) -> None:
+    # "\ufb00".upper() is "FF": a signature spelt with the ligature was believed as the hex one.
+    hexed = letter.upper()
+    assert not constant_time_equal(f"{hexed}0123", f"{letter}0123")
+    assert not constant_time_equal(f"0123{hexed}", f"0123{letter}".lower())
+
+
+@pytest.mark.parametrize("signer", SIGNERS, ids=lambda s: type(s).__name__)
+def test_a_signature_spelt_with_a_ligature_does_not_verify(signer: Signer) -> None:
+    fields = {"a": "1", "b": "2"}
+    for n in range(200):  # a signature holding "FF" (or "ff"), the ligature's upper case
+        fields["n"] = str(n)
+        sign = signer.sign(fields)
+        if "FF" in sign.upper():
+            break
+    at = sign.upper().index("FF")
+    assert signer.verify(fields, sign)
+    assert not signer.verify(fields, sign[:at] + "\ufb00" + sign[at + 2 :])
+
+
 def test_constant_time_equal_goes_through_hmac_compare_digest(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[bytes, bytes]] = []
     real = hmac.compare_digest

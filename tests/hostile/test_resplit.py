@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import anyio
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from paykit_async import EftPayClient, PayJSClient, SignatureError
@@ -147,6 +147,47 @@ def test_field_names_that_are_not_plain_are_refused(name: str) -> None:
     fields |= {"total_fee": "100", name: "v"}
     with pytest.raises(SignatureError):
         _payjs().parse_notification(_form({**fields, "sign": payjs_sign(fields)}))
+
+
+def test_a_name_holding_a_newline_cannot_re_split_a_signed_value() -> None:
+    # The genuine notification is believed: "&b\nnote=" is no split point (a newline is not part
+    # of a plain name). Re-split at it, the same signed string reads as a shorter attach plus a
+    # field "b\nnote" — whose name the fast path took for two plain names joined by its newline.
+    genuine = {
+        "attach": "paid in app&b\nnote=late",
+        "mchid": PAYJS_MCHID,
+        "out_trade_no": "O1",
+        "payjs_order_id": "P1",
+        "return_code": "1",
+        "total_fee": "100",
+    }
+    sign = payjs_sign(genuine)
+    forged = {**genuine, "attach": "paid in app", "b\nnote": "late"}
+    assert canonical_string(forged, is_empty=is_php_empty) == canonical_string(genuine, is_empty=is_php_empty)
+    assert _payjs().parse_notification(_form({**genuine, "sign": sign})).attach == genuine["attach"]
+    with pytest.raises(SignatureError, match="ambiguous"):
+        _payjs().parse_notification(_form({**forged, "sign": sign}))
+    assert ambiguous_field(forged, is_empty=is_php_empty) == repr("b\nnote")
+
+
+def test_a_name_holding_a_newline_cannot_re_split_an_eftpay_notification() -> None:
+    genuine = {
+        "out_trade_no": "REAL-1",
+        "refund_desc": "sorry&refund_e\nx=1",
+        "refund_no": "R-REAL",
+        "trade_status": "TRADE_CLOSED",
+        "trade_type": "REFUND",
+        "transaction_amount": "0.01",
+        "user_confirm_key": EFT_UCK,
+    }
+    sign = eft_sign(genuine)
+    forged = {**genuine, "refund_desc": "sorry", "refund_e\nx": "1", "sign": sign}
+    assert eft_sign(forged) == sign
+    client = EftPayClient(EFT_UCK, EFT_SECRET, base_url="http://127.0.0.1:9")
+    believed = client.parse_notification(json_of({**genuine, "sign": sign}))
+    assert believed.raw["refund_desc"] == genuine["refund_desc"]
+    with pytest.raises(SignatureError, match="ambiguous"):
+        client.parse_notification(json_of(forged))
 
 
 def test_a_resplit_eftpay_notification_is_refused() -> None:
@@ -307,6 +348,8 @@ _ANY_VALUES = st.one_of(
     st.dictionaries(_ANY_NAMES, _ANY_VALUES, max_size=6),
     st.sampled_from([is_blank, is_php_empty]),
 )
+@example({"a\nb": "v"}, is_blank)
+@example({"attach": "x", "b\nnote": "late"}, is_php_empty)
 def test_the_fast_path_of_the_resplit_check_agrees_with_the_rule(
     fields: dict[object, object], is_empty: object
 ) -> None:

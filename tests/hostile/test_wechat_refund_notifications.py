@@ -191,3 +191,39 @@ def test_receive_refuses_a_refund_the_provider_does_not_know(backend: str) -> No
 def test_the_docstrings_say_what_is_authenticated() -> None:
     assert "not authenticated by the protocol" in (WeChatPayClient.parse_refund_notification.__doc__ or "")
     assert "CONFIRM" in (WeChatPayClient.receive_refund_notification.__doc__ or "")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_unchecked_merchant_ids_of_the_envelope_never_reach_the_confirmed_notification(
+    splice: dict[str, object], backend: str
+) -> None:
+    # The envelope is unsigned. A merchant that is no sub-merchant has no sub_mch_id/sub_appid to
+    # compare, so an attacker's were passed through into the record "confirmed" by the query.
+    sim = splice["sim"]
+    body = splice["genuine"]
+    assert isinstance(sim, Simulator)
+    assert isinstance(body, bytes)
+    outer = {**_envelope(body), "sub_mch_id": "1900000999", "sub_appid": "wxattacker000001"}
+    forged = ("<xml>" + "".join(f"<{k}><![CDATA[{v}]]></{k}>" for k, v in outer.items()) + "</xml>").encode()
+
+    async def main() -> None:
+        async with _client(sim) as client:
+            note = await client.receive_refund_notification(forged)
+        assert note.confirmed
+        assert (note.appid, note.mch_id) == (DEMO_WECHATPAY.appid, DEMO_WECHATPAY.mch_id)
+        assert (note.sub_mch_id, note.sub_appid) == (None, None)
+
+    anyio.run(main, backend=backend)
+
+
+def test_a_sub_appid_this_sub_merchant_cannot_check_is_not_kept() -> None:
+    client = WeChatPayClient(
+        DEMO_WECHATPAY.appid,
+        DEMO_WECHATPAY.mch_id,
+        DEMO_WECHATPAY.api_key,
+        sub_mch_id="1900000200",
+        base_url="http://127.0.0.1:9",
+    )
+    body = _notification({**OUTER, "sub_mch_id": "1900000200", "sub_appid": "wxattacker000001"}, INNER)
+    note = client.parse_refund_notification(body)
+    assert (note.sub_mch_id, note.sub_appid) == ("1900000200", None)

@@ -171,3 +171,13 @@ def test_notification_envelopes_give_a_notification_or_a_paykit_error(fields: di
     with pytest.raises(PaykitError):
         # No req_info encrypted under the key can come out of this strategy.
         _client().parse_refund_notification(body)
+
+
+@pytest.mark.parametrize("name", ["a\nb", "a\n", "\na"])
+def test_a_name_holding_a_newline_is_no_valid_element_name(name: str) -> None:
+    # The writer checks all names at once joined by newlines: one inside a name must not pass.
+    from paykit_async import ValidationError
+    from paykit_async.codecs.xml import encode_xml
+
+    with pytest.raises(ValidationError):
+        encode_xml({"appid": "wx1", name: "v"})

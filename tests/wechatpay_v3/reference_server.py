@@ -296,7 +296,7 @@ class ReferenceWeChatPayV3:
         elif route == "close":
             status, document = self._close(target, json.loads(body))
         elif route == "certificates":
-            status, document = 200, self._certificate_list()
+            status, document = 200, self._certificate_list(short_nonce=fault == "short_nonce")
         else:
             status, document = 404, {"code": "NOT_FOUND", "message": target}
         if fault == "system_error_after":
@@ -371,7 +371,7 @@ class ReferenceWeChatPayV3:
         self.closed.add(target.split("/")[-2])
         return 204, {}
 
-    def _certificate_list(self) -> dict[str, Any]:
+    def _certificate_list(self, *, short_nonce: bool = False) -> dict[str, Any]:
         data = []
         for certificate in self.certificates:
             nonce = secrets.token_hex(6)
@@ -382,7 +382,8 @@ class ReferenceWeChatPayV3:
                     "expire_time": certificate.not_after.isoformat(),
                     "encrypt_certificate": {
                         "algorithm": "AEAD_AES_256_GCM",
-                        "nonce": nonce,
+                        # short_nonce: 7 bytes, fewer than an AES-GCM implementation takes.
+                        "nonce": nonce[:7] if short_nonce else nonce,
                         "associated_data": "certificate",
                         "ciphertext": spec.encrypt(
                             self.apiv3_key, certificate.pem, nonce=nonce, associated_data="certificate"

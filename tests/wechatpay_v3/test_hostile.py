@@ -233,6 +233,32 @@ def test_authentic_notifications_with_hostile_resources(resource: Any) -> None:
     assert isinstance(note.out_refund_no, str)
 
 
+@pytest.mark.parametrize("nonce", ["a", "abcdefg", "é" * 3, "x" * 65])
+def test_a_resource_nonce_aes_gcm_cannot_take_is_a_decode_error(nonce: str) -> None:
+    """Under 8 bytes the AES-GCM primitive raises ValueError: it escaped as such (a 500 from the
+    notification endpoint; before the signature check when downloading certificates)."""
+    from paykit_async.providers.wechatpay_v3.aead import AeadAes256Gcm
+
+    sealed = spec.encrypt(APIV3_KEY.encode(), b"{}", nonce="0123456789ab", associated_data="refund")
+    with pytest.raises(DecodeError, match="nonce"):
+        AeadAes256Gcm.for_apiv3_key(APIV3_KEY).decrypt(
+            nonce=nonce, associated_data="refund", ciphertext=sealed
+        )
+    body = json.dumps(
+        {
+            "id": "EV-1",
+            "resource": {
+                "algorithm": "AEAD_AES_256_GCM",
+                "nonce": nonce,
+                "associated_data": "refund",
+                "ciphertext": sealed,
+            },
+        }
+    ).encode()
+    with pytest.raises(DecodeError, match="nonce"):
+        CLIENT.parse_refund_notification(spec.signed_headers(PLATFORM, PUBLIC_KEY_ID, body), body)
+
+
 @pytest.mark.parametrize(
     "data",
     [

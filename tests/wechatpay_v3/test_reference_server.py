@@ -315,6 +315,22 @@ async def test_a_failed_download_sends_nothing(v3_server: ServerFactory) -> None
     assert len(env.server.requests_to("certificates")) == 1
 
 
+async def test_a_certificate_list_with_a_nonce_aes_gcm_cannot_take_sends_nothing(
+    v3_server: ServerFactory,
+) -> None:
+    # The list is decrypted before its signature can be checked (it holds the key that checks
+    # it): a 7-byte nonce made AES-GCM raise ValueError out of refund(), not a PaykitError.
+    env = v3_server(mode="certificate")
+    env.server.add_order("T1", 300)
+    env.server.fault("certificates", "short_nonce")
+    async with env.client() as client:
+        with pytest.raises(CertificatesUnavailable) as caught:
+            await client.refund(refund=300, total=300, out_trade_no="T1", out_refund_no="R1")
+        assert isinstance(caught.value.__cause__, DecodeError)
+        assert not caught.value.outcome_unknown
+    assert env.server.requests_to("refund") == []
+
+
 async def test_both_modes_accept_both_keys(v3_server: ServerFactory) -> None:
     env = v3_server(mode="both")
     env.server.add_order("T1", 300)

@@ -151,7 +151,7 @@ class NotificationDecryptor:
             ) from None
         if not inner.get("out_refund_no") or not inner.get("refund_status"):
             raise SignatureError("req_info lacks out_refund_no or refund_status (wrong key or tampered)")
-        return parse_notification(outer, inner)
+        return parse_notification(self._checked_ids(outer), inner)
 
     def _check_merchant(self, outer: dict[str, str]) -> None:
         if not _same(outer.get("appid"), self._appid) or not _same(outer.get("mch_id"), self._mch_id):
@@ -162,6 +162,20 @@ class NotificationDecryptor:
         sub_appid = outer.get("sub_appid")
         if self._sub_appid is not None and sub_appid and not _same(sub_appid, self._sub_appid):
             raise SignatureError("the notification is addressed to another sub-merchant app (sub_appid)")
+
+    def _checked_ids(self, outer: dict[str, str]) -> dict[str, str]:
+        """The envelope's merchant ids that :meth:`_check_merchant` compared with this merchant's.
+
+        The envelope is not authenticated: an id this decryptor has nothing to compare with (a
+        ``sub_mch_id`` sent to a merchant that is not a sub-merchant, a ``sub_appid`` when none is
+        configured) could say anything, so it never reaches the notification.
+        """
+        ids = {"appid": self._appid, "mch_id": self._mch_id}
+        if self._sub_mch_id is not None:
+            ids["sub_mch_id"] = self._sub_mch_id
+            if self._sub_appid is not None and outer.get("sub_appid"):
+                ids["sub_appid"] = self._sub_appid
+        return ids
 
 
 def _same(received: str | None, expected: str) -> bool:

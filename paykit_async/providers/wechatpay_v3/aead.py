@@ -22,6 +22,8 @@ ALGORITHM = "AEAD_AES_256_GCM"
 _TAG_BYTES = 16
 #: A notification or certificate list is a few kilobytes; anything far larger is refused unread.
 _MAX_CIPHERTEXT_CHARS = 1 << 20
+_MIN_NONCE_BYTES = 8
+_MAX_NONCE_BYTES = 64
 
 
 def apiv3_key_bytes(apiv3_key: object) -> bytes:
@@ -73,7 +75,8 @@ class AeadAes256Gcm:
         """The plaintext of base64 ``ciphertext`` (ciphertext ‖ tag).
 
         Raises :class:`DecodeError` when the input cannot even be decrypted (bad base64, shorter
-        than a tag, an empty nonce) and :class:`SignatureError` when the tag does not match.
+        than a tag, a nonce of fewer than 8 or more than 64 bytes) and :class:`SignatureError`
+        when the tag does not match.
         """
         if not isinstance(ciphertext, str):
             raise DecodeError("the ciphertext must be a base64 string", after_send=False)
@@ -81,8 +84,12 @@ class AeadAes256Gcm:
             raise DecodeError("the ciphertext is too large", after_send=False)
         nonce_bytes = _as_bytes(nonce, "nonce")
         aad = _as_bytes(associated_data, "associated_data")
-        if not 1 <= len(nonce_bytes) <= 64:
-            raise DecodeError("the nonce must be 1 to 64 bytes", after_send=False)
+        # AES-GCM implementations take nonces of 8 bytes or more (WeChat's are 12): a shorter
+        # one is a ValueError inside the primitive, which must never escape as such.
+        if not _MIN_NONCE_BYTES <= len(nonce_bytes) <= _MAX_NONCE_BYTES:
+            raise DecodeError(
+                f"the nonce must be {_MIN_NONCE_BYTES} to {_MAX_NONCE_BYTES} bytes", after_send=False
+            )
         try:
             data = base64.b64decode(ciphertext.encode("ascii"), validate=True)
         except (binascii.Error, ValueError, UnicodeEncodeError):
@@ -91,6 +98,10 @@ class AeadAes256Gcm:
             raise DecodeError("the ciphertext is shorter than its authentication tag", after_send=False)
         try:
             return self._cipher.decrypt(nonce_bytes, data, aad)
+        except ValueError:
+            raise DecodeError(
+                "the nonce or ciphertext cannot be decrypted with AES-GCM", after_send=False
+            ) from None
         except InvalidTag:
             raise SignatureError(
                 "AEAD_AES_256_GCM authentication failed: wrong APIv3 key, or the nonce, "
