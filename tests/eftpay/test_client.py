@@ -392,6 +392,7 @@ async def test_secret_never_leaves_in_text(eftpay_server: EftPayServer) -> None:
     [
         pytest.param({"trade_type": "SALE", "refund_no": ""}, id="answered-with-the-sale"),
         pytest.param({"refund_no": "SOMEONE-ELSE"}, id="another-refund"),
+        pytest.param({"trade_type": "", "refund_no": ""}, id="about-nothing-in-particular"),
     ],
 )
 async def test_query_that_cannot_confirm_leaves_the_outcome_unknown(

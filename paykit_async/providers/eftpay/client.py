@@ -327,6 +327,13 @@ class EftPayClient(BaseClient):
             raise DecodeError(
                 f"the query for refund {refund_no} answered trade_type {trade_type!r}", after_send=True
             )
+        if not trade_type and outcome.fields.get("refund_no") != refund_no:
+            # Neither says the reply is about this refund (the spec always sends trade_type): it
+            # may describe the sale, and cannot settle the refund either way.
+            raise DecodeError(
+                f"the query for refund {refund_no} answered neither trade_type REFUND nor the refund_no",
+                after_send=True,
+            )
         return outcome
 
     def _query_operation(
