@@ -314,12 +314,12 @@ class IdempotencyMiddleware:
                 release = functools.partial(self.store.release, key, owner=owner)
                 await self._bookkeeping(release, until, "release a claim")
 
-        await _despite_native_cancellation(finish)
+        await despite_native_cancellation(finish)
 
     async def _release(self, key: str, owner: str, deadline: float | None) -> None:
         # If this fails too, the lease simply runs out; the record is still resumable.
         until = self._bookkeeping_until(deadline)
-        await _despite_native_cancellation(
+        await despite_native_cancellation(
             lambda: self._bookkeeping(lambda: self.store.release(key, owner=owner), until, "release a claim")
         )
 
@@ -349,7 +349,7 @@ class IdempotencyMiddleware:
         return False
 
 
-async def _despite_native_cancellation(bookkeeping: Callable[[], Awaitable[object]]) -> None:
+async def despite_native_cancellation(bookkeeping: Callable[[], Awaitable[object]]) -> None:
     """Runs ``bookkeeping`` (shielded store calls that are safe to repeat) to its end.
 
     anyio's shield holds anyio's cancellation, but not asyncio's ``Task.cancel()`` — what
