@@ -59,6 +59,7 @@ from starlette.responses import Response
 
 from .errors import DecodeError, PaykitError, SignatureError, ValidationError
 from .notification_reply import NotificationReply
+from .pipeline.idempotency import despite_native_cancellation
 from .pipeline.stores.base import IdempotencyStore, RecordedOutcome, RecordState
 from .pipeline.stores.memory import MemoryStore
 from .providers.eftpay import EftPayClient
@@ -354,10 +355,17 @@ class NotificationApp:
         pause = 0.02
         with anyio.move_on_after(self.wait):
             while True:
-                with anyio.CancelScope(shield=True), anyio.fail_after(_SHIELDED_SECONDS):
-                    claim = await store.claim(
-                        key, refund_no=reference, fingerprint=_FINGERPRINT, owner=owner, lease=self.lease
-                    )
+                try:
+                    with anyio.CancelScope(shield=True), anyio.fail_after(_SHIELDED_SECONDS):
+                        claim = await store.claim(
+                            key, refund_no=reference, fingerprint=_FINGERPRINT, owner=owner, lease=self.lease
+                        )
+                except BaseException:
+                    # Timed out, failed, or cancelled through the shield (asyncio's Task.cancel(),
+                    # which a server uses on a lost client): the store may have made the claim
+                    # unseen. Release it, or redeliveries would be turned away for the whole lease.
+                    await self._release(key, owner)
+                    raise
                 if claim.acquired:
                     return "acquired"
                 if claim.record.state is not RecordState.IN_FLIGHT:
@@ -367,6 +375,11 @@ class NotificationApp:
         return "busy"
 
     async def _finish(self, key: str, owner: str) -> None:
+        # Also when asyncio's Task.cancel() interrupts it (anyio's shield does not hold that): a
+        # handled notification left unrecorded would run the handler again once the lease ends.
+        await despite_native_cancellation(lambda: self._finish_once(key, owner))
+
+    async def _finish_once(self, key: str, owner: str) -> None:
         with anyio.CancelScope(shield=True), anyio.move_on_after(_SHIELDED_SECONDS):
             try:
                 await self.idempotency_store.finish(
@@ -377,6 +390,9 @@ class NotificationApp:
                 logger.exception("%s notification %s: could not record it as handled", self.provider, key)
 
     async def _release(self, key: str, owner: str) -> None:
+        await despite_native_cancellation(lambda: self._release_once(key, owner))
+
+    async def _release_once(self, key: str, owner: str) -> None:
         with anyio.CancelScope(shield=True), anyio.move_on_after(_SHIELDED_SECONDS):
             try:
                 await self.idempotency_store.release(key, owner=owner)

@@ -29,6 +29,7 @@ lock, for another worker's claim — is bounded by the call's deadline.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -289,24 +290,38 @@ class IdempotencyMiddleware:
             raise IdempotencyStoreError(
                 f"the idempotency store failed ({type(error).__name__}: {error}); nothing was sent"
             ) from error
+        except BaseException:
+            # A cancellation the shield cannot hold: asyncio's ``Task.cancel()`` (``asyncio.timeout``,
+            # ``wait_for``, a server cancelling its handler) goes through anyio's shield. The store
+            # may have made the claim without our seeing it: release it, or it would turn every
+            # call with this key away as "being sent by another worker" until its lease ran out.
+            await self._release(key, owner, deadline)
+            raise
         return result
 
     async def _finish(
         self, key: str, owner: str, result: RecordedOutcome | RecordedError, deadline: float | None
     ) -> None:
         until = self._bookkeeping_until(deadline)
-        failed = await self._bookkeeping(
-            lambda: self.store.finish(key, owner=owner, result=result), until, "record the outcome"
-        )
-        if failed:
-            # The record stays in flight with its refund number: the next call re-sends the same
-            # number, which the provider answers idempotently. Free the claim so it need not wait.
-            await self._bookkeeping(lambda: self.store.release(key, owner=owner), until, "release a claim")
+
+        async def finish() -> None:
+            failed = await self._bookkeeping(
+                lambda: self.store.finish(key, owner=owner, result=result), until, "record the outcome"
+            )
+            if failed:
+                # The record stays in flight with its refund number: the next call re-sends the same
+                # number, which the provider answers idempotently. Free the claim so it need not wait.
+                release = functools.partial(self.store.release, key, owner=owner)
+                await self._bookkeeping(release, until, "release a claim")
+
+        await despite_native_cancellation(finish)
 
     async def _release(self, key: str, owner: str, deadline: float | None) -> None:
         # If this fails too, the lease simply runs out; the record is still resumable.
         until = self._bookkeeping_until(deadline)
-        await self._bookkeeping(lambda: self.store.release(key, owner=owner), until, "release a claim")
+        await despite_native_cancellation(
+            lambda: self._bookkeeping(lambda: self.store.release(key, owner=owner), until, "release a claim")
+        )
 
     def _bookkeeping_until(self, deadline: float | None) -> float:
         """When bookkeeping after the provider call must stop (``time.monotonic``): the call's
@@ -332,6 +347,22 @@ class IdempotencyMiddleware:
             logger.error("could not %s for an idempotency key within %.3g s", what, bound)
             return True
         return False
+
+
+async def despite_native_cancellation(bookkeeping: Callable[[], Awaitable[object]]) -> None:
+    """Runs ``bookkeeping`` (shielded store calls that are safe to repeat) to its end.
+
+    anyio's shield holds anyio's cancellation, but not asyncio's ``Task.cancel()`` — what
+    ``asyncio.timeout``, ``asyncio.wait_for`` and servers cancelling a handler use: it interrupts
+    the store call at its await, leaving an outcome unrecorded or a claim held for its whole lease.
+    Then the bookkeeping runs once more (the cancellation has been delivered; the task is not
+    cancelled again unless someone cancels it again) and the cancellation goes on.
+    """
+    try:
+        await bookkeeping()
+    except BaseException:
+        await bookkeeping()
+        raise
 
 
 def _replay(record: IdempotencyRecord) -> Outcome:

@@ -67,6 +67,10 @@ __all__ = ["OVER_LIMIT_CODES", "RateLimit", "RateLimitMiddleware", "is_over_limi
 OVER_LIMIT_CODES = frozenset({"FREQUENCY_LIMITED"})
 
 _WINDOW = 1  # seconds: the providers' limits are per second
+#: Seconds a shared window's Redis may take to connect or to answer one command. Without it a
+#: Redis that accepts connections but never answers would hold a request forever — on trio, in a
+#: worker thread that no deadline or cancel scope can end.
+_STORAGE_TIMEOUT = 5.0
 _MISSING_LIMITS = 'needs the limits library: pip install "paykit_async[ratelimit]"'
 
 
@@ -238,7 +242,9 @@ class RateLimitMiddleware:
             if count < allowed and await backend.hit():
                 return None
         finally:
-            with anyio.CancelScope(shield=True):
+            # Shielded (the lock must not outlive a cancelled take) but bounded: a Redis that
+            # stopped answering must not hold the caller past its deadline. The lock expires anyway.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_STORAGE_TIMEOUT):
                 await backend.unlock()
         # Full: wait for the oldest request in the window to leave it.
         return max(oldest + self.window - time.time() if count >= allowed else 0.0, 0.0005)
@@ -293,9 +299,17 @@ def _backend_for(limit: RateLimit, key: str, loop: str) -> _Backend:
         if loop == "asyncio":
             import limits.aio.storage
 
-            storage = limits.aio.storage.RedisStorage(f"async+{limit.storage}", implementation="redispy")
+            storage = limits.aio.storage.RedisStorage(
+                f"async+{limit.storage}",
+                implementation="redispy",
+                socket_timeout=_STORAGE_TIMEOUT,
+                socket_connect_timeout=_STORAGE_TIMEOUT,
+            )
             return _AsyncBackend(storage, item, key)
-        return _SyncBackend(limits.storage.RedisStorage(limit.storage), item, key, threaded=True)
+        sync_storage = limits.storage.RedisStorage(
+            limit.storage, socket_timeout=_STORAGE_TIMEOUT, socket_connect_timeout=_STORAGE_TIMEOUT
+        )
+        return _SyncBackend(sync_storage, item, key, threaded=True)
     except (ValueError, TypeError, limits.errors.ConfigurationError) as error:
         unusable = type(error).__name__
     # The URL parsers' (and limits') messages quote the URL or its parts (a password among
@@ -348,7 +362,10 @@ class _SyncBackend:
 
     async def _run(self, function: Callable[[], Any]) -> Any:
         if self._threaded:
-            return await anyio.to_thread.run_sync(function)
+            # A cancelled caller (its deadline, a cancel scope) stops waiting at once; the thread
+            # ends by itself within the storage's socket timeout. What it may still take — a place
+            # in the window, the short lock — only makes the limiter more careful for a moment.
+            return await anyio.to_thread.run_sync(function, abandon_on_cancel=True)
         await anyio.lowlevel.checkpoint()
         return function()
 

@@ -489,3 +489,105 @@ async def test_payjs_tampering_keeps_the_signature_but_changes_the_amount() -> N
     assert original["sign"] == tampered["sign"]
     assert original["total_fee"] != tampered["total_fee"]
     assert WECHAT_SUCCESS  # keep the import honest for the v2 helpers
+
+
+class _SlowFinish(MemoryStore):
+    """A store whose "handled" record takes a while to be written (a slow network)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.finishing = anyio.Event()
+        self.slow = True
+
+    async def finish(self, key: str, *, owner: str, result: Any) -> bool:
+        if self.slow:
+            self.finishing.set()
+            await anyio.sleep(0.2)
+        return await super().finish(key, owner=owner, result=result)
+
+
+async def test_a_server_cancelling_the_request_while_it_is_recorded_does_not_run_the_handler_twice(
+    provider: Provider, anyio_backend: str
+) -> None:
+    """The handler ran; the server cancels the request (the provider gave up waiting) while the
+    store records it as handled — on asyncio with ``Task.cancel()``, which goes through anyio's
+    shield. The record used to stay in flight and claimed: redeliveries were refused for the whole
+    lease, then ran the handler a second time. Now it is recorded, and a redelivery is answered
+    without calling the handler."""
+    calls = Calls()
+    store = _SlowFinish()
+    app = notification_app(provider.client, calls, idempotency_store=store, lease=0.5, wait=0.0)
+    await provider.notify("14")
+    (queued,) = await _captured(provider)
+    if anyio_backend == "asyncio":
+        import asyncio
+
+        task = asyncio.ensure_future(post(app, queued.body, queued.headers))
+        await store.finishing.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    else:
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as group:
+                group.start_soon(post, app, queued.body, queued.headers)
+                await store.finishing.wait()
+                scope.cancel()
+    assert len(calls.notifications) == 1
+    assert [r.state for r in store._records.values()] == [RecordState.SUCCEEDED]
+    store.slow = False
+    await anyio.sleep(0.6)  # past the lease: an unrecorded claim would now be taken over
+    answer = await post(app, queued.body, queued.headers)
+    assert provider.success(answer)
+    assert len(calls.notifications) == 1
+
+
+class _SlowClaimReply(MemoryStore):
+    """A store whose answer to a claim it made takes a while to arrive (a slow network)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claiming = anyio.Event()
+        self.slow = True
+
+    async def claim(self, key: str, **kwargs: Any) -> Any:
+        claim = await super().claim(key, **kwargs)
+        if self.slow:
+            self.claiming.set()
+            await anyio.sleep(0.2)
+        return claim
+
+
+async def test_a_server_cancelling_the_request_while_it_is_claimed_strands_no_claim(
+    provider: Provider, anyio_backend: str
+) -> None:
+    """Cancelled (on asyncio with ``Task.cancel()``, through anyio's shield) while the store's
+    answer to the claim was on its way: the claim used to be held for the whole lease, every
+    redelivery refused as "being handled". Now it is released and the next delivery runs the
+    handler."""
+    calls = Calls()
+    store = _SlowClaimReply()
+    app = notification_app(provider.client, calls, idempotency_store=store, wait=0.0)
+    await provider.notify("15")
+    (queued,) = await _captured(provider)
+    if anyio_backend == "asyncio":
+        import asyncio
+
+        task = asyncio.ensure_future(post(app, queued.body, queued.headers))
+        await store.claiming.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    else:
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as group:
+                group.start_soon(post, app, queued.body, queued.headers)
+                await store.claiming.wait()
+                scope.cancel()
+    # (trio's shield holds: the handler may have run, and then its run was recorded.)
+    assert [r.lease_expires for r in store._records.values()] == [0.0]
+    store.slow = False
+    answer = await post(app, queued.body, queued.headers)
+    assert provider.success(answer)
+    assert len(calls.notifications) == 1
+    assert [r.state for r in store._records.values()] == [RecordState.SUCCEEDED]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Awaitable, Callable
 
 import anyio
 import attrs
@@ -419,3 +420,113 @@ async def test_cancellation_during_a_claim_strands_nothing(store: IdempotencySto
     assert record.lease_expires == 0.0  # ... and was released, so the next call need not wait
     outcome = await client.refund(order_id="O1", amount=100, key="k1")
     assert outcome.fields["refund_no"] == operation.refund_no
+
+
+class SlowStoreReplies:
+    """Wraps a store so that the reply to a claim, or a finish, is slow to come (a slow network):
+    a claim is made at once and its reply arrives later; a finish is sent only after a while."""
+
+    def __init__(self, inner: IdempotencyStore, started: anyio.Event, *, slow: str) -> None:
+        self.inner = inner
+        self.started = started
+        self.slow = slow
+
+    async def claim(self, key: str, *, refund_no: str, fingerprint: str, owner: str, lease: float) -> Claim:
+        claim = await self.inner.claim(
+            key, refund_no=refund_no, fingerprint=fingerprint, owner=owner, lease=lease
+        )
+        if self.slow == "claim":
+            self.started.set()
+            await anyio.sleep(0.2)
+        return claim
+
+    async def finish(self, key: str, *, owner: str, result: RecordedOutcome | RecordedError) -> bool:
+        if self.slow == "finish":
+            self.started.set()
+            await anyio.sleep(0.2)
+        return await self.inner.finish(key, owner=owner, result=result)
+
+    async def release(self, key: str, *, owner: str) -> None:
+        await self.inner.release(key, owner=owner)
+
+    async def reopen(self, key: str, *, fingerprint: str, owner: str, lease: float) -> bool:
+        return await self.inner.reopen(key, fingerprint=fingerprint, owner=owner, lease=lease)
+
+    async def get(self, key: str) -> IdempotencyRecord | None:
+        return await self.inner.get(key)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def cancel_natively_once_started(
+    anyio_backend: str, started: anyio.Event, call: Callable[[], Awaitable[object]]
+) -> None:
+    """Runs ``call()`` and cancels it, once ``started`` is set, the way its own event loop's users
+    do: asyncio's ``Task.cancel()`` (what ``asyncio.timeout`` and ``wait_for`` use, and what anyio's
+    shield does not hold), trio's own cancel scope. On asyncio the cancellation must come out of
+    the call."""
+    if anyio_backend == "asyncio":
+        import asyncio
+
+        task = asyncio.ensure_future(call())
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    else:
+        import trio
+
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(call)
+                await started.wait()
+                scope.cancel()
+        # Cancelled at its next checkpoint, or (when the refund's outcome was in hand and being
+        # recorded under the shield) returned first: trio's shield holds, so either is honest.
+
+
+async def test_a_native_cancellation_while_a_claim_is_answered_strands_nothing(
+    store: IdempotencyStore, anyio_backend: str
+) -> None:
+    """Cancelled while the store's answer to a claim it made was on its way: the claim used to be
+    held for its whole lease (120 s), every call with the key answered "being sent by another
+    worker" although nothing was sent. Now it is released, and the next call sends the refund."""
+    started = anyio.Event()
+    provider = FakeProvider(orders=ORDERS)
+    slow = SlowStoreReplies(store, started, slow="claim")
+    client = FakeRefundClient(base_url="https://fake.test", transport=FakeTransport(provider), store=slow)
+    operation = client.refund_operation(order_id="O1", amount=100, key="k1")
+    await cancel_natively_once_started(anyio_backend, started, lambda: client.pipeline(operation))
+    assert provider.requests["/refund"] == 0
+    record = await store.get("k1")
+    assert record is not None
+    assert record.state is RecordState.IN_FLIGHT
+    assert record.lease_expires == 0.0  # released: the next call need not wait for the lease
+    slow.slow = ""
+    outcome = await client.refund(order_id="O1", amount=100, key="k1")
+    assert outcome.fields["refund_no"] == operation.refund_no
+    assert list(provider.ledger) == [operation.refund_no]
+
+
+async def test_a_native_cancellation_while_recording_the_outcome_still_records_it(
+    store: IdempotencyStore, anyio_backend: str
+) -> None:
+    """Cancelled after the provider executed the refund, while its outcome was being recorded:
+    the record used to stay in flight and claimed for its whole lease (the next call turned away
+    as "being sent by another worker"). Now the outcome is recorded and replayed."""
+    started = anyio.Event()
+    provider = FakeProvider(orders=ORDERS)
+    slow = SlowStoreReplies(store, started, slow="finish")
+    client = FakeRefundClient(base_url="https://fake.test", transport=FakeTransport(provider), store=slow)
+    operation = client.refund_operation(order_id="O1", amount=100, key="k1")
+    await cancel_natively_once_started(anyio_backend, started, lambda: client.pipeline(operation))
+    assert list(provider.ledger) == [operation.refund_no]
+    record = await store.get("k1")
+    assert record is not None
+    assert record.state is RecordState.SUCCEEDED
+    slow.slow = ""
+    outcome = await client.refund(order_id="O1", amount=100, key="k1")
+    assert outcome.replayed
+    assert outcome.fields["refund_no"] == operation.refund_no
+    assert provider.requests["/refund"] == 1

@@ -175,3 +175,58 @@ async def test_reopen_turns_only_a_failed_record_back_into_a_claim(store: Idempo
     assert (await store.claim("k", refund_no="R9", fingerprint="f2", owner="b", lease=LEASE)).acquired
     await store.finish("k", owner="b", result=RecordedOutcome(fields={"refund_id": "1"}))
     assert not await store.reopen("k", fingerprint="f2", owner="c", lease=LEASE)  # succeeded stays
+
+
+async def test_sqlite_waiters_do_not_fill_the_shared_worker_threads(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    """While another process holds the journal's write lock, many concurrent claims wait for it.
+    They used to wait each in threads of anyio's shared pool (40), in turns of 50 ms: the pool
+    filled, and every other user of it in the process — DNS lookups on trio, any ``to_thread``
+    call — queued behind all of their turns (seconds with a hundred waiters, for as long as the
+    lock is held). Now they queue on the event loop, one thread per store, and the pool is free."""
+    import sqlite3
+    import threading
+
+    path = tmp_path / "journal.db"
+    store = SQLiteStore(path, busy_timeout=60)
+    await store.get("create")
+    locked, release = threading.Event(), threading.Event()
+    released: list[bool] = []
+
+    def hold_the_write_lock() -> None:
+        db = sqlite3.connect(path, isolation_level=None)
+        db.execute("BEGIN IMMEDIATE")
+        locked.set()
+        release.wait(timeout=20)  # ends the test's stall (and so fails it) rather than hanging
+        released.append(True)
+        db.execute("COMMIT")
+        db.close()
+
+    holder = threading.Thread(target=hold_the_write_lock)
+    holder.start()
+    try:
+        locked.wait()
+        async with anyio.create_task_group() as group:
+            for n in range(60):
+                group.start_soon(
+                    lambda n=n: store.claim(
+                        f"k{n}", refund_no=f"R{n}", fingerprint="f", owner="a", lease=LEASE
+                    )
+                )
+            for _ in range(50):
+                await anyio.lowlevel.checkpoint()  # let every claim reach its wait
+            # Each waiter used to hold a thread of the shared pool for a busy slice after another,
+            # all of them together filling it: others queued behind 60 slices of 50 ms each.
+            assert anyio.to_thread.current_default_thread_limiter().borrowed_tokens == 0
+            await anyio.to_thread.run_sync(lambda: None)  # someone else's worker-thread call
+            assert not released  # it ran while the journal was still locked
+            release.set()
+        for n in range(60):
+            record = await store.get(f"k{n}")
+            assert record is not None
+            assert record.refund_no == f"R{n}"
+    finally:
+        release.set()
+        holder.join()
+        await store.aclose()

@@ -230,3 +230,37 @@ async def test_a_shared_window_whose_redis_is_down_fails_before_sending(anyio_ba
     assert "rate limit's storage redis://127.0.0.1:" in error.message
     assert "Rp4ssw0rd" not in f"{error!s} {error!r} {error.args!r} {error.__cause__!r} {error.__context__!r}"
     assert not sim.requests()
+
+
+async def test_a_shared_window_whose_redis_never_answers_ends_at_the_deadline(anyio_backend: str) -> None:
+    """A Redis that accepts connections but never answers (a black hole, a hung server): the
+    wait for a turn ends at the call's deadline as a TransportError(sent=False), and nothing is
+    sent. On trio limits' synchronous Redis storage runs in a worker thread: it used to have no
+    socket timeout and could not be cancelled, so the call hung for ever, deadline or not."""
+    import socket
+    import threading
+
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(16)  # connections complete in the kernel's backlog; nothing is ever read or answered
+    # Should the call not end at its deadline, end it anyway (resetting the connections), so that the
+    # test fails instead of hanging; the message then names the storage failure, not the deadline.
+    watchdog = threading.Timer(20.0, hole.close)
+    watchdog.start()
+    sim = Simulator(SimulatorConfig(auto_orders=True, completion_delay=0.0))
+    limit = RateLimit(per_second=5, storage=f"redis://127.0.0.1:{hole.getsockname()[1]}/0")
+    try:
+        async with _wechat(sim, limit, retry=RetryPolicy(attempts=1, deadline=0.5)) as client:
+            with pytest.raises(TransportError) as caught:
+                await client.refund(out_trade_no="T1", total_fee=100, refund_fee=10, out_refund_no="TR1")
+            # An outer cancel scope is honoured too, not held up by the worker thread.
+            with anyio.CancelScope() as outer:
+                outer.deadline = anyio.current_time() + 0.2
+                await client.refund(out_trade_no="T2", total_fee=100, refund_fee=10, out_refund_no="TR2")
+            assert outer.cancelled_caught
+    finally:
+        watchdog.cancel()
+        hole.close()
+    assert caught.value.sent is False
+    assert "deadline" in caught.value.message
+    assert not sim.requests()

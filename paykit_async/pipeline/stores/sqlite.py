@@ -1,9 +1,9 @@
 """A durable idempotency store in one SQLite file, shared safely by several processes.
 
-The stdlib ``sqlite3`` module runs in a worker thread (``anyio.to_thread``) so the event loop
-never blocks on disk. The file uses WAL with ``synchronous=FULL``: a committed claim survives
-``kill -9`` and power loss. Every claim is one ``BEGIN IMMEDIATE`` transaction (a write lock
-taken before reading), so two processes can never both acquire one key.
+The stdlib ``sqlite3`` module runs in a worker thread (``anyio.to_thread``, one at a time per
+store) so the event loop never blocks on disk. The file uses WAL with ``synchronous=FULL``: a
+committed claim survives ``kill -9`` and power loss. Every claim is one ``BEGIN IMMEDIATE``
+transaction (a write lock taken before reading), so two processes can never both acquire one key.
 
 While another process holds the write lock, a transaction is retried in short slices with
 ``anyio.sleep`` between them (never one long blocking wait in SQLite's busy handler), so waiting
@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from ...errors import IdempotencyStoreError
@@ -88,6 +89,10 @@ class SQLiteStore:
         self.busy_timeout = busy_timeout
         self._time = time_source
         self._lock = threading.Lock()
+        # One worker thread per store and event loop: callers queue on the loop, not each in a
+        # thread of anyio's shared pool (40 threads), which they would fill while the file is
+        # locked — stalling every other user of that pool (DNS lookups on trio) for as long.
+        self._limiters: dict[object, anyio.CapacityLimiter] = {}
         self._connection: sqlite3.Connection | None = None
         self._closed = False
 
@@ -190,11 +195,15 @@ class SQLiteStore:
             with self._lock:
                 return work(self._connect())
 
+        loop = anyio.lowlevel.current_token()
+        limiter = self._limiters.get(loop)
+        if limiter is None:
+            limiter = self._limiters[loop] = anyio.CapacityLimiter(1)
         give_up_at = time.monotonic() + self.busy_timeout
         pause = 0.005
         while True:
             try:
-                return await anyio.to_thread.run_sync(locked)
+                return await anyio.to_thread.run_sync(locked, limiter=limiter)
             except sqlite3.OperationalError as error:
                 if not _busy(error):
                     raise self._failure(error) from error
