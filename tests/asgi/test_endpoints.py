@@ -36,6 +36,7 @@ from paykit_async.simulator import (
     WeChatPayMerchant,
 )
 
+from ..cancellation import cancel_natively_once_started
 from ..servers import read_body
 from .helpers import (
     PROVIDERS,
@@ -519,20 +520,9 @@ async def test_a_server_cancelling_the_request_while_it_is_recorded_does_not_run
     app = notification_app(provider.client, calls, idempotency_store=store, lease=0.5, wait=0.0)
     await provider.notify("14")
     (queued,) = await _captured(provider)
-    if anyio_backend == "asyncio":
-        import asyncio
-
-        task = asyncio.ensure_future(post(app, queued.body, queued.headers))
-        await store.finishing.wait()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-    else:
-        with anyio.CancelScope() as scope:
-            async with anyio.create_task_group() as group:
-                group.start_soon(post, app, queued.body, queued.headers)
-                await store.finishing.wait()
-                scope.cancel()
+    await cancel_natively_once_started(
+        anyio_backend, store.finishing, lambda: post(app, queued.body, queued.headers)
+    )
     assert len(calls.notifications) == 1
     assert [r.state for r in store._records.values()] == [RecordState.SUCCEEDED]
     store.slow = False
@@ -570,20 +560,9 @@ async def test_a_server_cancelling_the_request_while_it_is_claimed_strands_no_cl
     app = notification_app(provider.client, calls, idempotency_store=store, wait=0.0)
     await provider.notify("15")
     (queued,) = await _captured(provider)
-    if anyio_backend == "asyncio":
-        import asyncio
-
-        task = asyncio.ensure_future(post(app, queued.body, queued.headers))
-        await store.claiming.wait()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-    else:
-        with anyio.CancelScope() as scope:
-            async with anyio.create_task_group() as group:
-                group.start_soon(post, app, queued.body, queued.headers)
-                await store.claiming.wait()
-                scope.cancel()
+    await cancel_natively_once_started(
+        anyio_backend, store.claiming, lambda: post(app, queued.body, queued.headers)
+    )
     # (trio's shield holds: the handler may have run, and then its run was recorded.)
     assert [r.lease_expires for r in store._records.values()] == [0.0]
     store.slow = False
