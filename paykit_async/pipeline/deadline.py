@@ -20,30 +20,31 @@ __all__ = ["call_deadline", "deadline_of_call", "remaining", "sharing_deadline"]
 _current: ContextVar[tuple[Clock, float | None] | None] = ContextVar("paykit_call_deadline", default=None)
 
 
-# Named like the function it replaced: ``with call_deadline(clock, seconds) as deadline``.
-class call_deadline:
-    """The deadline (a time on ``clock``) of the call being made: the enclosing call's when there
-    is one on the same clock, else ``seconds`` from now (None: unbounded).
+class sharing_deadline:
+    """Within the block, calls made in this task find ``deadline`` (on ``clock``) as their
+    enclosing call's, unless an enclosing call on the same clock already published one; entering
+    gives the deadline in effect.
 
     A small class rather than a generator-based context manager: it is entered on every call.
     """
 
-    __slots__ = ("_clock", "_seconds", "_token")
+    __slots__ = ("_clock", "_deadline", "_token")
 
-    def __init__(self, clock: Clock, seconds: float | None) -> None:
+    def __init__(self, clock: Clock, deadline: float | None) -> None:
         self._clock = clock
-        self._seconds = seconds
+        self._deadline = deadline
         self._token: Token[tuple[Clock, float | None] | None] | None = None
 
     def __enter__(self) -> float | None:
-        clock = self._clock
         active = _current.get()
-        if active is not None and active[0] is clock:
+        if active is not None and active[0] is self._clock:
             return active[1]
-        seconds = self._seconds
-        deadline = None if seconds is None else clock.now() + seconds
-        self._token = _current.set((clock, deadline))
+        deadline = self._own_deadline()
+        self._token = _current.set((self._clock, deadline))
         return deadline
+
+    def _own_deadline(self) -> float | None:
+        return self._deadline
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -52,6 +53,22 @@ class call_deadline:
         if token is not None:
             self._token = None
             _current.reset(token)
+
+
+# Named like the function it replaced: ``with call_deadline(clock, seconds) as deadline``.
+class call_deadline(sharing_deadline):
+    """The deadline (a time on ``clock``) of the call being made: the enclosing call's when there
+    is one on the same clock, else ``seconds`` from now (None: unbounded)."""
+
+    __slots__ = ("_seconds",)
+
+    def __init__(self, clock: Clock, seconds: float | None) -> None:
+        super().__init__(clock, None)
+        self._seconds = seconds
+
+    def _own_deadline(self) -> float | None:
+        seconds = self._seconds
+        return None if seconds is None else self._clock.now() + seconds
 
 
 def deadline_of_call(clock: Clock, seconds: float | None) -> float | None:
@@ -62,31 +79,6 @@ def deadline_of_call(clock: Clock, seconds: float | None) -> float | None:
     if active is not None and active[0] is clock:
         return active[1]
     return None if seconds is None else clock.now() + seconds
-
-
-class sharing_deadline:
-    """Within the block, calls made in this task find ``deadline`` (on ``clock``) as their
-    enclosing call's, unless an enclosing call on the same clock already published one."""
-
-    __slots__ = ("_clock", "_deadline", "_token")
-
-    def __init__(self, clock: Clock, deadline: float | None) -> None:
-        self._clock = clock
-        self._deadline = deadline
-        self._token: Token[tuple[Clock, float | None] | None] | None = None
-
-    def __enter__(self) -> None:
-        active = _current.get()
-        if active is None or active[0] is not self._clock:
-            self._token = _current.set((self._clock, self._deadline))
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        token = self._token
-        if token is not None:
-            self._token = None
-            _current.reset(token)
 
 
 def remaining(clock: Clock, deadline: float | None) -> float | None:
