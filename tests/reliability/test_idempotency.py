@@ -29,6 +29,7 @@ from paykit_async.transport.wire import WireRequest, WireResponse
 
 from ..cancellation import cancel_natively_once_started
 from .fake_provider import FakeDialect, FakeProvider, FakeRefundClient, FakeTransport
+from .store_wrappers import DelegatingStore
 
 pytestmark = pytest.mark.anyio
 
@@ -422,12 +423,12 @@ async def test_cancellation_during_a_claim_strands_nothing(store: IdempotencySto
     assert outcome.fields["refund_no"] == operation.refund_no
 
 
-class SlowStoreReplies:
+class SlowStoreReplies(DelegatingStore):
     """Wraps a store so that the reply to a claim, or a finish, is slow to come (a slow network):
     a claim is made at once and its reply arrives later; a finish is sent only after a while."""
 
     def __init__(self, inner: IdempotencyStore, started: anyio.Event, *, slow: str) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.started = started
         self.slow = slow
 
@@ -445,18 +446,6 @@ class SlowStoreReplies:
             self.started.set()
             await anyio.sleep(0.2)
         return await self.inner.finish(key, owner=owner, result=result)
-
-    async def release(self, key: str, *, owner: str) -> None:
-        await self.inner.release(key, owner=owner)
-
-    async def reopen(self, key: str, *, fingerprint: str, owner: str, lease: float) -> bool:
-        return await self.inner.reopen(key, fingerprint=fingerprint, owner=owner, lease=lease)
-
-    async def get(self, key: str) -> IdempotencyRecord | None:
-        return await self.inner.get(key)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 async def test_a_native_cancellation_while_a_claim_is_answered_strands_nothing(

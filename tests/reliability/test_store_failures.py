@@ -32,7 +32,6 @@ from paykit_async import (
 )
 from paykit_async.pipeline.stores import (
     Claim,
-    IdempotencyRecord,
     IdempotencyStore,
     RecordedError,
     RecordedOutcome,
@@ -43,6 +42,7 @@ from paykit_async.transport.wire import TransportSettings, WireRequest, WireResp
 
 from ..cli.helpers import demo_wechat_client
 from .conftest import start_redis, stop_redis
+from .store_wrappers import DelegatingStore
 
 pytestmark = pytest.mark.anyio
 
@@ -278,11 +278,11 @@ async def test_a_stopped_redis_server_is_a_paykit_error_and_nothing_is_sent(
     assert _refund_requests(sim) == 1
 
 
-class BrokenStore:
+class BrokenStore(DelegatingStore):
     """A store from outside the package whose driver errors escape raw, in ``claim`` or ``finish``."""
 
     def __init__(self, *, broken: str) -> None:
-        self.inner = MemoryStore()
+        super().__init__(MemoryStore())
         self.broken = broken
 
     async def claim(self, key: str, *, refund_no: str, fingerprint: str, owner: str, lease: float) -> Claim:
@@ -296,18 +296,6 @@ class BrokenStore:
         if self.broken == "finish":
             raise ConnectionResetError("store went away")
         return await self.inner.finish(key, owner=owner, result=result)
-
-    async def release(self, key: str, *, owner: str) -> None:
-        await self.inner.release(key, owner=owner)
-
-    async def reopen(self, key: str, *, fingerprint: str, owner: str, lease: float) -> bool:
-        return await self.inner.reopen(key, fingerprint=fingerprint, owner=owner, lease=lease)
-
-    async def get(self, key: str) -> IdempotencyRecord | None:
-        return await self.inner.get(key)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 async def test_a_raw_driver_error_before_sending_becomes_a_store_error(anyio_backend: str) -> None:
