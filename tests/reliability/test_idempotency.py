@@ -18,7 +18,6 @@ from paykit_async.pipeline.idempotency import IdempotencyMiddleware, request_fin
 from paykit_async.pipeline.retry import RetryPolicy
 from paykit_async.pipeline.stores import (
     Claim,
-    IdempotencyRecord,
     IdempotencyStore,
     MemoryStore,
     RecordedError,
@@ -376,11 +375,11 @@ def _as_kwargs(operation: Operation) -> dict[str, object]:
     }
 
 
-class SlowClaims:
+class SlowClaims(DelegatingStore):
     """Wraps a store so that claims take a while (as over a slow network)."""
 
     def __init__(self, inner: IdempotencyStore, started: anyio.Event) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.started = started
 
     async def claim(self, key: str, *, refund_no: str, fingerprint: str, owner: str, lease: float) -> Claim:
@@ -389,18 +388,6 @@ class SlowClaims:
         return await self.inner.claim(
             key, refund_no=refund_no, fingerprint=fingerprint, owner=owner, lease=lease
         )
-
-    async def finish(self, key: str, *, owner: str, result: RecordedOutcome | RecordedError) -> bool:
-        return await self.inner.finish(key, owner=owner, result=result)
-
-    async def release(self, key: str, *, owner: str) -> None:
-        await self.inner.release(key, owner=owner)
-
-    async def get(self, key: str) -> IdempotencyRecord | None:
-        return await self.inner.get(key)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 async def test_cancellation_during_a_claim_strands_nothing(store: IdempotencyStore) -> None:

@@ -8,6 +8,7 @@ and no message shows a Redis password.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -187,6 +188,28 @@ def test_rows_refused_for_a_wrong_key_are_sent_again_once_it_is_fixed_and_each_o
         assert snapshot.refund("wechatpay", str(result["refund_no"])).order_no == row["out_trade_no"]
 
 
+def _queue_commands(
+    tmp_path: Path, csv_file: Path, config: Path, redis_url: str, batch: str, queue: str
+) -> tuple[Callable[[str, list[dict[str, object]]], list[dict[str, object]]], Callable[[], None]]:
+    """``enqueue(out, rows)`` (write the CSV, ``paykit refunds enqueue`` it, read its ``--out``) and
+    ``work()`` (one ``paykit worker --burst``) for one batch on one queue."""
+
+    def enqueue(out: str, rows: list[dict[str, object]]) -> list[dict[str, object]]:
+        write_csv(csv_file, rows)
+        done = run_paykit(
+            "refunds", "enqueue", csv_file, "-p", "wechatpay", "--config", config, "--redis", redis_url,
+            "--batch-id", batch, "--queue", queue, "--out", tmp_path / out,
+        )  # fmt: skip
+        assert done.returncode in (0, 1), done.stderr
+        return read_results(tmp_path / out)
+
+    def work() -> None:
+        done = run_paykit("worker", "--config", config, "--redis", redis_url, "--queue", queue, "--burst")
+        assert done.returncode == 0, done.stderr
+
+    return enqueue, work
+
+
 def test_an_amount_edited_after_its_job_ran_is_not_queued_again(
     tmp_path: Path, redis_url: str, redis_prefix: str
 ) -> None:
@@ -202,18 +225,7 @@ def test_an_amount_edited_after_its_job_ran_is_not_queued_again(
         config = live.config_file(tmp_path)
         batch, queue = f"{redis_prefix}edit", f"{redis_prefix}queue"
 
-        def enqueue(out: str, rows: list[dict[str, object]]) -> list[dict[str, object]]:
-            write_csv(csv_file, rows)
-            done = run_paykit(
-                "refunds", "enqueue", csv_file, "-p", "wechatpay", "--config", config, "--redis", redis_url,
-                "--batch-id", batch, "--queue", queue, "--out", tmp_path / out,
-            )  # fmt: skip
-            assert done.returncode in (0, 1), done.stderr
-            return read_results(tmp_path / out)
-
-        def work() -> None:
-            done = run_paykit("worker", "--config", config, "--redis", redis_url, "--queue", queue, "--burst")
-            assert done.returncode == 0, done.stderr
+        enqueue, work = _queue_commands(tmp_path, csv_file, config, redis_url, batch, queue)
 
         first = enqueue("q1.jsonl", original)
         assert [line["status"] for line in first] == ["enqueued"] * 2
@@ -250,18 +262,7 @@ def test_an_order_renamed_by_its_transaction_id_is_not_queued_again(
         config = live.config_file(tmp_path)
         batch, queue = f"{redis_prefix}rename", f"{redis_prefix}queue"
 
-        def enqueue(out: str, rows: list[dict[str, object]]) -> list[dict[str, object]]:
-            write_csv(csv_file, rows)
-            done = run_paykit(
-                "refunds", "enqueue", csv_file, "-p", "wechatpay", "--config", config, "--redis", redis_url,
-                "--batch-id", batch, "--queue", queue, "--out", tmp_path / out,
-            )  # fmt: skip
-            assert done.returncode in (0, 1), done.stderr
-            return read_results(tmp_path / out)
-
-        def work() -> None:
-            done = run_paykit("worker", "--config", config, "--redis", redis_url, "--queue", queue, "--burst")
-            assert done.returncode == 0, done.stderr
+        enqueue, work = _queue_commands(tmp_path, csv_file, config, redis_url, batch, queue)
 
         assert [line["status"] for line in enqueue("q1.jsonl", original)] == ["enqueued"]
         work()
