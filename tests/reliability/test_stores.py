@@ -6,8 +6,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
+import anyio.to_thread
 import pytest
 
+from paykit_async.errors import IdempotencyStoreError
 from paykit_async.pipeline.stores import (
     IdempotencyStore,
     MemoryStore,
@@ -229,4 +232,56 @@ async def test_sqlite_waiters_do_not_fill_the_shared_worker_threads(
     finally:
         release.set()
         holder.join()
+        await store.aclose()
+
+
+async def test_redis_waiters_do_not_fill_the_shared_worker_threads(anyio_backend: str) -> None:
+    """A Redis that accepts connections and never answers: off asyncio each command holds a worker
+    thread for the store's ``timeout``. Sixty concurrent claims used to take sixty threads of
+    anyio's shared pool (40) and stall its other users for as long; now a store uses at most a few
+    threads of its own and the rest of its callers wait on the event loop."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def swallow() -> None:  # accept and keep every connection, answer nothing
+        listener.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    acceptor = threading.Thread(target=swallow)
+    acceptor.start()
+    store = RedisStore(f"redis://127.0.0.1:{listener.getsockname()[1]}/0", timeout=1.0)
+    failures: list[str] = []
+
+    async def claim(n: int) -> None:
+        try:
+            await store.claim(f"k{n}", refund_no=f"R{n}", fingerprint="f", owner="a", lease=LEASE)
+        except IdempotencyStoreError:
+            failures.append(f"k{n}")
+
+    try:
+        with anyio.move_on_after(30):  # a stuck test fails below instead of hanging
+            async with anyio.create_task_group() as group:
+                for n in range(60):
+                    group.start_soon(claim, n)
+                for _ in range(50):
+                    await anyio.lowlevel.checkpoint()  # let every claim reach its command
+                assert anyio.to_thread.current_default_thread_limiter().borrowed_tokens == 0
+                await anyio.to_thread.run_sync(lambda: None)  # someone else's worker-thread call
+                group.cancel_scope.cancel()
+    finally:
+        stop.set()
+        acceptor.join()
+        for connection in held:
+            connection.close()
+        listener.close()
         await store.aclose()

@@ -16,6 +16,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import anyio.lowlevel
 import anyio.to_thread
 
 from ...errors import IdempotencyStoreError
@@ -86,6 +87,9 @@ return 1
 """
 
 
+#: Worker threads a store uses at most per event loop off asyncio (redis-py's client is thread-safe).
+_THREADS = 8
+
 class RedisStore:
     """Records in Redis at ``url`` (``redis://`` or ``rediss://``), under ``prefix`` + key.
 
@@ -112,6 +116,10 @@ class RedisStore:
         self.timeout = timeout
         self._async_client: Any = None
         self._sync_client: Any = None
+        # Off asyncio, commands run in worker threads: at most this many at a time per store and
+        # event loop, so that a Redis that stops answering (each command then holds its thread
+        # for ``timeout``) cannot fill anyio's shared pool and stall its other users (DNS on trio).
+        self._threads: dict[object, anyio.CapacityLimiter] = {}
 
     def __repr__(self) -> str:
         # The URL may carry a password: show only the prefix.
@@ -203,7 +211,12 @@ class RedisStore:
             import redis
 
             self._sync_client = redis.Redis.from_url(self.url, **options)
-        return await anyio.to_thread.run_sync(lambda: self._sync_client.execute_command(*args))
+        loop = anyio.lowlevel.current_token()
+        threads = self._threads.get(loop)
+        if threads is None:
+            threads = self._threads[loop] = anyio.CapacityLimiter(_THREADS)
+        client = self._sync_client
+        return await anyio.to_thread.run_sync(lambda: client.execute_command(*args), limiter=threads)
 
 
 def _on_asyncio() -> bool:
