@@ -415,6 +415,8 @@ class WeChatPayV3Handler(ProviderHandler):
             raise _Refused(400, "PARAM_ERROR", "currency 仅支持 CNY")
         if refund_fee <= 0 or refund_fee > total:
             raise _Refused(400, "PARAM_ERROR", "退款金额必须大于0且不能大于订单金额")
+        if "funds_account" in fields and fields["funds_account"] != "AVAILABLE":
+            raise _Refused(400, "PARAM_ERROR", "funds_account 仅支持 AVAILABLE")
         order = self.find_wechat_order(out_trade_no or "", transaction_id or "", total=total, paid=True)
         if order is None:
             raise _Refused(404, "RESOURCE_NOT_EXISTS", "订单不存在")

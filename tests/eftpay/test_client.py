@@ -471,3 +471,24 @@ def test_bad_retryable_codes(codes: list[Any]) -> None:
         EftPayClient(
             USER_CONFIRM_KEY, SECRET, base_url="https://vmp.eftpay.com.cn/VMP", retryable_codes=codes
         )
+
+
+async def test_unreadable_verified_refund_reply_is_unknown_with_its_refund_no(
+    eftpay_server: EftPayServer,
+) -> None:
+    """A verified "00" refund reply that cannot be read is an unknown outcome, reported with the
+    refund number the client minted (``RefundOutcomeUnknown.refund_no``), as WeChat Pay and PAYJS
+    report it.
+
+    /work/shared/specs/eftpay.md:9 — ``return_status="00"`` means only "accepted"; the state is
+    ``trade_status``; the refund number is "the idempotency key" (line 39), and an unknown outcome
+    is settled with the SAME number (wechatpay-v2.md:70, the rule every provider follows). A
+    ``DecodeError`` without the number leaves a caller that let the client mint it (no
+    ``refund_no``, no ``idempotency_key``) nothing to retry or query with but a new number.
+    """
+    eftpay_server.app.respond = lambda request: json_reply(accepted_refund(request.body, rate="n/a"))
+    async with make_client(eftpay_server) as client:
+        with pytest.raises(RefundOutcomeUnknown) as info:
+            await client.refund(**refund_args())
+    (request,) = eftpay_server.app.requests
+    assert info.value.refund_no == body_of(request)["refund_no"]

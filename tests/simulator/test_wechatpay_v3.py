@@ -139,6 +139,19 @@ async def test_a_spec_signed_refund_gets_a_signed_reply() -> None:
     assert _verified(sim, close)
 
 
+async def test_a_request_funds_account_other_than_available_is_a_param_error() -> None:
+    """/work/shared/specs/wechatpay-v3.md:64-65: a refund request's ``funds_account`` is ``AVAILABLE``
+    (wechatpay-go ``ReqFundsAccount`` has no other value); WeChat refuses anything else."""
+    sim = _sim()
+    response = await _raw(sim, "POST", "/v3/refund/domestic/refunds", _refund_body(funds_account="UNSETTLED"))
+    assert response.status_code == 400
+    assert response.json()["code"] == "PARAM_ERROR"
+    assert _verified(sim, response)
+    assert sim.snapshot().refunds == {}
+    accepted = await _raw(sim, "POST", "/v3/refund/domestic/refunds", _refund_body(funds_account="AVAILABLE"))
+    assert accepted.status_code == 200
+
+
 @pytest.mark.parametrize(
     "change",
     [

@@ -158,6 +158,20 @@ async def test_refund_arguments_are_checked_before_any_io(changes: dict[str, Any
     assert caught.value.field == field
 
 
+async def test_funds_account_is_only_available() -> None:
+    """A refund request's ``funds_account`` takes the one documented value, ``AVAILABLE``.
+
+    /work/shared/specs/wechatpay-v3.md:64-65 — "``funds_account`` (``AVAILABLE``)"; wechatpay-go
+    ``services/refunddomestic/models.go`` enumerates ``ReqFundsAccount`` as ``AVAILABLE`` alone
+    (UNSETTLED, BASIC... are values of the *reply's* ``funds_account``). Anything else would only be
+    refused by WeChat after the send (PARAM_ERROR): it is a ValidationError before any I/O.
+    """
+    async with _client() as client:
+        with pytest.raises(ValidationError) as caught:
+            await client.refund(**REFUND, funds_account="UNSETTLED")
+    assert caught.value.field == "funds_account"
+
+
 async def test_valid_goods_detail_and_amount_from_are_accepted_shapes() -> None:
     from paykit_async.providers.wechatpay_v3.requests import encode_body, refund_fields
 

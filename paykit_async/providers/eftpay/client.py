@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ...client_base import BaseClient, ClientOptions
+from ...client_base import BaseClient, ClientOptions, read_refund_reply
 from ...errors import DecodeError, ValidationError
 from ...notification_reply import NotificationReply
 from ...pipeline.core import Operation, Outcome
@@ -296,15 +296,20 @@ class EftPayClient(BaseClient):
         )
         outcome = await self._call(operation)
         # The reply echoes refund_no (verified against what was sent). It is preferred because an
-        # idempotency store may have resumed an earlier number than the one minted here.
-        return structure_reply(
-            RefundResult,
-            outcome.fields,
-            refund_no=outcome.fields.get("refund_no") or operation.refund_no,
-            signature_rule=_rule(outcome),
-            attempts=outcome.attempts,
-            settled_by_query=outcome.settled_by_query,
-            replayed=outcome.replayed,
+        # idempotency store may have resumed an earlier number than the one minted here. A verified
+        # reply that cannot be typed is RefundOutcomeUnknown carrying the number (never a bare
+        # DecodeError that would leave a caller without the number to retry or query with).
+        return read_refund_reply(
+            operation,
+            lambda: structure_reply(
+                RefundResult,
+                outcome.fields,
+                refund_no=outcome.fields.get("refund_no") or operation.refund_no,
+                signature_rule=_rule(outcome),
+                attempts=outcome.attempts,
+                settled_by_query=outcome.settled_by_query,
+                replayed=outcome.replayed,
+            ),
         )
 
     async def _settle_refund(self, operation: Operation) -> Outcome | None:

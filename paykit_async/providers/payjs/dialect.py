@@ -18,8 +18,9 @@ Classification of a ``200`` JSON reply:
   reported as a refusal — it cannot make a merchant believe money moved, and a refund of the same
   order can always be sent again (a PAYJS refund is the full refund of that order).
 
-Any other status → ``HTTPStatusError`` (5xx/429 retryable, ``Retry-After`` honoured; but for 429 the
-outcome is unknown, so a refund or reverse is settled by a verified ``check``).
+Any other status → ``HTTPStatusError`` (5xx/429 retryable, ``Retry-After`` honoured; for every status
+but 429 the outcome is unknown, so a refund or reverse is settled by a verified ``check``; a 429 is a
+refusal before processing, see :class:`~paykit_async.HTTPStatusError`).
 """
 
 from __future__ import annotations

@@ -33,7 +33,9 @@ __all__ = [
 
 #: Body members whose field value is JSON text, embedded without quoting.
 JSON_FIELDS = frozenset({"amount", "goods_detail"})
-FUNDS_ACCOUNTS = frozenset({"AVAILABLE", "UNSETTLED"})
+#: The values a refund *request* may name (wechatpay-go ``ReqFundsAccount``): ``AVAILABLE`` only.
+#: UNSETTLED, BASIC... are values of the reply's ``funds_account``, which WeChat refuses here.
+FUNDS_ACCOUNTS = frozenset({"AVAILABLE"})
 
 _CURRENCY = re.compile(r"[A-Z]{3}\Z")
 _GOODS_INTS = ("unit_price", "refund_amount", "refund_quantity")
