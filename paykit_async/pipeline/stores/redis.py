@@ -90,6 +90,7 @@ return 1
 #: Worker threads a store uses at most per event loop off asyncio (redis-py's client is thread-safe).
 _THREADS = 8
 
+
 class RedisStore:
     """Records in Redis at ``url`` (``redis://`` or ``rediss://``), under ``prefix`` + key.
 
