@@ -188,6 +188,9 @@ class SimulatorConfig:
     payjs_unsigned_duplicate: bool = True
     wechatpay_max_refunds: int = 50
     wechatpay_close_after: float = 300.0
+    wechatpay_refund_within: float = attrs.field(default=365 * 86400.0, validator=_positive)
+    """A WeChat Pay v2 order can be refunded this long after creation (simulator clock seconds);
+    a new refund of an older order answers ``TRADE_OVERDUE`` (1 year, as WeChat Pay)."""
     payjs_close_within: float = 30 * 86400.0
     payjs_reverse_within: float = 7 * 86400.0
     eftpay_time_tolerance: float = 600.0

@@ -54,6 +54,7 @@ refund_outcome = "success"             # how refunds end: "success", "closed", "
 payjs_unsigned_duplicate = true        # a repeated PAYJS refund answers unsigned, as the real service does
 wechatpay_max_refunds = 50             # refunds per WeChat Pay order
 wechatpay_close_after = 300.0          # a WeChat Pay order can be closed this long after creation
+wechatpay_refund_within = 31536000.0   # a WeChat Pay v2 order can be refunded this long (1 year)
 payjs_close_within = 2592000.0         # PAYJS close window (30 days)
 payjs_reverse_within = 604800.0        # PAYJS reverse window (7 days)
 eftpay_time_tolerance = 600.0          # how far an eftPay request's time may be from the clock

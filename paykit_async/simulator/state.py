@@ -190,11 +190,13 @@ class ProviderHandler(abc.ABC):
         refund_id_prefix: str,
         notify_url: str,
         fields: Mapping[str, str],
+        refund_within: float | None = None,
     ) -> Refund:
         """WeChat Pay's refund ledger rules, the same in v2 and v3: a known ``out_refund_no`` is the
         same refund again (counted as a repeat), refused when its order or amounts differ; a new
         one needs a paid order of ``total``, under the refund count limit, with ``refund_fee``
-        still refundable and covered by the merchant's balance. Raises
+        still refundable and covered by the merchant's balance, and (with ``refund_within``) an
+        order no older than that. Raises
         :class:`WeChatRefundRefused` naming the rule (each API words the refusal its own way)."""
         ledger = self.state.ledger
         existing = ledger.refund(self.name, refund_no)
@@ -208,6 +210,9 @@ class ProviderHandler(abc.ABC):
             return ledger.count_repeat_request(existing)
         if not order.paid:
             raise WeChatRefundRefused("unpaid")
+        now = self.state.now()
+        if refund_within is not None and now - order.created_at > refund_within:
+            raise WeChatRefundRefused("overdue")
         if total != order.total:
             raise WeChatRefundRefused("total")
         if len(order.refund_nos) >= self.state.config.wechatpay_max_refunds:
@@ -216,7 +221,6 @@ class ProviderHandler(abc.ABC):
             raise WeChatRefundRefused("over")
         if not self.state.spend(self.name, refund_fee):
             raise WeChatRefundRefused("balance")
-        now = self.state.now()
         return ledger.add_refund(
             order,
             Refund(
@@ -236,7 +240,7 @@ class ProviderHandler(abc.ABC):
 
 class WeChatRefundRefused(Exception):
     """:meth:`ProviderHandler.execute_wechat_refund` refused: ``rule`` is mismatch, unpaid, total,
-    too_many, over or balance."""
+    too_many, over, balance or overdue."""
 
     def __init__(self, rule: str) -> None:
         super().__init__(rule)

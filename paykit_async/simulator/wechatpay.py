@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
 from collections.abc import Mapping
 
@@ -37,6 +38,22 @@ _REFUSALS = {
     "too_many": ("ERROR", "订单退款次数已超过限制"),
     "over": ("ERROR", "申请退款金额超过订单可退金额"),
     "balance": ("NOTENOUGH", "基本账户余额不足，请充值后重新发起"),
+    "overdue": ("TRADE_OVERDUE", "订单已经超过退款期限"),
+}
+#: Merchant numbers (out_trade_no, out_refund_no; transaction_id is digits): the spec's charset.
+_NUMBER = re.compile(r"[0-9A-Za-z_\-|*@]+\Z")
+#: Refund request fields whose format the spec fixes: name → (longest length, pattern or choices).
+_FORMATS: dict[str, tuple[int, re.Pattern[str] | frozenset[str] | None]] = {
+    "nonce_str": (32, None),
+    "out_trade_no": (32, _NUMBER),
+    "transaction_id": (32, _NUMBER),
+    "out_refund_no": (64, _NUMBER),
+    "refund_desc": (80, None),
+    "notify_url": (256, None),
+    "refund_account": (
+        len("REFUND_SOURCE_UNSETTLED_FUNDS"),
+        frozenset({"REFUND_SOURCE_UNSETTLED_FUNDS", "REFUND_SOURCE_RECHARGE_FUNDS"}),
+    ),
 }
 _CERT_PAGE = (
     b"<html>\r\n<head><title>400 The SSL certificate error</title></head>\r\n<body>\r\n"
@@ -182,6 +199,7 @@ class WeChatPayHandler(ProviderHandler):
         return order
 
     def _refund(self, fields: Mapping[str, str], endpoint: str) -> dict[str, str]:
+        _check_formats(fields)
         refund_no = fields.get("out_refund_no", "")
         total_fee = _fen(fields.get("total_fee", ""), "total_fee")
         refund_fee = _fen(fields.get("refund_fee", ""), "refund_fee")
@@ -201,6 +219,7 @@ class WeChatPayHandler(ProviderHandler):
                 refund_id_prefix="50000",
                 notify_url=fields.get("notify_url", ""),
                 fields=kept,
+                refund_within=self.state.config.wechatpay_refund_within,
             )
         except WeChatRefundRefused as refused:
             raise _Refused(*_REFUSALS[refused.rule]) from None
@@ -358,6 +377,21 @@ def _wechat_acknowledged(status: int, body: bytes) -> bool:
         return decode_xml(body).get("return_code") == "SUCCESS"
     except (DecodeError, ValidationError):
         return False
+
+
+def _check_formats(fields: Mapping[str, str]) -> None:
+    """The refund request's lengths and charsets (specs/wechatpay-v2.md, refund request fields):
+    WeChat refuses a value outside them with PARAM_ERROR before looking at the order."""
+    for name, (longest, allowed) in _FORMATS.items():
+        value = fields.get(name, "")
+        if not value:
+            continue
+        if (
+            len(value) > longest
+            or (isinstance(allowed, re.Pattern) and allowed.match(value) is None)
+            or (isinstance(allowed, frozenset) and value not in allowed)
+        ):
+            raise _Refused("PARAM_ERROR", f"{name}参数格式错误")
 
 
 def _fen(text: str, name: str) -> int:

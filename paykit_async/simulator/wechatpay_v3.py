@@ -415,6 +415,9 @@ class WeChatPayV3Handler(ProviderHandler):
             raise _Refused(400, "PARAM_ERROR", "currency 仅支持 CNY")
         if refund_fee <= 0 or refund_fee > total:
             raise _Refused(400, "PARAM_ERROR", "退款金额必须大于0且不能大于订单金额")
+        reason = fields.get("reason")
+        if reason is not None and (not isinstance(reason, str) or len(reason.encode("utf-8")) > 80):
+            raise _Refused(400, "PARAM_ERROR", "reason 不能超过80字节")
         if "funds_account" in fields and fields["funds_account"] != "AVAILABLE":
             raise _Refused(400, "PARAM_ERROR", "funds_account 仅支持 AVAILABLE")
         order = self.find_wechat_order(out_trade_no or "", transaction_id or "", total=total, paid=True)
