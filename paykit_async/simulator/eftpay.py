@@ -46,6 +46,17 @@ _SERVICES = {
     "service.wechat.jsapi.ApplyRefund": "WeChat",
 }
 _REFUND_STATUS = {"PROCESSING": "PROCESSING", "SUCCESS": "SUCCESS"}
+#: Refund request fields' longest lengths (specs/eftpay.md, "Request": String(n)).
+_LENGTHS = {
+    "out_trade_no": 28,
+    "refund_no": 28,
+    "tid": 20,
+    "transaction_amount": 8,
+    "total_fee": 8,
+    "refund_desc": 256,
+    "notify_url": 240,
+}
+_PAYMENT_TYPES = frozenset({"WECHATCN", "WECHATHK", "ALIPAYCN", "ALIPAYHK"})
 
 
 class _Refused(Exception):
@@ -158,6 +169,11 @@ class EftPayHandler(ProviderHandler):
                 raise _Refused("PARAM_ERROR", f"{name} is required")
         if fields["paytype"] != _SERVICES[service]:
             raise _Refused("PARAM_ERROR", "paytype does not match the service")
+        if fields["payment_type"] not in _PAYMENT_TYPES:
+            raise _Refused("PARAM_ERROR", "payment_type is invalid")
+        for name, longest in _LENGTHS.items():
+            if len(fields.get(name, "")) > longest:
+                raise _Refused("PARAM_ERROR", f"{name} is longer than {longest} characters")
         amount = to_cents(fields["transaction_amount"])
         total = to_cents(fields["total_fee"])
         if amount is None or total is None or amount <= 0 or amount > total:

@@ -11,6 +11,7 @@ import json
 import secrets
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 import httpx
 import pytest
@@ -19,7 +20,16 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from paykit_async.simulator import ManualClock, Simulator, SimulatorConfig
 
-from .helpers import from_xml, wechat_reply_verified, wechat_request
+from .helpers import (
+    CHINA,
+    eft_refund,
+    eft_reply_verified,
+    eft_request,
+    eft_time,
+    from_xml,
+    wechat_reply_verified,
+    wechat_request,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -204,3 +214,86 @@ async def test_v3_reason_over_80_bytes_is_param_error(sim: Simulator) -> None:
     assert sim.snapshot().executions == {}
     at_limit = await refund("R-OK", "退" * 26 + "xx")  # 80 bytes
     assert at_limit.status_code == 200, at_limit.text
+
+
+# -- eftPay: field lengths and enumerations ------------------------------------------------------
+
+
+def _eft_time(clock: ManualClock) -> str:
+    return eft_time(datetime.fromtimestamp(clock.now(), CHINA))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "order_total"),
+    [
+        # eftpay.md:73-75 out_trade_no String(28), refund_no String(28), tid String(20)
+        ({"refund_no": "R" * 29}, "10.01"),
+        ({"out_trade_no": "T" * 29}, "10.01"),
+        ({"tid": "t" * 21}, "10.01"),
+        # eftpay.md:72-75 transaction_amount / total_fee String(8)
+        ({"transaction_amount": "100000.00", "total_fee": "100000.00"}, "100000.00"),
+        ({"transaction_amount": "0.01", "total_fee": "100000.00"}, "100000.00"),
+        # eftpay.md:76 refund_desc String(256), notify_url String(240)
+        ({"refund_desc": "d" * 257}, "10.01"),
+        (
+            {"service": "service.wechat.jsapi.ApplyRefund", "notify_url": "https://e.com/" + "n" * 227},
+            "10.01",
+        ),
+        # eftpay.md:74 payment_type: WECHATCN, WECHATHK, ALIPAYCN, ALIPAYHK
+        ({"payment_type": "WECHATUS"}, "10.01"),
+    ],
+    ids=[
+        "refund_no-29",
+        "out_trade_no-29",
+        "tid-21",
+        "amounts-9-chars",
+        "total_fee-9-chars",
+        "refund_desc-257",
+        "notify_url-241",
+        "payment_type-unknown",
+    ],
+)
+async def test_eftpay_refund_fields_outside_the_spec_are_refused(
+    clock: ManualClock, overrides: dict[str, str], order_total: str
+) -> None:
+    sim = Simulator(SimulatorConfig(auto_orders=True), clock=clock)
+    if "out_trade_no" not in overrides:
+        sim.add_eftpay_order("T1", order_total)
+    fields = eft_refund(**overrides)
+    async with httpx.AsyncClient(transport=sim.httpx_transport(), base_url="http://sim") as http:
+        response = await http.post(
+            "/eftpay/Servlet/JSAPIService.do",
+            content=eft_request(time=_eft_time(clock), **fields),
+            headers={"content-type": "application/json"},
+        )
+    reply = response.json()
+    assert reply["return_status"] != "00", reply
+    assert eft_reply_verified(reply)
+    snap = sim.snapshot()
+    assert snap.executions == {}
+    assert set(snap.orders) <= {("eftpay", "T1")}
+
+
+async def test_eftpay_refund_fields_at_the_spec_limits_are_accepted(clock: ManualClock) -> None:
+    sim = Simulator(SimulatorConfig(), clock=clock)
+    sim.add_eftpay_order("T" * 28, "99999.99", payment_type="WECHATHK")
+    fields = eft_refund(
+        out_trade_no="T" * 28,
+        refund_no="R" * 28,
+        tid="t" * 20,
+        transaction_amount="99999.99",
+        total_fee="99999.99",
+        payment_type="WECHATHK",
+        refund_desc="d" * 256,
+        service="service.wechat.jsapi.ApplyRefund",
+        notify_url="https://e.com/" + "n" * 226,
+    )
+    async with httpx.AsyncClient(transport=sim.httpx_transport(), base_url="http://sim") as http:
+        response = await http.post(
+            "/eftpay/Servlet/JSAPIService.do",
+            content=eft_request(time=_eft_time(clock), **fields),
+            headers={"content-type": "application/json"},
+        )
+    reply = response.json()
+    assert reply["return_status"] == "00", reply
+    assert sim.snapshot().executions == {"eftpay:" + "R" * 28: 1}
