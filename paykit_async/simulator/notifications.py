@@ -164,7 +164,10 @@ async def deliver_due(outbox: Outbox, client: httpx.AsyncClient, now: float) -> 
             ok = notification.acknowledged(response.status_code, response.content)
             if not ok:
                 error = f"not acknowledged (HTTP {response.status_code})"
-        except httpx.HTTPError as exc:
+        except Exception as exc:
+            # The URL comes from a merchant's request: httpx.InvalidURL (no HTTPError) and
+            # friends are a failed attempt of this notification, redelivered on schedule — not an
+            # exception out of the sender's loop, which would stop every other notification too.
             error = f"{type(exc).__name__}: {exc}"
         except BaseException:
             outbox.record(notification, ok=False, error="interrupted", now=now)

@@ -199,3 +199,37 @@ async def test_payjs_payment_notification_is_a_signed_form() -> None:
 
 def test_to_xml_helper_round_trips() -> None:
     assert from_xml(to_xml({"a": "1"})) == {"a": "1"}
+
+
+async def test_an_unusable_notify_url_does_not_stop_the_other_notifications(
+    served: tuple[Simulator, str], tls_files: TLSFiles
+) -> None:
+    # A merchant's notify_url that httpx cannot even parse (httpx.InvalidURL is no HTTPError) made
+    # the notification sender raise out of its loop: no notification of any merchant was delivered
+    # again. It is one failed attempt of that notification, redelivered on schedule, then given up.
+    sim, base_url = served
+    sim.add_wechatpay_order("T1", 1000)
+    receiver = Receiver(ACK_WECHAT)
+    with serve_asgi(receiver, tls=None) as notify_base:
+        async with sim.running(), mtls_client(tls_files) as http:
+            for refund_no, url in (("R1", "http://[::1/notify"), ("R2", f"{notify_base}/notify/wechat")):
+                body = wechat_request(
+                    out_trade_no="T1",
+                    out_refund_no=refund_no,
+                    total_fee="1000",
+                    refund_fee="100",
+                    notify_url=url,
+                )
+                reply = from_xml(
+                    (await http.post(f"{base_url}/wechatpay/secapi/pay/refund", content=body)).content
+                )
+                assert reply["result_code"] == "SUCCESS"
+            with anyio.fail_after(10):
+                await sim.wait_delivered(1)
+                await sim.wait_notifications_done()
+    by_reference = {d.reference: d for d in sim.deliveries()}
+    assert by_reference["R2"].delivered
+    assert by_reference["R1"].given_up
+    assert by_reference["R1"].attempts == 4
+    assert "InvalidURL" in by_reference["R1"].last_error
+    assert len(receiver.bodies) == 1
