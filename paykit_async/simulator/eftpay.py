@@ -293,12 +293,9 @@ class EftPayHandler(ProviderHandler):
                 "trade_type": "REFUND",
                 "extra_trade_no": refund.refund_id,
             }
-        refunded = self.state.ledger.refunded(order)
-        status = (
-            "TRADE_SUCCESS"
-            if refunded == 0
-            else ("TRADE_CLOSED" if refunded >= order.total else "TRADE_REFUND")
-        )
+        # "Refund done" only: a refund still processing (or one that failed) leaves the sale as it was.
+        done = self._refunded_done(order)
+        status = "TRADE_SUCCESS" if done == 0 else ("TRADE_CLOSED" if done >= order.total else "TRADE_REFUND")
         return {
             "out_trade_no": order.order_no,
             "trade_status": status,
@@ -311,6 +308,10 @@ class EftPayHandler(ProviderHandler):
             "extra_trade_no": order.provider_no,
         }
 
+    def _refunded_done(self, order: Order) -> int:
+        """What the refunds of ``order`` that succeeded have given back (cents)."""
+        return sum(r.amount for r in self.state.ledger.refunds_of(order) if r.state == "SUCCESS")
+
     # -- notifications ------------------------------------------------------------------------
 
     def refund_completed(self, refund: Refund) -> None:
@@ -318,7 +319,7 @@ class EftPayHandler(ProviderHandler):
         order = ledger.order(self.name, order_no=refund.order_no)
         assert order is not None
         if refund.state == "SUCCESS":
-            done = sum(r.amount for r in ledger.refunds_of(order) if r.state == "SUCCESS")
+            done = self._refunded_done(order)
             final_status = "TRADE_CLOSED" if done >= order.total else "TRADE_REFUND"
             refund = ledger.annotate_refund(refund, final_status=final_status)
         if not refund.notify_url:

@@ -297,3 +297,54 @@ async def test_eftpay_refund_fields_at_the_spec_limits_are_accepted(clock: Manua
     reply = response.json()
     assert reply["return_status"] == "00", reply
     assert sim.snapshot().executions == {"eftpay:" + "R" * 28: 1}
+
+
+# -- eftPay: a sale's status says "refund done" only when it is ----------------------------------
+
+
+async def _eft_post(sim: Simulator, clock: ManualClock, path: str, **fields: str) -> dict[str, str]:
+    async with httpx.AsyncClient(transport=sim.httpx_transport(), base_url="http://sim") as http:
+        response = await http.post(
+            f"/eftpay/Servlet/{path}.do",
+            content=eft_request(time=_eft_time(clock), **fields),
+            headers={"content-type": "application/json"},
+        )
+    reply = dict(response.json())
+    assert eft_reply_verified(reply)
+    return reply
+
+
+def _sale_query() -> dict[str, str]:
+    return {
+        "querytype": "OUT_TRADE",
+        "out_trade_no": "T1",
+        "refund_no": "",
+        "paytype": "WeChat",
+        "payment_type": "WECHATCN",
+    }
+
+
+@pytest.mark.parametrize(("outcome", "after"), [("success", "TRADE_CLOSED"), ("fail", "TRADE_SUCCESS")])
+async def test_eftpay_sale_status_reports_a_refund_only_once_it_is_done(
+    clock: ManualClock, outcome: str, after: str
+) -> None:
+    # eftpay.md:82-83 "TRADE_REFUND (partial refund done) | TRADE_CLOSED (full refund done; the order
+    # is closed) | TRADE_FAIL": a refund still processing (or one that failed) is no refund done.
+    sim = Simulator(SimulatorConfig(completion_delay=30.0, refund_outcome=outcome), clock=clock)
+    sim.add_eftpay_order("T1", "10.01")
+    accepted = await _eft_post(sim, clock, "JSAPIService", **eft_refund(transaction_amount="10.01"))
+    assert accepted["trade_status"] == "TRADE_PROCESSING"
+    during = await _eft_post(sim, clock, "QRcodeTradeQuery", **_sale_query())
+    assert during["trade_status"] not in ("TRADE_CLOSED", "TRADE_REFUND"), during
+    clock.advance(31)
+    done = await _eft_post(sim, clock, "QRcodeTradeQuery", **_sale_query())
+    assert done["trade_status"] == after
+
+
+async def test_eftpay_sale_status_partial_refund_done(clock: ManualClock) -> None:
+    sim = Simulator(SimulatorConfig(completion_delay=30.0), clock=clock)
+    sim.add_eftpay_order("T1", "10.01")
+    await _eft_post(sim, clock, "JSAPIService", **eft_refund(transaction_amount="1.00"))
+    clock.advance(31)
+    sale = await _eft_post(sim, clock, "QRcodeTradeQuery", **_sale_query())
+    assert sale["trade_status"] == "TRADE_REFUND"
