@@ -97,6 +97,9 @@ class DemoReport:
     missing_in_ledger: Sequence[str]
     failed_but_in_ledger: Sequence[str]
     fault_rate: float
+    unreported_in_ledger: Sequence[str] = ()
+    """Ledger payouts under a refund number no outcome reports (a refund paid again under a new
+    number shows here; ``duplicate_payouts`` counts one number paid twice only)."""
 
     @property
     def total(self) -> int:
@@ -115,7 +118,12 @@ class DemoReport:
 
     @property
     def ok(self) -> bool:
-        return self.duplicate_payouts == 0 and not self.missing_in_ledger and not self.failed_but_in_ledger
+        return (
+            self.duplicate_payouts == 0
+            and not self.missing_in_ledger
+            and not self.failed_but_in_ledger
+            and not self.unreported_in_ledger
+        )
 
 
 async def run_demo(
@@ -148,13 +156,14 @@ async def run_demo(
             )
     elapsed = time.perf_counter() - started
     snapshot = simulator.snapshot()
-    missing, failed_in_ledger = _check_ledger(snapshot, finals)
+    missing, failed_in_ledger, unreported = _check_ledger(snapshot, finals)
     return DemoReport(
         providers=[reports[p] for p in PROVIDERS],
         elapsed=elapsed,
         duplicate_payouts=snapshot.duplicate_payouts,
         missing_in_ledger=missing,
         failed_but_in_ledger=failed_in_ledger,
+        unreported_in_ledger=unreported,
         fault_rate=fault_rate,
     )
 
@@ -259,17 +268,28 @@ async def _refund_provider(
 
 def _check_ledger(
     snapshot: LedgerSnapshot, finals: Mapping[str, list[BatchOutcome]]
-) -> tuple[list[str], list[str]]:
+) -> tuple[list[str], list[str], list[str]]:
+    """(reported succeeded but not in the ledger, reported failed but in the ledger, in the
+    ledger but reported under no number). The simulator never pays one refund number twice, so
+    ``duplicate_payouts`` alone cannot see a refund paid again under a NEW number (after an
+    unknown outcome): that shows here as a ledger payout no outcome reports."""
     missing: list[str] = []
     failed_in_ledger: list[str] = []
+    unreported: list[str] = []
     for provider, outcomes in finals.items():
+        reported = {outcome.refund_no for outcome in outcomes if outcome.refund_no}
         for outcome in outcomes:
             key = (provider, outcome.refund_no or "")
             if outcome.status is BatchStatus.SUCCEEDED and key not in snapshot.refunds:
                 missing.append(f"{provider}:{outcome.refund_no}")
             if outcome.status in (BatchStatus.FAILED, BatchStatus.INVALID) and key in snapshot.refunds:
                 failed_in_ledger.append(f"{provider}:{outcome.refund_no}")
-    return missing, failed_in_ledger
+        unreported.extend(
+            f"{provider}:{refund_no}"
+            for ledger_provider, refund_no in snapshot.refunds
+            if ledger_provider == provider and refund_no not in reported
+        )
+    return missing, failed_in_ledger, unreported
 
 
 def _percentile(sorted_values: Sequence[float], fraction: float) -> float:

@@ -24,7 +24,8 @@ def demo(orders: int, concurrency: int, fault_rate: float, seed: int) -> None:
     """Refund thousands of orders through the in-process simulator, with faults; no setup needed.
 
     Exits 0 only when the simulator's ledger shows every refund exactly once: no duplicate
-    payouts, nothing reported succeeded that the ledger lacks, no ledger refund reported failed.
+    payouts, nothing reported succeeded that the ledger lacks, no ledger refund reported failed,
+    no ledger refund under a number never reported (a refund paid again under a new number).
     """
     from .demo import PROVIDERS as DEMOPROVIDER_CHOICES
     from .demo import run_demo, v3_orders
@@ -87,10 +88,12 @@ def demo(orders: int, concurrency: int, fault_rate: float, seed: int) -> None:
     )
     summary.add_row("succeeded, not in ledger", str(len(report.missing_in_ledger)))
     summary.add_row("failed, but in ledger", str(len(report.failed_but_in_ledger)))
+    summary.add_row("in ledger, never reported", str(len(report.unreported_in_ledger)))
     console.print(summary)
     if report.ok:
         console.print("[bold green]ledger check passed[/]: every refund paid at most once, as reported.")
         return
-    for problem in [*report.missing_in_ledger, *report.failed_but_in_ledger][:10]:
+    problems = [*report.missing_in_ledger, *report.failed_but_in_ledger, *report.unreported_in_ledger]
+    for problem in problems[:10]:
         console.print(f"[red]ledger mismatch[/]: {problem}")
     fail("ledger invariants violated", status=1)

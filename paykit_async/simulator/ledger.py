@@ -125,7 +125,9 @@ class LedgerSnapshot:
     """A consistent copy of the ledger for assertions.
 
     ``duplicate_payouts`` counts payouts made for a refund number that had already been paid —
-    an exactly-once violation; it must stay 0.
+    an exactly-once violation; it must stay 0. The simulator answers a known number with the same
+    refund, so it stays 0 by construction: a refund paid again under a NEW number (the failure a
+    client can cause after an unknown outcome) shows in ``payouts_per_order`` / ``OrderView.payouts``.
     """
 
     orders: Mapping[tuple[str, str], OrderView]

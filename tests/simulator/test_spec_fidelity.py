@@ -348,3 +348,31 @@ async def test_eftpay_sale_status_partial_refund_done(clock: ManualClock) -> Non
     clock.advance(31)
     sale = await _eft_post(sim, clock, "QRcodeTradeQuery", **_sale_query())
     assert sale["trade_status"] == "TRADE_REFUND"
+
+
+# -- the demo's ledger check: every payout the ledger shows was reported under its number --------
+
+
+async def test_demo_ledger_check_flags_a_payout_under_a_number_the_batch_did_not_report(
+    http: httpx.AsyncClient, sim: Simulator
+) -> None:
+    # The simulator never pays one refund NUMBER twice (a known number is the same refund), so
+    # LedgerSnapshot.duplicate_payouts is 0 by construction. The exactly-once failure a client can
+    # cause is a refund under a NEW number after the first outcome was unknown (redteam-common
+    # (a)): the ledger then holds a payout the batch reports under another number, or not at all.
+    # The demo's check must see it — here R-LOST (paid, its reply lost) and R-NEW (minted after).
+    from paykit_async.batch import BatchOutcome, BatchStatus
+    from paykit_async.cli.demo import _check_ledger
+
+    for refund_no in ("R-LOST", "R-NEW"):
+        body = wechat_request(out_trade_no="T1", out_refund_no=refund_no, total_fee="1000", refund_fee="500")
+        assert (await post(http, body))["result_code"] == "SUCCESS"
+    snapshot = sim.snapshot()
+    assert snapshot.duplicate_payouts == 0  # blind to it
+    finals = {
+        "wechatpay": [
+            BatchOutcome(index=0, request={}, status=BatchStatus.SUCCEEDED, refund_no="R-NEW"),
+        ]
+    }
+    problems = [problem for group in _check_ledger(snapshot, finals) for problem in group]
+    assert any("R-LOST" in problem for problem in problems), problems
