@@ -508,6 +508,8 @@ class RefundBatch:
         self._held: dict[int, BatchOutcome] = {}
         self._next_to_emit = 0
         self._emit_lock = anyio.Lock()
+        self._workers: TaskGroup | None = None
+        self._spawned = 0
         self.in_flight: dict[int, str | None] = {}
         self.started = 0
         self.completed = 0
@@ -550,9 +552,19 @@ class RefundBatch:
     # ----------------------------------------------------------------- workers
 
     async def _run(self, send: MemoryObjectSendStream[BatchOutcome]) -> None:
+        # One worker to begin with; each worker that takes a request starts the next one, up to
+        # ``concurrency``. So a batch has at most one more worker than requests: a huge
+        # ``concurrency`` (an operator's --concurrency 1000000) costs nothing it does not use.
         async with send, anyio.create_task_group() as workers:
-            for _ in range(self._concurrency):
-                workers.start_soon(self._work, send)
+            self._workers = workers
+            self._spawned = 1
+            workers.start_soon(self._work, send)
+
+    def _spawn_next(self, send: MemoryObjectSendStream[BatchOutcome]) -> None:
+        """A request was taken: start one more worker for the next, while under ``concurrency``."""
+        if self._spawned < self._concurrency and self._workers is not None:
+            self._spawned += 1
+            self._workers.start_soon(self._work, send)
 
     async def _work(self, send: MemoryObjectSendStream[BatchOutcome]) -> None:
         source = self._source
@@ -570,6 +582,7 @@ class RefundBatch:
                     return
                 index = self._next_index
                 self._next_index += 1
+                self._spawn_next(send)
             else:
                 async with self._pull_lock:
                     if self._exhausted:
@@ -584,6 +597,7 @@ class RefundBatch:
                         return
                     index = self._next_index
                     self._next_index += 1
+                self._spawn_next(send)
             request = item[0]
             if self._direct and type(request) is dict:
                 # The usual batch (no store, rate limit, on_start, attempt counting or dry run):
@@ -718,6 +732,16 @@ class RefundBatch:
                 self._fields.check(kwargs)
         except ValidationError as error:
             return _failure(index, request, refund_no, BatchStatus.INVALID, error, None, None)
+        except Exception as error:
+            # The request's key or number could not be derived (an ``idempotency_key`` callback
+            # that raises, a value that cannot be hashed): nothing was sent. This request fails on
+            # its own; raised in a worker it would stop the batch and abandon the refunds in flight.
+            invalid = ValidationError(
+                f"its idempotency key or refund number cannot be derived ({type(error).__name__}: "
+                f"{error}); nothing was sent"
+            )
+            invalid.__cause__ = error
+            return _failure(index, request, refund_no, BatchStatus.INVALID, invalid, None, None)
         return fixed, kwargs, refund_no
 
     def _prepare(

@@ -479,3 +479,77 @@ async def test_cancelled_refunds_stay_recorded_in_the_clients_idempotency_store(
         assert record.refund_no == refund_no
         assert record.lease_expires == 0.0
     assert await store.get("cancel-test:4") is None
+
+
+async def test_a_request_whose_key_cannot_be_derived_fails_alone_and_the_others_are_reported() -> None:
+    """A value the content key cannot hash (a dict with mixed key types) raised a TypeError in a
+    worker: the whole batch stopped, and a refund already executed was never reported."""
+    transport = LedgerTransport()
+    requests: list[Any] = [
+        _request(0),
+        _request(1, behaviour={1: "a", "b": 2}),  # type: ignore[arg-type]
+        _request(2),
+    ]
+    async with FakeRefundClient(transport) as client:
+        outcomes = await _collect(refund_many(client, requests, batch_id="b", concurrency=1))
+
+    by_index = {o.index: o for o in outcomes}
+    assert [by_index[i].status for i in range(3)] == [
+        BatchStatus.SUCCEEDED,
+        BatchStatus.INVALID,
+        BatchStatus.SUCCEEDED,
+    ]
+    assert by_index[1].error_message is not None
+    assert "nothing was sent" in by_index[1].error_message
+    assert isinstance(by_index[1].error, ValidationError)
+    assert sorted(transport.executions) == sorted(str(by_index[i].refund_no) for i in (0, 2))
+
+
+async def test_an_idempotency_key_callback_that_raises_fails_only_its_request() -> None:
+    transport = LedgerTransport()
+
+    def key(index: int, request: Any) -> str:
+        if index == 1:
+            raise LookupError("no key for this one")
+        return f"k{index}"
+
+    async with FakeRefundClient(transport) as client:
+        outcomes = await _collect(refund_many(client, [_request(i) for i in range(3)], idempotency_key=key))
+    status = {o.index: o.status for o in outcomes}
+    assert status == {0: BatchStatus.SUCCEEDED, 1: BatchStatus.INVALID, 2: BatchStatus.SUCCEEDED}
+    assert len(transport.executions) == 2
+
+
+def test_an_amount_beyond_the_decimal_range_has_a_key_not_an_overflow() -> None:
+    """eftPay amounts are decimal text: '1e9999999' in a CSV cell raised decimal.Overflow out of
+    the key derivation and refused the whole file with 'Overflow: [<class ...>]'."""
+    from paykit_async.batch import refund_key
+    from paykit_async.providers.eftpay.client import EftPayClient
+
+    request = {"out_trade_no": "E1", "transaction_amount": "1e9999999", "total_fee": "12.34"}
+    key = refund_key(EftPayClient, request, batch_id="csv")
+    assert key.startswith("csv:")
+    assert key != refund_key(EftPayClient, {**request, "transaction_amount": "1e999999"}, batch_id="csv")
+
+
+async def test_a_huge_concurrency_starts_no_more_workers_than_there_are_requests() -> None:
+    """concurrency=10**6 started a million worker tasks for three requests (gigabytes, minutes)."""
+    transport = LedgerTransport()
+    tasks: list[int] = []
+
+    async def refund(**fields: Any) -> Any:
+        tasks.append(_live_tasks())
+        return await client.refund(**fields)
+
+    class Shim:
+        pass
+
+    shim = Shim()
+    shim.refund = refund  # type: ignore[attr-defined]
+    async with FakeRefundClient(transport) as client:
+        requests = [_request(i, out_refund_no=f"HUGE{i}") for i in range(3)]
+        batch = refund_many(shim, requests, concurrency=10**6)  # type: ignore[arg-type]
+        outcomes = await _collect(batch)
+    assert [o.status for o in outcomes] == [BatchStatus.SUCCEEDED] * 3
+    assert batch._spawned <= 4
+    assert max(tasks) < 50
