@@ -5,7 +5,8 @@ orders are seeded across WeChat Pay (v2 and v3), PAYJS and eftPay, a few per cen
 each kind of fault, and everything is refunded concurrently with :func:`~paykit_async.batch.refund_many`.
 Refunds left unknown after the first pass are sent once more with the *same* refund numbers, as a
 real operator would. The report is checked against the simulator's ledger: no refund number paid
-twice, nothing reported succeeded that the ledger lacks, no ledger refund reported failed.
+twice, nothing reported succeeded that the ledger lacks, no ledger refund reported failed, no
+ledger refund that no row reports (a refund re-issued under a new number), no order refunded twice.
 """
 
 from __future__ import annotations
@@ -97,6 +98,11 @@ class DemoReport:
     missing_in_ledger: Sequence[str]
     failed_but_in_ledger: Sequence[str]
     fault_rate: float
+    #: Refunds in the ledger whose number no row reports (e.g. a refund re-issued under a new
+    #: number after an unknown outcome: the first one was paid, the row names the second).
+    unreported_in_ledger: Sequence[str] = ()
+    #: Orders paid out more than once (every demo order gets one refund request).
+    orders_paid_twice: Sequence[str] = ()
 
     @property
     def total(self) -> int:
@@ -115,7 +121,13 @@ class DemoReport:
 
     @property
     def ok(self) -> bool:
-        return self.duplicate_payouts == 0 and not self.missing_in_ledger and not self.failed_but_in_ledger
+        return (
+            self.duplicate_payouts == 0
+            and not self.missing_in_ledger
+            and not self.failed_but_in_ledger
+            and not self.unreported_in_ledger
+            and not self.orders_paid_twice
+        )
 
 
 async def run_demo(
@@ -156,6 +168,8 @@ async def run_demo(
         missing_in_ledger=missing,
         failed_but_in_ledger=failed_in_ledger,
         fault_rate=fault_rate,
+        unreported_in_ledger=_unreported(snapshot, finals),
+        orders_paid_twice=sorted(order for order, n in snapshot.payouts_per_order.items() if n > 1),
     )
 
 
@@ -270,6 +284,16 @@ def _check_ledger(
             if outcome.status in (BatchStatus.FAILED, BatchStatus.INVALID) and key in snapshot.refunds:
                 failed_in_ledger.append(f"{provider}:{outcome.refund_no}")
     return missing, failed_in_ledger
+
+
+def _unreported(snapshot: LedgerSnapshot, finals: Mapping[str, list[BatchOutcome]]) -> list[str]:
+    """The ledger's refunds whose number no row's final outcome names: money the report hides."""
+    reported = {(provider, o.refund_no) for provider, outcomes in finals.items() for o in outcomes}
+    return sorted(
+        f"{provider}:{refund_no}"
+        for provider, refund_no in snapshot.refunds
+        if (provider, refund_no) not in reported
+    )
 
 
 def _percentile(sorted_values: Sequence[float], fraction: float) -> float:

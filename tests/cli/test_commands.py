@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,6 +43,70 @@ async def test_the_demo_scenario_checks_the_ledger(anyio_backend: str) -> None:
         == 195
     )
     assert sum(p.retries for p in report.providers) > 0
+
+
+@pytest.mark.anyio
+async def test_the_demo_ledger_check_catches_a_refund_reissued_under_a_new_number(
+    anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inject attack (a): the second pass over unknown refunds drops their refund numbers, so each is
+    re-issued under a new one. The ledger then holds the first refund (paid, dropped reply) and the
+    second; the report names only the second. The check passed: the first number is in no row, and
+    each number was paid once."""
+    from paykit_async.batch import refund_many, refund_number_rule
+    from paykit_async.cli import demo
+
+    reissued: list[str] = []
+
+    def reissuing(client: Any, requests: Any, **options: Any) -> Any:
+        field = refund_number_rule(client).field  # type: ignore[union-attr]
+        requests = list(requests)
+        if any(field in r for r in requests):  # the second pass: re-issue under new numbers
+            reissued.extend(str(r[field]) for r in requests)
+            requests = [{k: v for k, v in r.items() if k != field} for r in requests]
+        return refund_many(client, requests, **options)
+
+    monkeypatch.setattr(demo, "refund_many", reissuing)
+    report = await run_demo(orders=60, concurrency=8, fault_rate=0.05, seed=3)
+    assert reissued, "the scenario must leave unknown refunds for the second pass"
+    assert not report.ok
+    assert report.unreported_in_ledger or report.orders_paid_twice
+
+
+@pytest.mark.anyio
+async def test_the_demo_ledger_check_catches_a_success_the_ledger_lacks(
+    anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inject a lie: one PAYJS refund reported succeeded without being sent."""
+    import attrs
+
+    from paykit_async.batch import refund_many
+    from paykit_async.cli import demo
+
+    class Lying:
+        def __init__(self, batch: Any) -> None:
+            self._batch = batch
+
+        async def __aenter__(self) -> Any:
+            outcomes = await self._batch.__aenter__()
+
+            async def lie() -> Any:
+                async for outcome in outcomes:
+                    if outcome.index == 0 and outcome.refund_no:
+                        outcome = attrs.evolve(outcome, status=BatchStatus.SUCCEEDED, refund_no="NEVERSENT")
+                    yield outcome
+
+            return lie()
+
+        async def __aexit__(self, *exc: Any) -> Any:
+            return await self._batch.__aexit__(*exc)
+
+    monkeypatch.setattr(demo, "refund_many", lambda *a, **k: Lying(refund_many(*a, **k)))
+    report = await run_demo(orders=20, concurrency=4, fault_rate=0.0, seed=3)
+    assert not report.ok
+    assert len(report.missing_in_ledger) == 4  # one per provider
+    # The refund each lie replaced was paid, and no row reports it any more.
+    assert len(report.unreported_in_ledger) == 4
 
 
 def test_single_refund_query_and_close_commands(tmp_path: Path) -> None:
