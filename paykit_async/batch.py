@@ -10,7 +10,9 @@ worker tasks and hands back one :class:`BatchOutcome` per request as it complete
 It is an async context manager rather than an async generator because the workers live in a
 task group, and yielding from inside a task group in an async generator is unsafe on both
 asyncio and trio. Leaving the block early (``break``, an exception, cancellation of the caller)
-cancels the refunds still in flight and waits for them: no task outlives the block.
+cancels the refunds still in flight and waits for them: no task outlives the block. If the
+*requests* iterable raises, no further request is taken, the refunds already sent finish and are
+reported, and then the iteration of the outcomes raises that error.
 
 Every request's refund number is fixed *before* it is sent, so a refund whose outcome is unknown
 can be settled later under the same number — never re-issued under a new one. With an
@@ -508,6 +510,7 @@ class RefundBatch:
         self._held: dict[int, BatchOutcome] = {}
         self._next_to_emit = 0
         self._emit_lock = anyio.Lock()
+        self._source_error: Exception | None = None
         self._workers: TaskGroup | None = None
         self._spawned = 0
         self.in_flight: dict[int, str | None] = {}
@@ -528,7 +531,12 @@ class RefundBatch:
         await task_group.__aenter__()
         self._task_group = task_group
         task_group.start_soon(self._run, send)
-        return _Outcomes(receive)
+        return _Outcomes(receive, self._take_source_error)
+
+    def _take_source_error(self) -> Exception | None:
+        """The requests' iterable's error, once, for the end of the outcomes."""
+        error, self._source_error = self._source_error, None
+        return error
 
     async def __aexit__(
         self,
@@ -574,7 +582,7 @@ class RefundBatch:
             if self._window is not None:
                 await self._window.acquire()
             if plain is not None:
-                item = None if self._exhausted else _next_boxed(plain)
+                item = None if self._exhausted else self._pulled(plain)
                 if item is None:
                     self._exhausted = True
                     if self._window is not None:
@@ -629,17 +637,36 @@ class RefundBatch:
             else:
                 await self._emit_in_order(outcome, send)
 
+    def _pulled(self, source: Iterator[object]) -> tuple[object] | None:
+        """The next request of a plain iterator, boxed, or None at its end or when it raised."""
+        try:
+            return _next_boxed(source)
+        except Exception as error:
+            self._source_failed(error)
+            return None
+
+    def _source_failed(self, error: Exception) -> None:
+        """The requests' iterable raised: no more requests are taken, the refunds already sent
+        finish and are reported, and then the iteration of the outcomes raises ``error``. Raised
+        in a worker, it cancelled the refunds in flight, leaving their outcomes unknown."""
+        if self._source_error is None:
+            self._source_error = error
+
     async def _pull(self) -> tuple[object] | None:
         """The next request, boxed (a request may be any object), or None at the end."""
         source = self._source
-        if isinstance(source, AsyncIterator):
-            try:
-                return (await source.__anext__(),)
-            except StopAsyncIteration:
-                return None
         try:
-            return (next(source),)
-        except StopIteration:
+            if isinstance(source, AsyncIterator):
+                try:
+                    return (await source.__anext__(),)
+                except StopAsyncIteration:
+                    return None
+            try:
+                return (next(source),)
+            except StopIteration:
+                return None
+        except Exception as error:
+            self._source_failed(error)
             return None
 
     async def _emit_in_order(self, outcome: BatchOutcome, send: MemoryObjectSendStream[BatchOutcome]) -> None:
@@ -900,8 +927,13 @@ def _failure(
 class _Outcomes(AsyncIterator[BatchOutcome]):
     """The stream of outcomes handed out by ``async with refund_many(...) as outcomes``."""
 
-    def __init__(self, receive: MemoryObjectReceiveStream[BatchOutcome]) -> None:
+    def __init__(
+        self,
+        receive: MemoryObjectReceiveStream[BatchOutcome],
+        source_error: Callable[[], Exception | None] | None = None,
+    ) -> None:
         self._receive = receive
+        self._source_error = source_error
 
     def __aiter__(self) -> _Outcomes:
         return self
@@ -914,5 +946,11 @@ class _Outcomes(AsyncIterator[BatchOutcome]):
                 return self._receive.receive_nowait()
             except anyio.WouldBlock:
                 return await self._receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
+        except anyio.EndOfStream:
+            # Every request taken has its outcome: now the requests' iterable's error, if any.
+            error = None if self._source_error is None else self._source_error()
+            if error is not None:
+                raise error from None
+            raise StopAsyncIteration from None
+        except anyio.ClosedResourceError:
             raise StopAsyncIteration from None

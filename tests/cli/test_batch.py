@@ -553,3 +553,46 @@ async def test_a_huge_concurrency_starts_no_more_workers_than_there_are_requests
     assert [o.status for o in outcomes] == [BatchStatus.SUCCEEDED] * 3
     assert batch._spawned <= 4
     assert max(tasks) < 50
+
+
+@pytest.mark.parametrize("kind", ["plain", "async"])
+async def test_an_iterable_that_raises_midway_lets_the_refunds_in_flight_finish_and_report(kind: str) -> None:
+    """The requests' iterable raising (a CSV unreadable past row N, a database cursor lost) raised
+    in a worker and cancelled the refunds in flight: sent, perhaps executed, never reported. Now
+    no further request is taken, those in flight finish with their outcomes, then the iteration
+    raises the iterable's own error (not wrapped in an exception group)."""
+    transport = LedgerTransport()
+    raising = anyio.Event()
+    broken = OSError("the file went away")
+
+    def plain() -> Iterator[dict[str, Any]]:
+        yield _request(0, "hang")
+        yield _request(1)
+        raising.set()
+        raise broken
+
+    async def asynchronous() -> AsyncIterator[dict[str, Any]]:
+        for request in plain():
+            await anyio.lowlevel.checkpoint()
+            yield request
+
+    async def release_after_the_error() -> None:
+        await raising.wait()
+        await transport.wait_for(lambda t: t.active >= 1)
+        transport.release.set()
+
+    seen: list[BatchOutcome] = []
+    async with FakeRefundClient(transport) as client, anyio.create_task_group() as tasks:
+        tasks.start_soon(release_after_the_error)
+        batch = refund_many(client, plain() if kind == "plain" else asynchronous(), concurrency=4)
+        caught: BaseException | None = None
+        try:
+            async with batch as outcomes:
+                async for outcome in outcomes:
+                    seen.append(outcome)
+        except OSError as error:
+            caught = error
+    assert caught is broken
+    assert {o.index: o.status for o in seen} == {0: BatchStatus.SUCCEEDED, 1: BatchStatus.SUCCEEDED}
+    assert batch.in_flight == {}
+    assert sorted(transport.executions) == sorted(str(o.refund_no) for o in seen)
