@@ -789,6 +789,11 @@ class RefundBatch:
         refund_no: str | None = None
         if self._rule is not None:
             fixed, refund_no = self._rule.fix(request, key=key, merchant=self._merchant)
+        if fixed is request:
+            # The outcome's ``request`` is the request *as sent*: a copy, not the caller's object,
+            # which an iterable may reuse for the next request (and a re-run of an unknown
+            # outcome's request would then send another row under another number).
+            fixed = dict(request)
         kwargs = dict(fixed)
         if key is not None:
             kwargs["idempotency_key"] = key

@@ -596,3 +596,27 @@ async def test_an_iterable_that_raises_midway_lets_the_refunds_in_flight_finish_
     assert {o.index: o.status for o in seen} == {0: BatchStatus.SUCCEEDED, 1: BatchStatus.SUCCEEDED}
     assert batch.in_flight == {}
     assert sorted(transport.executions) == sorted(str(o.refund_no) for o in seen)
+
+
+async def test_each_outcome_keeps_the_request_as_sent_when_the_iterable_reuses_one_dict() -> None:
+    """An iterable that fills one dict per request: a request that carried its own refund number
+    was kept by reference, so its outcome's ``request`` showed a later row — re-sending an unknown
+    outcome's request refunded that other row, and the unknown refund was reported settled."""
+    transport = LedgerTransport()
+
+    def reused() -> Iterator[dict[str, Any]]:
+        row: dict[str, Any] = {}
+        for i in range(6):
+            row.clear()
+            row.update(_request(i, "lost" if i == 0 else "ok", out_refund_no=f"OWN{i}"))
+            yield row
+
+    async with FakeRefundClient(transport) as client:
+        outcomes = await _collect(refund_many(client, reused(), concurrency=2))
+        for outcome in outcomes:
+            assert outcome.request["out_refund_no"] == outcome.refund_no == f"OWN{outcome.index}"
+            assert outcome.request["out_trade_no"] == f"T{outcome.index}"
+        (unknown,) = [o for o in outcomes if o.status is BatchStatus.UNKNOWN]
+        (again,) = await _collect(refund_many(client, [unknown.request]))
+    assert again.refund_no == "OWN0"
+    assert transport.seen["OWN0"] > 1
