@@ -445,8 +445,9 @@ def refund_many(
 class RefundBatch:
     """The running batch: enter it to get the stream of :class:`BatchOutcome`.
 
-    ``in_flight`` maps the index of every refund sent but not finished to its refund number;
-    after a cancellation it names the refunds whose outcome the caller must settle later.
+    ``in_flight`` maps the index of every refund sent whose outcome has not been handed out yet
+    (still on the wire, or finished but buffered or held back for ordering) to its refund number;
+    after leaving the block early it names the refunds whose outcome the caller must settle later.
     ``started`` and ``completed`` count requests.
     """
 
@@ -531,7 +532,7 @@ class RefundBatch:
         await task_group.__aenter__()
         self._task_group = task_group
         task_group.start_soon(self._run, send)
-        return _Outcomes(receive, self._take_source_error)
+        return _Outcomes(receive, self._take_source_error, self.in_flight)
 
     def _take_source_error(self) -> Exception | None:
         """The requests' iterable's error, once, for the end of the outcomes."""
@@ -624,7 +625,6 @@ class RefundBatch:
                         outcome = _after_error(index, fixed, refund_no, error, None, began)
                     else:
                         outcome = _succeeded(index, fixed, refund_no, result, None, began)
-                    del self.in_flight[index]
             else:
                 outcome = await self._refund_one(index, request)
             self.completed += 1
@@ -744,7 +744,7 @@ class RefundBatch:
         finally:
             if token is not None:
                 _attempt_counter.reset(token)
-        del self.in_flight[index]
+        # Still in ``in_flight`` until its outcome is handed out (``_Outcomes``).
         return outcome
 
     def _ready(
@@ -936,9 +936,11 @@ class _Outcomes(AsyncIterator[BatchOutcome]):
         self,
         receive: MemoryObjectReceiveStream[BatchOutcome],
         source_error: Callable[[], Exception | None] | None = None,
+        in_flight: dict[int, str | None] | None = None,
     ) -> None:
         self._receive = receive
         self._source_error = source_error
+        self._in_flight = in_flight
 
     def __aiter__(self) -> _Outcomes:
         return self
@@ -948,9 +950,9 @@ class _Outcomes(AsyncIterator[BatchOutcome]):
         # would hand out only one outcome per event-loop iteration and throttle the workers.
         try:
             try:
-                return self._receive.receive_nowait()
+                outcome = self._receive.receive_nowait()
             except anyio.WouldBlock:
-                return await self._receive.receive()
+                outcome = await self._receive.receive()
         except anyio.EndOfStream:
             # Every request taken has its outcome: now the requests' iterable's error, if any.
             error = None if self._source_error is None else self._source_error()
@@ -959,3 +961,7 @@ class _Outcomes(AsyncIterator[BatchOutcome]):
             raise StopAsyncIteration from None
         except anyio.ClosedResourceError:
             raise StopAsyncIteration from None
+        # Handed out: the caller has this refund's outcome now.
+        if self._in_flight:
+            self._in_flight.pop(outcome.index, None)
+        return outcome

@@ -620,3 +620,26 @@ async def test_each_outcome_keeps_the_request_as_sent_when_the_iterable_reuses_o
         (again,) = await _collect(refund_many(client, [unknown.request]))
     assert again.refund_no == "OWN0"
     assert transport.seen["OWN0"] > 1
+
+
+@pytest.mark.parametrize("ordered", [False, True])
+async def test_leaving_early_names_every_refund_sent_whose_outcome_was_not_handed_out(ordered: bool) -> None:
+    """``in_flight`` is what the caller must settle after leaving early. A refund that had finished
+    but whose outcome still sat in the stream's buffer (or was held back for ordering) was in
+    neither: executed, never reported, and its (random) number lost — re-sending the requests
+    without an outcome would refund it again under a new number."""
+    transport = LedgerTransport()
+    delivered: list[BatchOutcome] = []
+    async with FakeRefundClient(transport) as client:
+        batch = refund_many(client, (_request(i) for i in range(1_000)), concurrency=8, ordered=ordered)
+        async with batch as outcomes:
+            async for outcome in outcomes:
+                delivered.append(outcome)
+                for _ in range(100):  # the workers finish refunds and fill the buffer meanwhile
+                    await anyio.lowlevel.checkpoint()
+                if len(delivered) == 2:
+                    break
+    reported = {str(o.refund_no) for o in delivered} | {str(n) for n in batch.in_flight.values()}
+    assert len(transport.executions) > len(delivered)
+    assert set(transport.executions) <= reported
+    assert not {o.index for o in delivered} & set(batch.in_flight)
