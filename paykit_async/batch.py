@@ -417,6 +417,15 @@ def refund_many(
             "client with a larger max_connections=",
             field="concurrency",
         )
+    if isinstance(rate, bool) or not (
+        rate is None or isinstance(rate, int | float) or callable(getattr(rate, "acquire", None))
+    ):
+        # Anything else failed only inside a worker (no ``acquire``), stopping the batch mid-flight.
+        raise ValidationError(
+            f"must be a number of requests per second or a RateLimiter, got {rate!r}", field="rate"
+        )
+    if buffer is not None and (not isinstance(buffer, int) or isinstance(buffer, bool) or buffer < 0):
+        raise ValidationError(f"must be an int >= 0, got {buffer!r}", field="buffer")
     limiter = RateLimiter(rate) if isinstance(rate, int | float) else rate
     if batch_id is not None:
         if not isinstance(batch_id, str) or not batch_id:

@@ -322,6 +322,13 @@ def test_bad_arguments_are_validation_errors() -> None:
     with pytest.raises(ValidationError, match="connection pool"):
         refund_many(PooledClient(), [], concurrency=11)
     refund_many(PooledClient(), [], concurrency=10)
+    # A rate or buffer of the wrong kind failed only later, inside a worker or on entering.
+    for bad in ("10", True, object()):
+        with pytest.raises(ValidationError, match="rate"):
+            refund_many(client, [], rate=bad)  # type: ignore[arg-type]
+    for bad_buffer in (-1, 1.5, True):
+        with pytest.raises(ValidationError, match="buffer"):
+            refund_many(client, [], buffer=bad_buffer)  # type: ignore[arg-type]
     with pytest.raises(ValidationError):
         RateLimiter(0)
     with pytest.raises(ValidationError):
