@@ -896,8 +896,12 @@ def _after_error(
     began: float,
 ) -> BatchOutcome:
     """The outcome of a refund whose ``refund()`` raised ``error``."""
-    if isinstance(error, ValidationError | IdempotencyConflict):
+    if isinstance(error, ValidationError | IdempotencyConflict) and not attempts:
+        # INVALID says nothing was sent: with the attempts counted (count_attempts), an error of
+        # this kind raised after a request went out (a reply the client cannot type) is UNKNOWN.
         status = BatchStatus.INVALID
+    elif isinstance(error, ValidationError | IdempotencyConflict):
+        status = BatchStatus.UNKNOWN
     elif isinstance(error, RefundOutcomeUnknown):
         status = BatchStatus.UNKNOWN
         refund_no = refund_no or error.refund_no

@@ -650,3 +650,26 @@ async def test_leaving_early_names_every_refund_sent_whose_outcome_was_not_hande
     assert len(transport.executions) > len(delivered)
     assert set(transport.executions) <= reported
     assert not {o.index for o in delivered} & set(batch.in_flight)
+
+
+async def test_a_validation_error_after_a_request_went_out_is_unknown_not_invalid() -> None:
+    """INVALID means nothing was sent. A client that raises ValidationError after sending (a reply
+    field it cannot type) was reported INVALID though the refund was executed; with the attempts
+    counted, the batch knows a request went out and reports UNKNOWN under the refund's number."""
+    transport = LedgerTransport()
+
+    class StrictReplies(FakeRefundClient):
+        async def refund(self, **fields: Any) -> dict[str, Any]:
+            result = await super().refund(**fields)
+            if fields["out_trade_no"] == "T1":
+                raise ValidationError("refund_fee in the reply is not a number", field="refund_fee")
+            return result
+
+    async with StrictReplies(transport, middleware=[count_attempts]) as client:
+        outcomes = await _collect(refund_many(client, [_request(0), _request(1), _request(2, amount=0)]))
+    by_index = {o.index: o for o in outcomes}
+    assert by_index[1].status is BatchStatus.UNKNOWN
+    assert by_index[1].refund_no in transport.executions
+    assert by_index[1].as_record(2)["status"] == "unknown"
+    assert by_index[2].status is BatchStatus.INVALID  # refused before any I/O: still INVALID
+    assert by_index[2].attempts == 0
