@@ -10,7 +10,9 @@ worker tasks and hands back one :class:`BatchOutcome` per request as it complete
 It is an async context manager rather than an async generator because the workers live in a
 task group, and yielding from inside a task group in an async generator is unsafe on both
 asyncio and trio. Leaving the block early (``break``, an exception, cancellation of the caller)
-cancels the refunds still in flight and waits for them: no task outlives the block.
+cancels the refunds still in flight and waits for them: no task outlives the block. If the
+*requests* iterable raises, no further request is taken, the refunds already sent finish and are
+reported, and then the iteration of the outcomes raises that error.
 
 Every request's refund number is fixed *before* it is sent, so a refund whose outcome is unknown
 can be settled later under the same number — never re-issued under a new one. With an
@@ -415,6 +417,15 @@ def refund_many(
             "client with a larger max_connections=",
             field="concurrency",
         )
+    if isinstance(rate, bool) or not (
+        rate is None or isinstance(rate, int | float) or callable(getattr(rate, "acquire", None))
+    ):
+        # Anything else failed only inside a worker (no ``acquire``), stopping the batch mid-flight.
+        raise ValidationError(
+            f"must be a number of requests per second or a RateLimiter, got {rate!r}", field="rate"
+        )
+    if buffer is not None and (not isinstance(buffer, int) or isinstance(buffer, bool) or buffer < 0):
+        raise ValidationError(f"must be an int >= 0, got {buffer!r}", field="buffer")
     limiter = RateLimiter(rate) if isinstance(rate, int | float) else rate
     if batch_id is not None:
         if not isinstance(batch_id, str) or not batch_id:
@@ -443,8 +454,9 @@ def refund_many(
 class RefundBatch:
     """The running batch: enter it to get the stream of :class:`BatchOutcome`.
 
-    ``in_flight`` maps the index of every refund sent but not finished to its refund number;
-    after a cancellation it names the refunds whose outcome the caller must settle later.
+    ``in_flight`` maps the index of every refund sent whose outcome has not been handed out yet
+    (still on the wire, or finished but buffered or held back for ordering) to its refund number;
+    after leaving the block early it names the refunds whose outcome the caller must settle later.
     ``started`` and ``completed`` count requests.
     """
 
@@ -508,6 +520,9 @@ class RefundBatch:
         self._held: dict[int, BatchOutcome] = {}
         self._next_to_emit = 0
         self._emit_lock = anyio.Lock()
+        self._source_error: Exception | None = None
+        self._workers: TaskGroup | None = None
+        self._spawned = 0
         self.in_flight: dict[int, str | None] = {}
         self.started = 0
         self.completed = 0
@@ -526,7 +541,12 @@ class RefundBatch:
         await task_group.__aenter__()
         self._task_group = task_group
         task_group.start_soon(self._run, send)
-        return _Outcomes(receive)
+        return _Outcomes(receive, self._take_source_error, self.in_flight)
+
+    def _take_source_error(self) -> Exception | None:
+        """The requests' iterable's error, once, for the end of the outcomes."""
+        error, self._source_error = self._source_error, None
+        return error
 
     async def __aexit__(
         self,
@@ -550,9 +570,19 @@ class RefundBatch:
     # ----------------------------------------------------------------- workers
 
     async def _run(self, send: MemoryObjectSendStream[BatchOutcome]) -> None:
+        # One worker to begin with; each worker that takes a request starts the next one, up to
+        # ``concurrency``. So a batch has at most one more worker than requests: a huge
+        # ``concurrency`` (an operator's --concurrency 1000000) costs nothing it does not use.
         async with send, anyio.create_task_group() as workers:
-            for _ in range(self._concurrency):
-                workers.start_soon(self._work, send)
+            self._workers = workers
+            self._spawned = 1
+            workers.start_soon(self._work, send)
+
+    def _spawn_next(self, send: MemoryObjectSendStream[BatchOutcome]) -> None:
+        """A request was taken: start one more worker for the next, while under ``concurrency``."""
+        if self._spawned < self._concurrency and self._workers is not None:
+            self._spawned += 1
+            self._workers.start_soon(self._work, send)
 
     async def _work(self, send: MemoryObjectSendStream[BatchOutcome]) -> None:
         source = self._source
@@ -562,7 +592,7 @@ class RefundBatch:
             if self._window is not None:
                 await self._window.acquire()
             if plain is not None:
-                item = None if self._exhausted else _next_boxed(plain)
+                item = None if self._exhausted else self._pulled(plain)
                 if item is None:
                     self._exhausted = True
                     if self._window is not None:
@@ -570,6 +600,7 @@ class RefundBatch:
                     return
                 index = self._next_index
                 self._next_index += 1
+                self._spawn_next(send)
             else:
                 async with self._pull_lock:
                     if self._exhausted:
@@ -584,6 +615,7 @@ class RefundBatch:
                         return
                     index = self._next_index
                     self._next_index += 1
+                self._spawn_next(send)
             request = item[0]
             if self._direct and type(request) is dict:
                 # The usual batch (no store, rate limit, on_start, attempt counting or dry run):
@@ -602,7 +634,6 @@ class RefundBatch:
                         outcome = _after_error(index, fixed, refund_no, error, None, began)
                     else:
                         outcome = _succeeded(index, fixed, refund_no, result, None, began)
-                    del self.in_flight[index]
             else:
                 outcome = await self._refund_one(index, request)
             self.completed += 1
@@ -615,17 +646,36 @@ class RefundBatch:
             else:
                 await self._emit_in_order(outcome, send)
 
+    def _pulled(self, source: Iterator[object]) -> tuple[object] | None:
+        """The next request of a plain iterator, boxed, or None at its end or when it raised."""
+        try:
+            return _next_boxed(source)
+        except Exception as error:
+            self._source_failed(error)
+            return None
+
+    def _source_failed(self, error: Exception) -> None:
+        """The requests' iterable raised: no more requests are taken, the refunds already sent
+        finish and are reported, and then the iteration of the outcomes raises ``error``. Raised
+        in a worker, it cancelled the refunds in flight, leaving their outcomes unknown."""
+        if self._source_error is None:
+            self._source_error = error
+
     async def _pull(self) -> tuple[object] | None:
         """The next request, boxed (a request may be any object), or None at the end."""
         source = self._source
-        if isinstance(source, AsyncIterator):
-            try:
-                return (await source.__anext__(),)
-            except StopAsyncIteration:
-                return None
         try:
-            return (next(source),)
-        except StopIteration:
+            if isinstance(source, AsyncIterator):
+                try:
+                    return (await source.__anext__(),)
+                except StopAsyncIteration:
+                    return None
+            try:
+                return (next(source),)
+            except StopIteration:
+                return None
+        except Exception as error:
+            self._source_failed(error)
             return None
 
     async def _emit_in_order(self, outcome: BatchOutcome, send: MemoryObjectSendStream[BatchOutcome]) -> None:
@@ -703,7 +753,7 @@ class RefundBatch:
         finally:
             if token is not None:
                 _attempt_counter.reset(token)
-        del self.in_flight[index]
+        # Still in ``in_flight`` until its outcome is handed out (``_Outcomes``).
         return outcome
 
     def _ready(
@@ -718,6 +768,16 @@ class RefundBatch:
                 self._fields.check(kwargs)
         except ValidationError as error:
             return _failure(index, request, refund_no, BatchStatus.INVALID, error, None, None)
+        except Exception as error:
+            # The request's key or number could not be derived (an ``idempotency_key`` callback
+            # that raises, a value that cannot be hashed): nothing was sent. This request fails on
+            # its own; raised in a worker it would stop the batch and abandon the refunds in flight.
+            invalid = ValidationError(
+                f"its idempotency key or refund number cannot be derived ({type(error).__name__}: "
+                f"{error}); nothing was sent"
+            )
+            invalid.__cause__ = error
+            return _failure(index, request, refund_no, BatchStatus.INVALID, invalid, None, None)
         return fixed, kwargs, refund_no
 
     def _prepare(
@@ -738,6 +798,11 @@ class RefundBatch:
         refund_no: str | None = None
         if self._rule is not None:
             fixed, refund_no = self._rule.fix(request, key=key, merchant=self._merchant)
+        if fixed is request:
+            # The outcome's ``request`` is the request *as sent*: a copy, not the caller's object,
+            # which an iterable may reuse for the next request (and a re-run of an unknown
+            # outcome's request would then send another row under another number).
+            fixed = dict(request)
         kwargs = dict(fixed)
         if key is not None:
             kwargs["idempotency_key"] = key
@@ -831,8 +896,12 @@ def _after_error(
     began: float,
 ) -> BatchOutcome:
     """The outcome of a refund whose ``refund()`` raised ``error``."""
-    if isinstance(error, ValidationError | IdempotencyConflict):
+    if isinstance(error, ValidationError | IdempotencyConflict) and not attempts:
+        # INVALID says nothing was sent: with the attempts counted (count_attempts), an error of
+        # this kind raised after a request went out (a reply the client cannot type) is UNKNOWN.
         status = BatchStatus.INVALID
+    elif isinstance(error, ValidationError | IdempotencyConflict):
+        status = BatchStatus.UNKNOWN
     elif isinstance(error, RefundOutcomeUnknown):
         status = BatchStatus.UNKNOWN
         refund_no = refund_no or error.refund_no
@@ -876,8 +945,15 @@ def _failure(
 class _Outcomes(AsyncIterator[BatchOutcome]):
     """The stream of outcomes handed out by ``async with refund_many(...) as outcomes``."""
 
-    def __init__(self, receive: MemoryObjectReceiveStream[BatchOutcome]) -> None:
+    def __init__(
+        self,
+        receive: MemoryObjectReceiveStream[BatchOutcome],
+        source_error: Callable[[], Exception | None] | None = None,
+        in_flight: dict[int, str | None] | None = None,
+    ) -> None:
         self._receive = receive
+        self._source_error = source_error
+        self._in_flight = in_flight
 
     def __aiter__(self) -> _Outcomes:
         return self
@@ -887,8 +963,18 @@ class _Outcomes(AsyncIterator[BatchOutcome]):
         # would hand out only one outcome per event-loop iteration and throttle the workers.
         try:
             try:
-                return self._receive.receive_nowait()
+                outcome = self._receive.receive_nowait()
             except anyio.WouldBlock:
-                return await self._receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
+                outcome = await self._receive.receive()
+        except anyio.EndOfStream:
+            # Every request taken has its outcome: now the requests' iterable's error, if any.
+            error = None if self._source_error is None else self._source_error()
+            if error is not None:
+                raise error from None
             raise StopAsyncIteration from None
+        except anyio.ClosedResourceError:
+            raise StopAsyncIteration from None
+        # Handed out: the caller has this refund's outcome now.
+        if self._in_flight:
+            self._in_flight.pop(outcome.index, None)
+        return outcome

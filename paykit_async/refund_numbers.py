@@ -149,4 +149,9 @@ def _amount_text(value: object) -> str:
         return text
     if not number.is_finite():
         return text
-    return format(number.normalize(), "f")
+    try:
+        return format(number.normalize(), "f")
+    except ArithmeticError:
+        # Beyond the decimal context ("1e9999999"): not an amount any provider takes, and the
+        # client refuses it; its text still identifies it (never an exception out of a batch).
+        return text

@@ -5,7 +5,8 @@ orders are seeded across WeChat Pay (v2 and v3), PAYJS and eftPay, a few per cen
 each kind of fault, and everything is refunded concurrently with :func:`~paykit_async.batch.refund_many`.
 Refunds left unknown after the first pass are sent once more with the *same* refund numbers, as a
 real operator would. The report is checked against the simulator's ledger: no refund number paid
-twice, nothing reported succeeded that the ledger lacks, no ledger refund reported failed.
+twice, nothing reported succeeded that the ledger lacks, no ledger refund reported failed, no
+ledger refund that no row reports (a refund re-issued under a new number), no order refunded twice.
 """
 
 from __future__ import annotations
@@ -97,9 +98,11 @@ class DemoReport:
     missing_in_ledger: Sequence[str]
     failed_but_in_ledger: Sequence[str]
     fault_rate: float
+    #: Ledger payouts under a refund number no outcome reports (a refund paid again under a new
+    #: number shows here; ``duplicate_payouts`` counts one number paid twice only).
     unreported_in_ledger: Sequence[str] = ()
-    """Ledger payouts under a refund number no outcome reports (a refund paid again under a new
-    number shows here; ``duplicate_payouts`` counts one number paid twice only)."""
+    #: Orders paid out more than once (every demo order gets one refund request).
+    orders_paid_twice: Sequence[str] = ()
 
     @property
     def total(self) -> int:
@@ -123,6 +126,7 @@ class DemoReport:
             and not self.missing_in_ledger
             and not self.failed_but_in_ledger
             and not self.unreported_in_ledger
+            and not self.orders_paid_twice
         )
 
 
@@ -165,6 +169,7 @@ async def run_demo(
         failed_but_in_ledger=failed_in_ledger,
         unreported_in_ledger=unreported,
         fault_rate=fault_rate,
+        orders_paid_twice=sorted(order for order, n in snapshot.payouts_per_order.items() if n > 1),
     )
 
 

@@ -89,11 +89,17 @@ def demo(orders: int, concurrency: int, fault_rate: float, seed: int) -> None:
     summary.add_row("succeeded, not in ledger", str(len(report.missing_in_ledger)))
     summary.add_row("failed, but in ledger", str(len(report.failed_but_in_ledger)))
     summary.add_row("in ledger, never reported", str(len(report.unreported_in_ledger)))
+    summary.add_row("orders paid out twice", str(len(report.orders_paid_twice)))
     console.print(summary)
     if report.ok:
         console.print("[bold green]ledger check passed[/]: every refund paid at most once, as reported.")
         return
-    problems = [*report.missing_in_ledger, *report.failed_but_in_ledger, *report.unreported_in_ledger]
+    problems = [
+        *report.missing_in_ledger,
+        *report.failed_but_in_ledger,
+        *(f"{name} (in the ledger, never reported)" for name in report.unreported_in_ledger),
+        *(f"order {name} paid out twice" for name in report.orders_paid_twice),
+    ]
     for problem in problems[:10]:
         console.print(f"[red]ledger mismatch[/]: {problem}")
     fail("ledger invariants violated", status=1)

@@ -322,6 +322,13 @@ def test_bad_arguments_are_validation_errors() -> None:
     with pytest.raises(ValidationError, match="connection pool"):
         refund_many(PooledClient(), [], concurrency=11)
     refund_many(PooledClient(), [], concurrency=10)
+    # A rate or buffer of the wrong kind failed only later, inside a worker or on entering.
+    for bad in ("10", True, object()):
+        with pytest.raises(ValidationError, match="rate"):
+            refund_many(client, [], rate=bad)  # type: ignore[arg-type]
+    for bad_buffer in (-1, 1.5, True):
+        with pytest.raises(ValidationError, match="buffer"):
+            refund_many(client, [], buffer=bad_buffer)  # type: ignore[arg-type]
     with pytest.raises(ValidationError):
         RateLimiter(0)
     with pytest.raises(ValidationError):
@@ -479,3 +486,190 @@ async def test_cancelled_refunds_stay_recorded_in_the_clients_idempotency_store(
         assert record.refund_no == refund_no
         assert record.lease_expires == 0.0
     assert await store.get("cancel-test:4") is None
+
+
+async def test_a_request_whose_key_cannot_be_derived_fails_alone_and_the_others_are_reported() -> None:
+    """A value the content key cannot hash (a dict with mixed key types) raised a TypeError in a
+    worker: the whole batch stopped, and a refund already executed was never reported."""
+    transport = LedgerTransport()
+    requests: list[Any] = [
+        _request(0),
+        _request(1, behaviour={1: "a", "b": 2}),  # type: ignore[arg-type]
+        _request(2),
+    ]
+    async with FakeRefundClient(transport) as client:
+        outcomes = await _collect(refund_many(client, requests, batch_id="b", concurrency=1))
+
+    by_index = {o.index: o for o in outcomes}
+    assert [by_index[i].status for i in range(3)] == [
+        BatchStatus.SUCCEEDED,
+        BatchStatus.INVALID,
+        BatchStatus.SUCCEEDED,
+    ]
+    assert by_index[1].error_message is not None
+    assert "nothing was sent" in by_index[1].error_message
+    assert isinstance(by_index[1].error, ValidationError)
+    assert sorted(transport.executions) == sorted(str(by_index[i].refund_no) for i in (0, 2))
+
+
+async def test_an_idempotency_key_callback_that_raises_fails_only_its_request() -> None:
+    transport = LedgerTransport()
+
+    def key(index: int, request: Any) -> str:
+        if index == 1:
+            raise LookupError("no key for this one")
+        return f"k{index}"
+
+    async with FakeRefundClient(transport) as client:
+        outcomes = await _collect(refund_many(client, [_request(i) for i in range(3)], idempotency_key=key))
+    status = {o.index: o.status for o in outcomes}
+    assert status == {0: BatchStatus.SUCCEEDED, 1: BatchStatus.INVALID, 2: BatchStatus.SUCCEEDED}
+    assert len(transport.executions) == 2
+
+
+def test_an_amount_beyond_the_decimal_range_has_a_key_not_an_overflow() -> None:
+    """eftPay amounts are decimal text: '1e9999999' in a CSV cell raised decimal.Overflow out of
+    the key derivation and refused the whole file with 'Overflow: [<class ...>]'."""
+    from paykit_async.batch import refund_key
+    from paykit_async.providers.eftpay.client import EftPayClient
+
+    request = {"out_trade_no": "E1", "transaction_amount": "1e9999999", "total_fee": "12.34"}
+    key = refund_key(EftPayClient, request, batch_id="csv")
+    assert key.startswith("csv:")
+    assert key != refund_key(EftPayClient, {**request, "transaction_amount": "1e999999"}, batch_id="csv")
+
+
+async def test_a_huge_concurrency_starts_no_more_workers_than_there_are_requests() -> None:
+    """concurrency=10**6 started a million worker tasks for three requests (gigabytes, minutes)."""
+    transport = LedgerTransport()
+    tasks: list[int] = []
+
+    async def refund(**fields: Any) -> Any:
+        tasks.append(_live_tasks())
+        return await client.refund(**fields)
+
+    class Shim:
+        pass
+
+    shim = Shim()
+    shim.refund = refund  # type: ignore[attr-defined]
+    async with FakeRefundClient(transport) as client:
+        requests = [_request(i, out_refund_no=f"HUGE{i}") for i in range(3)]
+        batch = refund_many(shim, requests, concurrency=10**6)  # type: ignore[arg-type]
+        outcomes = await _collect(batch)
+    assert [o.status for o in outcomes] == [BatchStatus.SUCCEEDED] * 3
+    assert batch._spawned <= 4
+    assert max(tasks) < 50
+
+
+@pytest.mark.parametrize("kind", ["plain", "async"])
+async def test_an_iterable_that_raises_midway_lets_the_refunds_in_flight_finish_and_report(kind: str) -> None:
+    """The requests' iterable raising (a CSV unreadable past row N, a database cursor lost) raised
+    in a worker and cancelled the refunds in flight: sent, perhaps executed, never reported. Now
+    no further request is taken, those in flight finish with their outcomes, then the iteration
+    raises the iterable's own error (not wrapped in an exception group)."""
+    transport = LedgerTransport()
+    raising = anyio.Event()
+    broken = OSError("the file went away")
+
+    def plain() -> Iterator[dict[str, Any]]:
+        yield _request(0, "hang")
+        yield _request(1)
+        raising.set()
+        raise broken
+
+    async def asynchronous() -> AsyncIterator[dict[str, Any]]:
+        for request in plain():
+            await anyio.lowlevel.checkpoint()
+            yield request
+
+    async def release_after_the_error() -> None:
+        await raising.wait()
+        await transport.wait_for(lambda t: t.active >= 1)
+        transport.release.set()
+
+    seen: list[BatchOutcome] = []
+    async with FakeRefundClient(transport) as client, anyio.create_task_group() as tasks:
+        tasks.start_soon(release_after_the_error)
+        batch = refund_many(client, plain() if kind == "plain" else asynchronous(), concurrency=4)
+        caught: BaseException | None = None
+        try:
+            async with batch as outcomes:
+                async for outcome in outcomes:
+                    seen.append(outcome)
+        except OSError as error:
+            caught = error
+    assert caught is broken
+    assert {o.index: o.status for o in seen} == {0: BatchStatus.SUCCEEDED, 1: BatchStatus.SUCCEEDED}
+    assert batch.in_flight == {}
+    assert sorted(transport.executions) == sorted(str(o.refund_no) for o in seen)
+
+
+async def test_each_outcome_keeps_the_request_as_sent_when_the_iterable_reuses_one_dict() -> None:
+    """An iterable that fills one dict per request: a request that carried its own refund number
+    was kept by reference, so its outcome's ``request`` showed a later row — re-sending an unknown
+    outcome's request refunded that other row, and the unknown refund was reported settled."""
+    transport = LedgerTransport()
+
+    def reused() -> Iterator[dict[str, Any]]:
+        row: dict[str, Any] = {}
+        for i in range(6):
+            row.clear()
+            row.update(_request(i, "lost" if i == 0 else "ok", out_refund_no=f"OWN{i}"))
+            yield row
+
+    async with FakeRefundClient(transport) as client:
+        outcomes = await _collect(refund_many(client, reused(), concurrency=2))
+        for outcome in outcomes:
+            assert outcome.request["out_refund_no"] == outcome.refund_no == f"OWN{outcome.index}"
+            assert outcome.request["out_trade_no"] == f"T{outcome.index}"
+        (unknown,) = [o for o in outcomes if o.status is BatchStatus.UNKNOWN]
+        (again,) = await _collect(refund_many(client, [unknown.request]))
+    assert again.refund_no == "OWN0"
+    assert transport.seen["OWN0"] > 1
+
+
+@pytest.mark.parametrize("ordered", [False, True])
+async def test_leaving_early_names_every_refund_sent_whose_outcome_was_not_handed_out(ordered: bool) -> None:
+    """``in_flight`` is what the caller must settle after leaving early. A refund that had finished
+    but whose outcome still sat in the stream's buffer (or was held back for ordering) was in
+    neither: executed, never reported, and its (random) number lost — re-sending the requests
+    without an outcome would refund it again under a new number."""
+    transport = LedgerTransport()
+    delivered: list[BatchOutcome] = []
+    async with FakeRefundClient(transport) as client:
+        batch = refund_many(client, (_request(i) for i in range(1_000)), concurrency=8, ordered=ordered)
+        async with batch as outcomes:
+            async for outcome in outcomes:
+                delivered.append(outcome)
+                for _ in range(100):  # the workers finish refunds and fill the buffer meanwhile
+                    await anyio.lowlevel.checkpoint()
+                if len(delivered) == 2:
+                    break
+    reported = {str(o.refund_no) for o in delivered} | {str(n) for n in batch.in_flight.values()}
+    assert len(transport.executions) > len(delivered)
+    assert set(transport.executions) <= reported
+    assert not {o.index for o in delivered} & set(batch.in_flight)
+
+
+async def test_a_validation_error_after_a_request_went_out_is_unknown_not_invalid() -> None:
+    """INVALID means nothing was sent. A client that raises ValidationError after sending (a reply
+    field it cannot type) was reported INVALID though the refund was executed; with the attempts
+    counted, the batch knows a request went out and reports UNKNOWN under the refund's number."""
+    transport = LedgerTransport()
+
+    class StrictReplies(FakeRefundClient):
+        async def refund(self, **fields: Any) -> dict[str, Any]:
+            result = await super().refund(**fields)
+            if fields["out_trade_no"] == "T1":
+                raise ValidationError("refund_fee in the reply is not a number", field="refund_fee")
+            return result
+
+    async with StrictReplies(transport, middleware=[count_attempts]) as client:
+        outcomes = await _collect(refund_many(client, [_request(0), _request(1), _request(2, amount=0)]))
+    by_index = {o.index: o for o in outcomes}
+    assert by_index[1].status is BatchStatus.UNKNOWN
+    assert by_index[1].refund_no in transport.executions
+    assert by_index[1].as_record(2)["status"] == "unknown"
+    assert by_index[2].status is BatchStatus.INVALID  # refused before any I/O: still INVALID
+    assert by_index[2].attempts == 0

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,6 +43,101 @@ async def test_the_demo_scenario_checks_the_ledger(anyio_backend: str) -> None:
         == 195
     )
     assert sum(p.retries for p in report.providers) > 0
+
+
+@pytest.mark.anyio
+async def test_the_demo_ledger_check_catches_a_refund_reissued_under_a_new_number(
+    anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inject attack (a): the first refund of each provider loses its reply (executed, reported
+    unknown), and the second pass over unknown refunds drops their refund numbers, so each is
+    re-issued under a new one. The ledger then holds the first refund (paid) and perhaps the second
+    (a partial refund is paid again); the report names only the second. The check passed: the
+    first number is in no row, and no number was paid twice."""
+    import attrs
+
+    from paykit_async.batch import refund_many, refund_number_rule
+    from paykit_async.cli import demo
+
+    reissued: list[str] = []
+
+    class LostFirstReply:
+        def __init__(self, batch: Any) -> None:
+            self._batch = batch
+
+        async def __aenter__(self) -> Any:
+            outcomes = await self._batch.__aenter__()
+
+            async def lose() -> Any:
+                async for outcome in outcomes:
+                    if outcome.index == 0:
+                        outcome = attrs.evolve(outcome, status=BatchStatus.UNKNOWN)
+                    yield outcome
+
+            return lose()
+
+        async def __aexit__(self, *exc: Any) -> Any:
+            return await self._batch.__aexit__(*exc)
+
+    passes: set[int] = set()
+
+    def reissuing(client: Any, requests: Any, **options: Any) -> Any:
+        if id(client) not in passes:  # the first pass over this provider's requests
+            passes.add(id(client))
+            return LostFirstReply(refund_many(client, requests, **options))
+        # The second pass: re-issue under new numbers (where the client mints them).
+        rule = refund_number_rule(client)
+        assert rule is not None
+        requests = list(requests)
+        if rule.generated:
+            reissued.extend(f"{client.provider}:{r[rule.field]}" for r in requests)
+            requests = [{k: v for k, v in r.items() if k != rule.field} for r in requests]
+        return refund_many(client, requests, **options)
+
+    monkeypatch.setattr(demo, "refund_many", reissuing)
+    report = await run_demo(orders=20, concurrency=4, fault_rate=0.0, seed=3)
+    assert len(reissued) == 3  # PAYJS refunds an order by its id: no number to re-issue under
+    assert not report.ok
+    assert report.duplicate_payouts == 0  # what the check looked at: each number paid once
+    assert sorted(report.unreported_in_ledger) == sorted(reissued)
+    # WeChat Pay's first demo refund is partial: re-issued, the order was paid out twice.
+    assert "wechatpay:DEMO00000000" in report.orders_paid_twice
+
+
+@pytest.mark.anyio
+async def test_the_demo_ledger_check_catches_a_success_the_ledger_lacks(
+    anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inject a lie: one PAYJS refund reported succeeded without being sent."""
+    import attrs
+
+    from paykit_async.batch import refund_many
+    from paykit_async.cli import demo
+
+    class Lying:
+        def __init__(self, batch: Any) -> None:
+            self._batch = batch
+
+        async def __aenter__(self) -> Any:
+            outcomes = await self._batch.__aenter__()
+
+            async def lie() -> Any:
+                async for outcome in outcomes:
+                    if outcome.index == 0 and outcome.refund_no:
+                        outcome = attrs.evolve(outcome, status=BatchStatus.SUCCEEDED, refund_no="NEVERSENT")
+                    yield outcome
+
+            return lie()
+
+        async def __aexit__(self, *exc: Any) -> Any:
+            return await self._batch.__aexit__(*exc)
+
+    monkeypatch.setattr(demo, "refund_many", lambda *a, **k: Lying(refund_many(*a, **k)))
+    report = await run_demo(orders=20, concurrency=4, fault_rate=0.0, seed=3)
+    assert not report.ok
+    assert len(report.missing_in_ledger) == 4  # one per provider
+    # The refund each lie replaced was paid, and no row reports it any more.
+    assert len(report.unreported_in_ledger) == 4
 
 
 def test_single_refund_query_and_close_commands(tmp_path: Path) -> None:
