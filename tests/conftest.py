@@ -40,3 +40,19 @@ def scripted(mtls_server: ScriptedServer) -> Iterator[ScriptedServer]:
     mtls_server.app.reset()
     yield mtls_server
     mtls_server.app.reset()
+
+
+@pytest.fixture
+def scopes(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The deadlines of the cancel scopes the retry layer opens around attempts."""
+    from paykit_async.pipeline import retry
+
+    opened: list[float] = []
+    real = retry.deadline_scope
+
+    def counting(clock: object, deadline: float) -> object:
+        opened.append(deadline)
+        return real(clock, deadline)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(retry, "deadline_scope", counting)
+    return opened

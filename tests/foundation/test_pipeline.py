@@ -374,22 +374,6 @@ class _DeclaredPassing:
         return await call_next(operation)
 
 
-@pytest.fixture
-def scopes(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The deadlines of the cancel scopes the retry layer opens around attempts."""
-    from paykit_async.pipeline import retry
-
-    opened: list[float] = []
-    real = retry.deadline_scope
-
-    def counting(clock: object, deadline: float) -> object:
-        opened.append(deadline)
-        return real(clock, deadline)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(retry, "deadline_scope", counting)
-    return opened
-
-
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 @pytest.mark.parametrize(
     ("inner", "bound", "opened"),

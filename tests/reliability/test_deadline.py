@@ -215,22 +215,6 @@ class BoundedTransport(FakeTransport):
         return await super().send(request)
 
 
-@pytest.fixture
-def scopes(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The deadlines of the cancel scopes the retry layer opens around attempts."""
-    from paykit_async.pipeline import retry
-
-    opened: list[float] = []
-    real = retry.deadline_scope
-
-    def counting(clock: Any, deadline: float) -> Any:
-        opened.append(deadline)
-        return real(clock, deadline)
-
-    monkeypatch.setattr(retry, "deadline_scope", counting)
-    return opened
-
-
 async def _refunds(client: FakeRefundClient, count: int = 3) -> None:
     for i in range(count):
         await client.refund(order_id="O1", amount=1, refund_no=f"R{i}")

@@ -58,22 +58,6 @@ def _client(
     return WeChatPayV3Client(MCHID, spec.private_pem(merchant_key), MERCHANT_SERIAL, APIV3_KEY, **options)
 
 
-@pytest.fixture
-def scopes(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The deadlines of the cancel scopes the retry layer opens around attempts."""
-    from paykit_async.pipeline import retry
-
-    opened: list[float] = []
-    real = retry.deadline_scope
-
-    def counting(clock: Any, deadline: float) -> Any:
-        opened.append(deadline)
-        return real(clock, deadline)
-
-    monkeypatch.setattr(retry, "deadline_scope", counting)
-    return opened
-
-
 async def test_public_key_mode_attempts_run_under_the_transport_bound_alone(
     anyio_backend: str, merchant_key: rsa.RSAPrivateKey, scopes: list[float]
 ) -> None:
