@@ -223,6 +223,17 @@ def _eft_time(clock: ManualClock) -> str:
     return eft_time(datetime.fromtimestamp(clock.now(), CHINA))
 
 
+async def _apply_eftpay_refund(sim: Simulator, clock: ManualClock, fields: dict[str, str]) -> dict[str, str]:
+    """POST a signed eftPay refund request to the simulator; its JSON reply."""
+    async with httpx.AsyncClient(transport=sim.httpx_transport(), base_url="http://sim") as http:
+        response = await http.post(
+            "/eftpay/Servlet/JSAPIService.do",
+            content=eft_request(time=_eft_time(clock), **fields),
+            headers={"content-type": "application/json"},
+        )
+    return response.json()
+
+
 @pytest.mark.parametrize(
     ("overrides", "order_total"),
     [
@@ -260,13 +271,7 @@ async def test_eftpay_refund_fields_outside_the_spec_are_refused(
     if "out_trade_no" not in overrides:
         sim.add_eftpay_order("T1", order_total)
     fields = eft_refund(**overrides)
-    async with httpx.AsyncClient(transport=sim.httpx_transport(), base_url="http://sim") as http:
-        response = await http.post(
-            "/eftpay/Servlet/JSAPIService.do",
-            content=eft_request(time=_eft_time(clock), **fields),
-            headers={"content-type": "application/json"},
-        )
-    reply = response.json()
+    reply = await _apply_eftpay_refund(sim, clock, fields)
     assert reply["return_status"] != "00", reply
     assert eft_reply_verified(reply)
     snap = sim.snapshot()
@@ -288,13 +293,7 @@ async def test_eftpay_refund_fields_at_the_spec_limits_are_accepted(clock: Manua
         service="service.wechat.jsapi.ApplyRefund",
         notify_url="https://e.com/" + "n" * 226,
     )
-    async with httpx.AsyncClient(transport=sim.httpx_transport(), base_url="http://sim") as http:
-        response = await http.post(
-            "/eftpay/Servlet/JSAPIService.do",
-            content=eft_request(time=_eft_time(clock), **fields),
-            headers={"content-type": "application/json"},
-        )
-    reply = response.json()
+    reply = await _apply_eftpay_refund(sim, clock, fields)
     assert reply["return_status"] == "00", reply
     assert sim.snapshot().executions == {"eftpay:" + "R" * 28: 1}
 
