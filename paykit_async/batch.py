@@ -948,8 +948,8 @@ class _Outcomes(AsyncIterator[BatchOutcome]):
     def __init__(
         self,
         receive: MemoryObjectReceiveStream[BatchOutcome],
-        source_error: Callable[[], Exception | None] | None = None,
-        in_flight: dict[int, str | None] | None = None,
+        source_error: Callable[[], Exception | None],
+        in_flight: dict[int, str | None],
     ) -> None:
         self._receive = receive
         self._source_error = source_error
@@ -968,13 +968,12 @@ class _Outcomes(AsyncIterator[BatchOutcome]):
                 outcome = await self._receive.receive()
         except anyio.EndOfStream:
             # Every request taken has its outcome: now the requests' iterable's error, if any.
-            error = None if self._source_error is None else self._source_error()
+            error = self._source_error()
             if error is not None:
                 raise error from None
             raise StopAsyncIteration from None
         except anyio.ClosedResourceError:
             raise StopAsyncIteration from None
         # Handed out: the caller has this refund's outcome now.
-        if self._in_flight:
-            self._in_flight.pop(outcome.index, None)
+        self._in_flight.pop(outcome.index, None)
         return outcome
