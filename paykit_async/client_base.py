@@ -31,17 +31,19 @@ __all__ = ["BaseClient", "ClientOptions", "read_refund_reply"]
 T = TypeVar("T")
 
 
-def read_refund_reply(operation: Operation, read: Callable[[], T]) -> T:
+def read_refund_reply(operation: Operation, read: Callable[[], T], *, refund_no: str | None = None) -> T:
     """``read()``: type the verified reply of the refund ``operation``.
 
     The reply was verified, but a field that cannot be read (an amount that is not an integer,
     a status of the wrong type) means neither success nor failure can be reported: the
-    :class:`DecodeError` becomes :class:`RefundOutcomeUnknown` carrying the refund number.
+    :class:`DecodeError` becomes :class:`RefundOutcomeUnknown` carrying the refund number —
+    ``refund_no`` when given (the number actually sent, :attr:`Outcome.refund_no`), else the
+    operation's.
     """
     try:
         return read()
     except DecodeError as error:
-        refund_no = operation.refund_no or ""
+        refund_no = refund_no or operation.refund_no or ""
         raise RefundOutcomeUnknown(
             f"the verified refund reply for {refund_no} could not be read: {error.message}; "
             "query the refund before acting",

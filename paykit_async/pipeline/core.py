@@ -54,7 +54,10 @@ class Outcome:
     ``attempts`` counts the requests sent; ``settled_by_query`` is set when an unknown outcome was
     resolved by the provider's query; ``replayed`` when an idempotency store returned a recorded
     outcome without calling the provider. ``request_id`` is the provider's id of the request that
-    produced the reply (a ``Request-ID`` header), when it sends one.
+    produced the reply (a ``Request-ID`` header), when it sends one. ``refund_no`` is set when a
+    layer sent the provider another refund number than the operation's (an idempotency store
+    resuming the number of an earlier attempt): the number the reply is about, which a client
+    reports even when the reply does not echo it.
     """
 
     fields: Mapping[str, Any]
@@ -63,6 +66,7 @@ class Outcome:
     settled_by_query: bool = False
     replayed: bool = False
     request_id: str | None = None
+    refund_no: str | None = None
 
 
 Settler = Callable[["Operation"], Awaitable[Outcome | None]]

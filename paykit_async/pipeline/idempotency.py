@@ -160,7 +160,8 @@ class IdempotencyMiddleware:
             return _replay(record)
         if record.state is RecordState.FAILED:
             raise _replay_error(record)
-        if record.refund_no != refund_no:
+        resumed = record.refund_no != refund_no
+        if resumed:
             logger.info("idempotency key resumes refund %s", record.refund_no)
             fields = dict(operation.fields)
             fields[operation.refund_no_field or ""] = record.refund_no
@@ -184,7 +185,8 @@ class IdempotencyMiddleware:
             settled_by_query=outcome.settled_by_query,
         )
         await self._finish(key, owner, result_ok, deadline)
-        return outcome
+        # The caller built its operation with another number: say which one the reply is about.
+        return attrs.evolve(outcome, refund_no=record.refund_no) if resumed else outcome
 
     async def _acquire(
         self,
@@ -374,6 +376,7 @@ def _replay(record: IdempotencyRecord) -> Outcome:
         attempts=0,
         settled_by_query=result.settled_by_query,
         replayed=True,
+        refund_no=record.refund_no,
     )
 
 

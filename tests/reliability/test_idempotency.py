@@ -143,6 +143,11 @@ async def test_an_unknown_outcome_is_resumed_with_the_same_refund_number(store: 
     outcome = await client.refund(order_id="O1", amount=100, key="k1")  # another fresh number, ignored
     assert outcome.fields["refund_no"] == operation.refund_no
     assert list(provider.ledger) == [operation.refund_no]
+    # The outcome names the number it is about, which is not the one this call was built with.
+    assert outcome.refund_no == operation.refund_no
+    replayed = await client.refund(order_id="O1", amount=100, key="k1")
+    assert replayed.replayed
+    assert replayed.refund_no == operation.refund_no
 
 
 class GatedTransport(FakeTransport):

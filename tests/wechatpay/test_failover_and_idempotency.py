@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from paykit_async import FakeClock, HTTPStatusError, RetryPolicy, TransportError
+from paykit_async import FakeClock, HTTPStatusError, RefundOutcomeUnknown, RetryPolicy, TransportError
 from paykit_async.pipeline.core import Operation, Outcome
 from paykit_async.pipeline.stores import MemoryStore
 from paykit_async.providers.wechatpay import FailoverMiddleware, WeChatPayClient
@@ -110,3 +110,54 @@ async def test_persistent_503_is_an_http_status_error(scripted: ScriptedServer) 
             await client.query_refund(out_refund_no="R1")
     assert caught.value.status_code == 500
     assert len(scripted.app.requests) == 2
+
+
+async def _resumable(
+    client: WeChatPayClient, store: MemoryStore, key: str, number: str, **request: object
+) -> None:
+    """Leave ``key`` in ``store`` as an earlier attempt would: claimed under ``number``, released."""
+    from paykit_async.pipeline.idempotency import request_fingerprint
+
+    operation = await client.validate_refund(**request, idempotency_key=key)
+    await store.claim(
+        key, refund_no=number, fingerprint=request_fingerprint(operation), owner="gone", lease=60
+    )
+    await store.release(key, owner="gone")
+
+
+@pytest.mark.parametrize("unreadable", [False, True], ids=["readable", "unreadable"])
+async def test_a_resumed_refund_number_is_the_one_reported(
+    scripted: ScriptedServer, unreadable: bool
+) -> None:
+    """A store that resumes an earlier number (not the one this call derived) reports that number,
+    also when the reply does not echo it: the result, or the unknown outcome to retry with."""
+
+    def reply(request: object) -> tuple[int, dict[str, str], bytes]:
+        fields = refund_success_fields(from_xml(request.body))  # type: ignore[attr-defined]
+        del fields["out_refund_no"]  # the reply does not echo the number
+        if unreadable:
+            fields["refund_fee"] = "one hundred"
+        return 200, XML_HEADERS, signed_reply(fields)
+
+    scripted.app.respond = reply
+    store = MemoryStore()
+    request: dict[str, object] = {"out_trade_no": "T1", "total_fee": 300, "refund_fee": 100}
+    async with WeChatPayClient(
+        APPID,
+        MCH_ID,
+        API_KEY,
+        cert=scripted.tls.client_certificate(),
+        base_url=scripted.base_url,
+        ca_file=scripted.tls.ca_file,
+        idempotency_store=store,
+    ) as client:
+        await _resumable(client, store, "order-T1-1", "R-EARLIER-1", **request)
+        if unreadable:
+            with pytest.raises(RefundOutcomeUnknown) as caught:
+                await client.refund(**request, idempotency_key="order-T1-1")  # type: ignore[arg-type]
+            reported = caught.value.refund_no
+        else:
+            result = await client.refund(**request, idempotency_key="order-T1-1")  # type: ignore[arg-type]
+            reported = result.out_refund_no
+    assert [from_xml(r.body)["out_refund_no"] for r in scripted.app.requests] == ["R-EARLIER-1"]
+    assert reported == "R-EARLIER-1"

@@ -295,21 +295,23 @@ class EftPayClient(BaseClient):
             settle=self._settle_refund,
         )
         outcome = await self._call(operation)
-        # The reply echoes refund_no (verified against what was sent). It is preferred because an
-        # idempotency store may have resumed an earlier number than the one minted here. A verified
-        # reply that cannot be typed is RefundOutcomeUnknown carrying the number (never a bare
+        # The number sent: an idempotency store may have resumed an earlier one than the one
+        # minted here (the reply echoes it too, verified against what was sent). A verified reply
+        # that cannot be typed is RefundOutcomeUnknown carrying the number (never a bare
         # DecodeError that would leave a caller without the number to retry or query with).
+        sent = outcome.refund_no or operation.refund_no
         return read_refund_reply(
             operation,
             lambda: structure_reply(
                 RefundResult,
                 outcome.fields,
-                refund_no=outcome.fields.get("refund_no") or operation.refund_no,
+                refund_no=outcome.fields.get("refund_no") or sent,
                 signature_rule=_rule(outcome),
                 attempts=outcome.attempts,
                 settled_by_query=outcome.settled_by_query,
                 replayed=outcome.replayed,
             ),
+            refund_no=sent,
         )
 
     async def _settle_refund(self, operation: Operation) -> Outcome | None:

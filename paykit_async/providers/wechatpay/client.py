@@ -200,15 +200,18 @@ class WeChatPayClient(BaseClient):
             settle=self._settle,
         )
         outcome = await self._call(operation)
+        # The number sent: an idempotency store may have resumed an earlier one than ``number``.
+        sent = outcome.refund_no or number
         return read_refund_reply(
             operation,
             lambda: parse_refund(
                 outcome.fields,
-                out_refund_no=number,
+                out_refund_no=sent,
                 attempts=outcome.attempts,
                 settled_by_query=outcome.settled_by_query,
                 replayed=outcome.replayed,
             ),
+            refund_no=sent,
         )
 
     async def query_refund(

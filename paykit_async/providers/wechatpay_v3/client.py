@@ -253,16 +253,19 @@ class WeChatPayV3Client(BaseClient):
             settle=self._settle,
         )
         outcome = await self._call(operation)
+        # The number sent: an idempotency store may have resumed an earlier one than ``number``.
+        sent = outcome.refund_no or number
         return read_refund_reply(
             operation,
             lambda: parse_refund(
                 outcome.fields,
-                out_refund_no=number,
+                out_refund_no=sent,
                 attempts=outcome.attempts,
                 settled_by_query=outcome.settled_by_query,
                 replayed=outcome.replayed,
                 request_id=outcome.request_id,
             ),
+            refund_no=sent,
         )
 
     def _query_operation(self, out_refund_no: str) -> Operation:
