@@ -11,9 +11,14 @@ import hashlib
 import hmac
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
+from typing import Any
 
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from paykit_async.providers.wechatpay import WeChatPayClient
+
+from ..servers import ScriptedServer
 
 APPID = "wx8888888888888888"
 MCH_ID = "1900000109"
@@ -117,4 +122,17 @@ def notification_body(
             "req_info": req_info,
             **outer,
         }
+    )
+
+
+def scripted_client(scripted: ScriptedServer, **options: Any) -> WeChatPayClient:
+    """A client of the test merchant for the scripted mutual-TLS server (its certificate and CA)."""
+    return WeChatPayClient(
+        APPID,
+        MCH_ID,
+        API_KEY,
+        cert=scripted.tls.client_certificate(),
+        base_url=scripted.base_url,
+        ca_file=scripted.tls.ca_file,
+        **options,
     )

@@ -10,7 +10,16 @@ from paykit_async.pipeline.stores import MemoryStore
 from paykit_async.providers.wechatpay import FailoverMiddleware, WeChatPayClient
 
 from ..servers import ScriptedServer
-from .helpers import API_KEY, APPID, MCH_ID, XML_HEADERS, from_xml, refund_success_fields, signed_reply
+from .helpers import (
+    API_KEY,
+    APPID,
+    MCH_ID,
+    XML_HEADERS,
+    from_xml,
+    refund_success_fields,
+    scripted_client,
+    signed_reply,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -57,15 +66,7 @@ async def test_idempotency_key_replays_without_a_second_refund(scripted: Scripte
         XML_HEADERS,
         signed_reply(refund_success_fields(from_xml(request.body))),
     )
-    async with WeChatPayClient(
-        APPID,
-        MCH_ID,
-        API_KEY,
-        cert=scripted.tls.client_certificate(),
-        base_url=scripted.base_url,
-        ca_file=scripted.tls.ca_file,
-        idempotency_store=MemoryStore(),
-    ) as client:
+    async with scripted_client(scripted, idempotency_store=MemoryStore()) as client:
         request = {"out_trade_no": "T1", "total_fee": 300, "refund_fee": 100, "idempotency_key": "order-T1-1"}
         first = await client.refund(**request)  # type: ignore[arg-type]
         again = await client.refund(**request)  # type: ignore[arg-type]
@@ -142,15 +143,7 @@ async def test_a_resumed_refund_number_is_the_one_reported(
     scripted.app.respond = reply
     store = MemoryStore()
     request: dict[str, object] = {"out_trade_no": "T1", "total_fee": 300, "refund_fee": 100}
-    async with WeChatPayClient(
-        APPID,
-        MCH_ID,
-        API_KEY,
-        cert=scripted.tls.client_certificate(),
-        base_url=scripted.base_url,
-        ca_file=scripted.tls.ca_file,
-        idempotency_store=store,
-    ) as client:
+    async with scripted_client(scripted, idempotency_store=store) as client:
         await _resumable(client, store, "order-T1-1", "R-EARLIER-1", **request)
         if unreadable:
             with pytest.raises(RefundOutcomeUnknown) as caught:

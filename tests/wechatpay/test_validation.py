@@ -10,7 +10,7 @@ from paykit_async import PaykitError, RetryPolicy, ValidationError
 from paykit_async.providers.wechatpay import RefundDetail, RefundGoods, WeChatPayClient
 
 from ..servers import ScriptedServer
-from .helpers import API_KEY, APPID, MCH_ID
+from .helpers import API_KEY, APPID, MCH_ID, scripted_client
 
 pytestmark = pytest.mark.anyio
 
@@ -55,14 +55,7 @@ def cases() -> list[tuple[dict[str, Any], str]]:
 async def test_bad_refund_input_is_refused_before_io(
     scripted: ScriptedServer, change: dict[str, Any], field: str
 ) -> None:
-    async with WeChatPayClient(
-        APPID,
-        MCH_ID,
-        API_KEY,
-        cert=scripted.tls.client_certificate(),
-        base_url=scripted.base_url,
-        ca_file=scripted.tls.ca_file,
-    ) as client:
+    async with scripted_client(scripted) as client:
         with pytest.raises(ValidationError) as caught:
             await client.refund(**{**GOOD, **change})
     assert caught.value.field == field
