@@ -86,6 +86,7 @@ __all__ = [
     "refund_key",
     "refund_many",
     "refund_number_rule",
+    "repeated_row_refusal",
 ]
 
 RefundRequest = Mapping[str, Any]
@@ -288,6 +289,36 @@ class EarlierRefund:
     refund_no: str
     #: True: the provider executed it; False: its outcome is unknown (it may have).
     succeeded: bool
+    #: The batch id it was sent under, when that is another batch than the one being run.
+    batch: str | None = None
+
+
+def _fate(refund: EarlierRefund) -> str:
+    return "succeeded" if refund.succeeded else "outcome unknown, it may have been paid"
+
+
+def repeated_row_refusal(
+    client: object, request: Mapping[str, Any], earlier: Sequence[EarlierRefund]
+) -> str | None:
+    """Why a batch row must not be sent, or None: the row names no refund number or
+    ``idempotency_key`` of its own and ``earlier`` (refunds of the row's order *with the row's
+    amounts* sent, or maybe sent, under another batch id, while the row was never sent under this
+    one) is not empty — most likely the same file run again under a new batch id by mistake, which
+    would refund every order again.
+
+    The caller finds ``earlier`` in its journal; this function is the one rule and message."""
+    if earlier and not explicitly_keyed(client, request):
+        where = [
+            f"batch id {refund.batch!r}: refund number {refund.refund_no} ({_fate(refund)})"
+            for refund in earlier
+        ]
+        return (
+            f"order {earlier[0].order} was already refunded {earlier[0].amounts} under another batch "
+            f"id: {'; '.join(where)}. Sending this row would refund the order again. If that is "
+            "intended (a second refund of the same amount), run again with --repeat-other-batches, or "
+            "give this row its own refund number or idempotency_key column. Nothing was sent for this row"
+        )
+    return None
 
 
 def edited_row_refusal(
@@ -303,9 +334,7 @@ def edited_row_refusal(
     if not earlier or explicitly_keyed(client, request):
         return None
     done = "; ".join(
-        f"refund number {refund.refund_no} ({refund.amounts}: "
-        f"{'succeeded' if refund.succeeded else 'outcome unknown, it may have been paid'})"
-        for refund in earlier
+        f"refund number {refund.refund_no} ({refund.amounts}: {_fate(refund)})" for refund in earlier
     )
     return (
         f"order {earlier[0].order} was already refunded by an earlier run of this batch, from a row "

@@ -34,6 +34,7 @@ from ..batch import (
     order_of,
     refund_key,
     refund_many,
+    repeated_row_refusal,
 )
 from ..errors import IdempotencyConflict, PaykitError
 from ..pipeline.retry import RetryPolicy
@@ -64,7 +65,8 @@ def refunds() -> None:
 )
 @click.option(
     "--batch-id",
-    help="Scopes row identities: the same row under another batch id is another refund "
+    help="Scopes row identities: the same row under another batch id is another refund (one the "
+    "journal shows refunded under another batch id is refused, see --repeat-other-batches) "
     f"[default: {DEFAULT_BATCH_ID!r} — a row's content alone identifies it, whatever the file].",
 )
 @click.option(
@@ -91,6 +93,12 @@ def refunds() -> None:
     help="Send rows the provider refused before again, under the same refund number "
     "(after fixing a key, a balance); --no-retry-failed reports the old refusal.",
 )
+@click.option(
+    "--repeat-other-batches",
+    is_flag=True,
+    help="Send rows whose order and amounts the journal shows refunded under another --batch-id "
+    "(a second refund on purpose); without it they are refused and nothing is sent for them.",
+)
 @click.option("--dry-run", is_flag=True, help="Run every check the real run makes; send nothing.")
 def refunds_run(
     csv_file: Path,
@@ -105,6 +113,7 @@ def refunds_run(
     retry_delay: float,
     deadline: float,
     retry_failed: bool,
+    repeat_other_batches: bool,
     dry_run: bool,
 ) -> None:
     """Refund every row of FILE.csv, exactly once, resumable after a crash.
@@ -159,6 +168,7 @@ def refunds_run(
         rate=rate,
         retry=retry,
         retry_failed=retry_failed,
+        repeat_other_batches=repeat_other_batches,
     )
     journal_path = journal if journal is not None else csv_file.with_name(csv_file.name + ".journal.db")
     if dry_run:
@@ -246,6 +256,7 @@ class _Job:
     rate: float | None
     retry: RetryPolicy
     retry_failed: bool
+    repeat_other_batches: bool = False
 
     def requests(
         self, client: Any, numbers: dict[int, int], edits: _Edits
@@ -260,7 +271,9 @@ class _Job:
                 if reason is not None:
                     yield InvalidRequest(reason=reason, fields=request, code="DuplicateRow")
                     continue
-                reason = edits.refusal(client, request, self.batch)
+                reason = edits.refusal(
+                    client, request, self.batch, repeat_other_batches=self.repeat_other_batches
+                )
                 if reason is not None:
                     yield InvalidRequest(reason=reason, fields=request, code=IdempotencyConflict.__name__)
                     continue
@@ -291,26 +304,21 @@ class _Edits:
 
     earlier: Mapping[str, tuple[EarlierRefund, ...]] = attrs.field(factory=dict)
     journaled: frozenset[str] = frozenset()
+    #: Refunds sent (or maybe sent) under other batch ids, by (order alias, amounts).
+    other_batches: Mapping[tuple[str, str], tuple[EarlierRefund, ...]] = attrs.field(factory=dict)
+    #: The keys this batch has claimed in the journal (rows it sent, or may have sent).
+    claimed: frozenset[str] = frozenset()
 
     @classmethod
     def read(cls, db: sqlite3.Connection, survey: _Survey, batch: str, client: Any) -> _Edits:
         earlier: dict[str, list[EarlierRefund]] = {}
         journaled: set[str] = set()
         try:
-            rows = db.execute(
-                "SELECT r.key, r.order_key, r.order_text, r.amounts, i.refund_no, i.state, i.result"
-                " FROM paykit_batch_rows r JOIN paykit_idempotency i ON i.key = r.key"
-                " WHERE r.batch = ? AND i.state IN (?, ?)",
-                (batch, *_MONEY_MAY_HAVE_MOVED),
-            )
-            for key, order_key, order_text, amounts, refund_no, state, result in rows:
+            for key, _batch, order_key, order_text, amounts, refund_no, state, result in _money_moved(
+                db, batch, in_batch=True
+            ):
                 if _short(key) not in survey.keys:
-                    refund = EarlierRefund(
-                        order=order_text,
-                        amounts=amounts,
-                        refund_no=refund_no,
-                        succeeded=state == RecordState.SUCCEEDED.value,
-                    )
+                    refund = _journaled_refund(order_text, amounts, refund_no, state)
                     # The order under every name the provider's reply gave it (a row may name it
                     # by out_trade_no, its edit by transaction_id: the same order).
                     for alias in dict.fromkeys((order_key, *_reply_orders(client, result))):
@@ -324,21 +332,88 @@ class _Edits:
                         (batch, order_key),
                     )
                 )
+            other, claimed = _other_batches(db, batch, client)
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):  # a new journal, or one of a run before this table
                 return cls()
             raise
-        return cls(earlier={k: tuple(v) for k, v in earlier.items()}, journaled=frozenset(journaled))
+        return cls(
+            earlier={k: tuple(v) for k, v in earlier.items()},
+            journaled=frozenset(journaled),
+            other_batches=other,
+            claimed=claimed,
+        )
 
-    def refusal(self, client: Any, request: Mapping[str, Any], batch: str) -> str | None:
-        """Why ``request`` is refused as an edit of a row already refunded, or None."""
-        if not self.earlier:
+    def refusal(
+        self, client: Any, request: Mapping[str, Any], batch: str, *, repeat_other_batches: bool = False
+    ) -> str | None:
+        """Why ``request`` is refused — as an edit of a row already refunded, or as a row another
+        batch id already refunded (unless ``repeat_other_batches``) — or None."""
+        if not self.earlier and (repeat_other_batches or not self.other_batches):
             return None
         order = order_of(client, request)
-        earlier = None if order is None else self.earlier.get(order.key)
-        if not earlier or refund_key(client, request, batch_id=batch) in self.journaled:
+        if order is None:
             return None
-        return edited_row_refusal(client, request, earlier)
+        key = refund_key(client, request, batch_id=batch)
+        earlier = self.earlier.get(order.key)
+        if earlier and key not in self.journaled:
+            return edited_row_refusal(client, request, earlier)
+        repeated = self.other_batches.get((order.key, order.amounts))
+        if repeated and not repeat_other_batches and key not in self.claimed:
+            return repeated_row_refusal(client, request, repeated)
+        return None
+
+
+def _other_batches(
+    db: sqlite3.Connection, batch: str, client: Any
+) -> tuple[dict[tuple[str, str], tuple[EarlierRefund, ...]], frozenset[str]]:
+    """The refunds other batch ids of this journal sent (or may have sent), by (order alias,
+    amounts), and the keys this batch has claimed: a row of this batch that was never sent but
+    whose order and amounts another batch id refunded is most likely the file run again under a
+    new batch id (:func:`repeated_row_refusal`)."""
+    other: dict[tuple[str, str], list[EarlierRefund]] = {}
+    for _key, other_batch, order_key, order_text, amounts, refund_no, state, result in _money_moved(
+        db, batch, in_batch=False
+    ):
+        refund = _journaled_refund(order_text, amounts, refund_no, state, batch=other_batch)
+        for alias in dict.fromkeys((order_key, *_reply_orders(client, result))):
+            other.setdefault((alias, amounts), []).append(refund)
+    claimed = frozenset(
+        key
+        for (key,) in db.execute(
+            "SELECT r.key FROM paykit_batch_rows r JOIN paykit_idempotency i ON i.key = r.key"
+            " WHERE r.batch = ?",
+            (batch,),
+        )
+    )
+    return {k: tuple(v) for k, v in other.items()}, claimed
+
+
+_MONEY_MOVED = (
+    "SELECT r.key, r.batch, r.order_key, r.order_text, r.amounts, i.refund_no, i.state, i.result"
+    " FROM paykit_batch_rows r JOIN paykit_idempotency i ON i.key = r.key"
+    " WHERE i.state IN (?, ?) AND "
+)
+
+
+def _money_moved(db: sqlite3.Connection, batch: str, *, in_batch: bool) -> sqlite3.Cursor:
+    """The journal's rows of ``batch`` (or, not ``in_batch``, of every other batch) whose refund
+    succeeded or has an unknown outcome, with their claims: key, batch, order key and text,
+    amounts, refund number, state and recorded result."""
+    query = _MONEY_MOVED + ("r.batch = ?" if in_batch else "r.batch != ?")
+    return db.execute(query, (*_MONEY_MAY_HAVE_MOVED, batch))
+
+
+def _journaled_refund(
+    order: str, amounts: str, refund_no: str, state: str, *, batch: str | None = None
+) -> EarlierRefund:
+    return EarlierRefund(
+        order=order,
+        amounts=amounts,
+        refund_no=refund_no,
+        succeeded=state == RecordState.SUCCEEDED.value,
+        batch=batch,
+    )
 
 
 def _reply_orders(client: Any, result: str | None) -> tuple[str, ...]:

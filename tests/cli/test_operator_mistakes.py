@@ -455,21 +455,33 @@ def test_a_changed_description_of_a_finished_row_is_refused_not_refunded_again(t
     _assert_refunded_as(snapshot, {row["out_trade_no"]: row["refund_fee"] for row in rows})
 
 
+def _transaction_id(prefix: str, i: int) -> str:
+    return f"42{ord(prefix):08d}{i:018d}"
+
+
+def _orders_with_transaction_ids(live: LiveSimulator, prefix: str) -> list[dict[str, Any]]:
+    """Three orders with WeChat transaction ids (:func:`_transaction_id`) and their rows by out_trade_no."""
+    rows = []
+    for i in range(3):
+        live.simulator.add_wechatpay_order(
+            f"{prefix}{i}", 1000 + i, transaction_id=_transaction_id(prefix, i)
+        )
+        rows.append({"out_trade_no": f"{prefix}{i}", "total_fee": 1000 + i, "refund_fee": 300 + i})
+    return rows
+
+
 def test_an_order_renamed_by_its_transaction_id_is_not_refunded_again(tmp_path: Path) -> None:
     """The operator's next export names the orders by WeChat's transaction_id instead of
     out_trade_no: the same refunds, under another identity (so another derived number). The
     journal holds the first refunds' replies, which name both: the renamed rows are refused — in
     the dry run too — and the ledger keeps one payout per order."""
     with live_simulator(SimulatorConfig(completion_delay=0)) as live:
-        rows = []
-        for i in range(3):
-            live.simulator.add_wechatpay_order(f"N{i}", 1000 + i, transaction_id=f"4200000000{i:018d}")
-            rows.append({"out_trade_no": f"N{i}", "total_fee": 1000 + i, "refund_fee": 300 + i})
+        rows = _orders_with_transaction_ids(live, "N")
         csv_file = write_csv(tmp_path / "renamed.csv", rows)
         first = _run(live, csv_file, tmp_path / "one.jsonl")
         assert first.returncode == 0, first.stderr
         renamed = [
-            {"transaction_id": f"4200000000{i:018d}", **{k: v for k, v in r.items() if k != "out_trade_no"}}
+            {"transaction_id": _transaction_id("N", i), **{k: v for k, v in r.items() if k != "out_trade_no"}}
             for i, r in enumerate(rows)
         ]
         write_csv(csv_file, renamed)
@@ -480,3 +492,52 @@ def test_an_order_renamed_by_its_transaction_id_is_not_refunded_again(tmp_path: 
             assert [r["status"] for r in results] == ["invalid"] * 3, results
             assert all(r["error_code"] == "IdempotencyConflict" for r in results), results
         _assert_refunded_as(live.simulator.snapshot(), _expected(rows))
+
+
+def test_the_same_file_under_a_new_batch_id_is_not_refunded_again(tmp_path: Path) -> None:
+    """A script that passes ``--batch-id $(date +%F)`` runs yesterday's file again today: under the
+    new batch id every row is another identity (another derived number). The journal holds the
+    first batch's refunds by order and amounts, so the rows are refused — in the dry run too, and
+    also when the file names the orders by transaction_id — until the operator says a second refund
+    is meant (``--repeat-other-batches``); a third run of that second batch then replays it."""
+    with live_simulator(SimulatorConfig(completion_delay=0)) as live:
+        rows = _orders_with_transaction_ids(live, "B")
+        csv_file = write_csv(tmp_path / "event.csv", rows)
+        first = _run(live, csv_file, tmp_path / "one.jsonl", "--batch-id", "2026-11-26")
+        assert first.returncode == 0, first.stderr
+        renamed = [
+            {"transaction_id": _transaction_id("B", i), **{k: v for k, v in r.items() if k != "out_trade_no"}}
+            for i, r in enumerate(rows)
+        ]
+        for name, extra, written in (
+            ("dry.jsonl", ("--dry-run",), rows),
+            ("two.jsonl", (), rows),
+            ("renamed.jsonl", (), renamed),
+        ):
+            write_csv(csv_file, written)
+            again = _run(live, csv_file, tmp_path / name, "--batch-id", "2026-11-27", *extra)
+            assert again.returncode == 1, again.stderr
+            results = read_results(tmp_path / name)
+            assert [r["status"] for r in results] == ["invalid"] * 3, results
+            assert all(r["error_code"] == "IdempotencyConflict" for r in results), results
+            assert all("'2026-11-26'" in r["error_message"] for r in results), results
+            assert all("--repeat-other-batches" in r["error_message"] for r in results), results
+        _assert_refunded_as(live.simulator.snapshot(), _expected(rows))
+        # A partial refund of another amount under another batch id is not a repeat.
+        write_csv(csv_file, [{**rows[0], "refund_fee": 100}])
+        other = _run(live, csv_file, tmp_path / "other.jsonl", "--batch-id", "2026-11-27")
+        assert other.returncode == 0, other.stderr
+        # Meant: a second refund of the same amount of B0.
+        write_csv(csv_file, [rows[0]])
+        meant = _run(
+            live, csv_file, tmp_path / "meant.jsonl", "--batch-id", "second", "--repeat-other-batches"
+        )
+        assert meant.returncode == 0, meant.stderr
+        replay = _run(live, csv_file, tmp_path / "replay.jsonl", "--batch-id", "second")
+        assert replay.returncode == 0, replay.stderr
+        assert read_results(tmp_path / "replay.jsonl")[0]["replayed"] is True
+        snapshot = live.simulator.snapshot()
+    assert snapshot.order("wechatpay", "B0").refunded == 300 + 100 + 300
+    assert snapshot.order("wechatpay", "B0").payouts == 3
+    assert snapshot.order("wechatpay", "B1").payouts == 1
+    assert snapshot.order("wechatpay", "B2").payouts == 1
