@@ -184,7 +184,7 @@ async def run(
                 return response.content
 
             return await _measure(call, count, concurrency, warmup)
-    if kind == "transport-aiohttp":
+    if kind in ("transport-aiohttp", "floor-aiohttp"):
         # paykit's AiohttpTransport alone, sending the same pre-built body: where the time goes
         # between raw aiohttp and the full client.
         from paykit_async import ClientCertificate
@@ -204,6 +204,22 @@ async def run(
             if response.status_code != 200:
                 raise RuntimeError(f"HTTP {response.status_code}")
             return response
+
+        if kind == "floor-aiohttp":
+            # The least work a verified refund needs, on the same transport (benchmarks.floor).
+            from .floor import make_floor_refund
+
+            floor = make_floor_refund(
+                transport, target, appid=WECHAT_APPID, mch_id=WECHAT_MCH_ID, api_key=WECHAT_API_KEY
+            )
+
+            async def send(i: int) -> Any:
+                return await floor(
+                    total_fee=100,
+                    refund_fee=100,
+                    out_trade_no="1217752501201407033233368018",
+                    out_refund_no=_refund_no(i),
+                )
 
         try:
             return await _measure(send, count, concurrency, warmup)
