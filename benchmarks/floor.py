@@ -35,8 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .fixtures import WECHAT_API_KEY, WECHAT_APPID, WECHAT_MCH_ID, make_tls_material
-from .processes import started
-from .throughput import measure_kind
+from .paired import paired_rounds
 
 __all__ = ["FloorRefund", "make_floor_refund", "measure_in_memory"]
 
@@ -188,17 +187,7 @@ def main() -> None:
         f"in memory (CPU µs per refund, best of 7): floor {memory['floor']:.1f}, "
         f"paykit client.refund() {memory['paykit']:.1f}\n"
     )
-    results: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
-    with tempfile.TemporaryDirectory(prefix="paykit-floor-") as directory:
-        tls = Path(directory)
-        make_tls_material(tls)
-        with started(["-m", "benchmarks.endpoint", "--tls-dir", str(tls), "--echo"]) as (port, _pid):
-            url = f"https://127.0.0.1:{port}"
-            for round_number in range(args.rounds):
-                for kind in KINDS:
-                    results[kind].append(measure_kind(kind, url, tls, args.count, 64, 1))
-                shown = ", ".join(f"{kind} {results[kind][-1]['cpu_us']:.1f} µs" for kind in KINDS)
-                sys.stdout.write(f"round {round_number + 1}: {shown}\n")
+    results = paired_rounds(KINDS, rounds=args.rounds, count=args.count)
     transport, raw = results["transport-aiohttp"], results["raw-aiohttp"]
     for kind in ("floor-aiohttp", "paykit-aiohttp"):
         share = [k["cpu_us"] - t["cpu_us"] for k, t in zip(results[kind], transport, strict=True)]

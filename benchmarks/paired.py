@@ -13,6 +13,7 @@ import argparse
 import statistics
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +24,32 @@ from .throughput import measure_kind
 KINDS = ("raw-aiohttp", "transport-aiohttp", "paykit-aiohttp")
 
 
+def paired_rounds(
+    kinds: Sequence[str], *, rounds: int, count: int, concurrency: int = 64
+) -> dict[str, list[dict[str, Any]]]:
+    """``kinds`` measured in turn, ``rounds`` times, against one local endpoint (each in a fresh
+    worker process); prints each round. Results by kind, one per round."""
+    results: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+    with tempfile.TemporaryDirectory(prefix="paykit-paired-") as directory:
+        tls = Path(directory)
+        make_tls_material(tls)
+        with started(["-m", "benchmarks.endpoint", "--tls-dir", str(tls), "--echo"]) as (port, _pid):
+            url = f"https://127.0.0.1:{port}"
+            for round_number in range(rounds):
+                for kind in kinds:
+                    results[kind].append(measure_kind(kind, url, tls, count, concurrency, 1))
+                shown = ", ".join(f"{kind} {results[kind][-1]['cpu_us']:.1f} µs" for kind in kinds)
+                sys.stdout.write(f"round {round_number + 1}: {shown}\n")
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=64)
     args = parser.parse_args()
-    results: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
-    with tempfile.TemporaryDirectory(prefix="paykit-paired-") as directory:
-        tls = Path(directory)
-        make_tls_material(tls)
-        with started(["-m", "benchmarks.endpoint", "--tls-dir", str(tls), "--echo"]) as (port, _pid):
-            url = f"https://127.0.0.1:{port}"
-            for round_number in range(args.rounds):
-                for kind in KINDS:
-                    results[kind].append(measure_kind(kind, url, tls, args.count, args.concurrency, 1))
-                shown = ", ".join(f"{kind} {results[kind][-1]['cpu_us']:.1f} µs" for kind in KINDS)
-                sys.stdout.write(f"round {round_number + 1}: {shown}\n")
+    results = paired_rounds(KINDS, rounds=args.rounds, count=args.count, concurrency=args.concurrency)
     for kind in KINDS:
         cpu = statistics.median(m["cpu_us"] for m in results[kind])
         rate = statistics.median(m["per_second"] for m in results[kind])
