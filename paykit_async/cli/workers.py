@@ -101,6 +101,12 @@ async def _connect(workers: Any, redis_url: str, queue: str) -> Any:
     help="Queue again rows whose job ended without a success (refused, unknown), under the same "
     "refund number (after fixing a key, a balance); --no-retry-failed leaves them as they ended.",
 )
+@click.option(
+    "--repeat-other-batches",
+    is_flag=True,
+    help="Queue rows whose order and amounts another --batch-id on this Redis has refunded (a second "
+    "refund on purpose); without it they are refused and not queued.",
+)
 def refunds_enqueue(
     csv_file: Path,
     provider: str,
@@ -110,6 +116,7 @@ def refunds_enqueue(
     queue: str,
     out: Path | None,
     retry_failed: bool,
+    repeat_other_batches: bool,
 ) -> None:
     """Queue one refund job per row of FILE.csv for 'paykit worker' processes.
 
@@ -145,7 +152,17 @@ def refunds_enqueue(
     try:
         counts = anyio.run(
             lambda: _enqueue_rows(
-                workers, client, rows, survey, batch, redis_url, queue, provider, sink, retry_failed
+                workers,
+                client,
+                rows,
+                survey,
+                batch,
+                redis_url,
+                queue,
+                provider,
+                sink,
+                retry_failed=retry_failed,
+                repeat_other_batches=repeat_other_batches,
             )
         )
     finally:
@@ -169,7 +186,9 @@ async def _enqueue_rows(
     queue: str,
     provider: str,
     sink: Any,
+    *,
     retry_failed: bool,
+    repeat_other_batches: bool,
 ) -> dict[str, int]:
     counts = {"enqueued": 0, "already_enqueued": 0, "invalid": 0}
     pool = await _connect(workers, redis_url, queue)
@@ -178,7 +197,9 @@ async def _enqueue_rows(
         earlier, journaled = await workers.earlier_refunds(
             pool, batch, present=lambda key: _short(key) in survey.keys
         )
-        edits = _Edits(earlier=earlier, journaled=journaled)
+        # And the jobs of other batch ids: the same file queued again under a new batch id.
+        other_batches, claimed = await workers.other_batch_refunds(pool, batch)
+        edits = _Edits(earlier=earlier, journaled=journaled, other_batches=other_batches, claimed=claimed)
         async with client:
             for number, request in rows:
                 line = await _enqueue_row(
@@ -192,7 +213,8 @@ async def _enqueue_rows(
                     provider,
                     number,
                     request,
-                    retry_failed,
+                    retry_failed=retry_failed,
+                    repeat_other_batches=repeat_other_batches,
                 )
                 counts[line["status"]] += 1
                 sink.write(json.dumps(line, default=json_default, ensure_ascii=False) + "\n")
@@ -212,14 +234,16 @@ async def _enqueue_row(
     provider: str,
     number: int,
     request: Mapping[str, Any] | InvalidRequest,
+    *,
     retry_failed: bool,
+    repeat_other_batches: bool,
 ) -> dict[str, Any]:
     if isinstance(request, InvalidRequest):
         return _invalid(number, request.code, request.reason)
     duplicate = survey.duplicate_of(client, request, batch, number)
     if duplicate is not None:
         return _invalid(number, "DuplicateRow", duplicate)
-    edited = edits.refusal(client, request, batch)
+    edited = edits.refusal(client, request, batch, repeat_other_batches=repeat_other_batches)
     if edited is not None:
         return _invalid(number, IdempotencyConflict.__name__, edited)
     key = refund_key(client, request, batch_id=batch)

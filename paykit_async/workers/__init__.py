@@ -28,6 +28,7 @@ from .batches import (
     earlier_refunds,
     enqueue_refund,
     job_id_for,
+    other_batch_refunds,
 )
 from .jobs import JOB_NAME, MAX_TRIES, RETRY_DELAYS, WorkerState, outcome_record, refund_job
 from .settings import (
@@ -57,6 +58,7 @@ __all__ = [
     "earlier_refunds",
     "enqueue_refund",
     "job_id_for",
+    "other_batch_refunds",
     "outcome_record",
     "refund_job",
     "worker_settings",

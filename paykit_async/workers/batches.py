@@ -29,6 +29,7 @@ __all__ = [
     "earlier_refunds",
     "enqueue_refund",
     "job_id_for",
+    "other_batch_refunds",
 ]
 
 #: Statuses of :class:`JobRecord`, as ``paykit refunds status`` counts them.
@@ -186,7 +187,53 @@ async def earlier_refunds(
             if not present(job_id[prefix:]):
                 gone.append((job_id, info))
     earlier: dict[str, list[EarlierRefund]] = {}
-    for job, (_job_id, info) in zip(await _job_records(pool, gone), gone, strict=True):
+    for refund, orders in await _refunds_that_may_have_paid(pool, gone):
+        for order in orders:
+            earlier.setdefault(order, []).append(refund)
+    keys = frozenset(key for order in earlier for key in by_order.get(order, ()))
+    return {order: tuple(refunds) for order, refunds in earlier.items()}, keys
+
+
+async def other_batch_refunds(
+    pool: Any, batch_id: str
+) -> tuple[dict[tuple[str, str], tuple[EarlierRefund, ...]], frozenset[str]]:
+    """What the listings of every *other* batch id say, for
+    :func:`~paykit_async.batch.repeated_row_refusal`: by (order key, amounts), the refunds their
+    jobs made, may have made (outcome unknown) or still may (queued, running) — under each name the
+    provider's reply gave the order — and the keys of the jobs ``batch_id`` itself has queued (a
+    row queued before is never refused as a repeat). Listings expire with the results they list
+    (:data:`KEEP_RESULTS`)."""
+    own = batch_key(batch_id)
+    prefix = len(batch_key(""))
+    other: dict[tuple[str, str], list[EarlierRefund]] = {}
+    async for raw_name in pool.scan_iter(match=batch_key("*"), count=500):
+        name = _text(raw_name)
+        if name == own:
+            continue
+        listed = [
+            (job_id, info)
+            for job_id, info in (
+                (_text(raw_id), json.loads(_text(value)))
+                for raw_id, value in (await pool.hgetall(name)).items()
+            )
+            if isinstance(info.get("order"), str)
+        ]
+        for refund, orders in await _refunds_that_may_have_paid(pool, listed, batch=name[prefix:]):
+            for order in orders:
+                other.setdefault((order, refund.amounts), []).append(refund)
+    job_prefix = len(job_id_for(""))
+    claimed = frozenset(_text(job_id)[job_prefix:] for job_id in await pool.hkeys(own))
+    return {key: tuple(refunds) for key, refunds in other.items()}, claimed
+
+
+async def _refunds_that_may_have_paid(
+    pool: Any, listed: Sequence[tuple[str, Any]], *, batch: str | None = None
+) -> list[tuple[EarlierRefund, tuple[str, ...]]]:
+    """The jobs of ``listed`` (job id, listing entry with its order) that did not fail, each as
+    an :class:`EarlierRefund` with the order keys it is known by: the listed one and every name the
+    provider's reply gave the order (see refund_job)."""
+    found: list[tuple[EarlierRefund, tuple[str, ...]]] = []
+    for job, (_job_id, info) in zip(await _job_records(pool, listed), listed, strict=True):
         if job.progress == FAILED:
             continue
         refund = EarlierRefund(
@@ -194,14 +241,12 @@ async def earlier_refunds(
             amounts=str(info.get("amounts")),
             refund_no=str(job.record.get("refund_no") or info.get("refund_no")),
             succeeded=job.progress == DONE,
+            batch=batch,
         )
-        # The order under every name the provider's reply gave it (see refund_job).
         aliases = job.record.get("order_keys")
         names = [info["order"], *(aliases if isinstance(aliases, list) else ())]
-        for order in dict.fromkeys(name for name in names if isinstance(name, str)):
-            earlier.setdefault(order, []).append(refund)
-    keys = frozenset(key for order in earlier for key in by_order.get(order, ()))
-    return {order: tuple(refunds) for order, refunds in earlier.items()}, keys
+        found.append((refund, tuple(dict.fromkeys(name for name in names if isinstance(name, str)))))
+    return found
 
 
 async def _job_records(pool: Any, members: Sequence[tuple[str, Mapping[str, Any]]]) -> tuple[JobRecord, ...]:

@@ -190,15 +190,15 @@ def test_rows_refused_for_a_wrong_key_are_sent_again_once_it_is_fixed_and_each_o
 
 def _queue_commands(
     tmp_path: Path, csv_file: Path, config: Path, redis_url: str, batch: str, queue: str
-) -> tuple[Callable[[str, list[dict[str, object]]], list[dict[str, object]]], Callable[[], None]]:
+) -> tuple[Callable[..., list[dict[str, object]]], Callable[[], None]]:
     """``enqueue(out, rows)`` (write the CSV, ``paykit refunds enqueue`` it, read its ``--out``) and
     ``work()`` (one ``paykit worker --burst``) for one batch on one queue."""
 
-    def enqueue(out: str, rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    def enqueue(out: str, rows: list[dict[str, object]], *extra: str) -> list[dict[str, object]]:
         write_csv(csv_file, rows)
         done = run_paykit(
             "refunds", "enqueue", csv_file, "-p", "wechatpay", "--config", config, "--redis", redis_url,
-            "--batch-id", batch, "--queue", queue, "--out", tmp_path / out,
+            "--batch-id", batch, "--queue", queue, "--out", tmp_path / out, *extra,
         )  # fmt: skip
         assert done.returncode in (0, 1), done.stderr
         return read_results(tmp_path / out)
@@ -368,3 +368,39 @@ def test_without_the_workers_extra_each_command_names_it_in_one_line(
     }
     done = run_paykit(*(part.format(**values) for part in command), env={"PYTHONPATH": str(tmp_path)})
     assert_one_error_line(done, 'pip install "paykit_async[workers]"', "(missing: arq)")
+
+
+def test_the_same_file_queued_under_a_new_batch_id_is_not_queued_again(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    """Operator: a script queues the file under ``--batch-id <today>``; run again the next day it
+    queues the same file under a new batch id — another identity, another derived number. The
+    other batch's listing says the order was refunded with these amounts: refused, unless a second
+    refund is meant (``--repeat-other-batches``)."""
+    with live_simulator(SimulatorConfig(completion_delay=0.0)) as live:
+        live.simulator.add_wechatpay_order("T006", 1000)
+        rows = [{"out_trade_no": "T006", "total_fee": 1000, "refund_fee": 300}]
+        csv_file = tmp_path / "batch.csv"
+        config = live.config_file(tmp_path)
+        queue = f"{redis_prefix}queue"
+        commands = {
+            day: _queue_commands(tmp_path, csv_file, config, redis_url, f"{redis_prefix}{day}", queue)
+            for day in ("2026-11-26", "2026-11-27")
+        }
+        enqueue, work = commands["2026-11-26"]
+        assert [line["status"] for line in enqueue("q1.jsonl", rows)] == ["enqueued"]
+        work()
+        enqueue, work = commands["2026-11-27"]
+        second = enqueue("q2.jsonl", rows)
+        assert (second[0]["status"], second[0]["error_code"]) == ("invalid", "IdempotencyConflict"), second
+        assert f"'{redis_prefix}2026-11-26'" in str(second[0]["error_message"])
+        work()
+        assert live.simulator.snapshot().order("wechatpay", "T006").payouts == 1
+        # Meant: the flag queues it, and queueing the same batch again then adds nothing.
+        meant = enqueue("q3.jsonl", rows, "--repeat-other-batches")
+        assert [line["status"] for line in meant] == ["enqueued"], meant
+        work()
+        assert [line["status"] for line in enqueue("q4.jsonl", rows)] == ["already_enqueued"]
+        snapshot = live.simulator.snapshot()
+    order = snapshot.order("wechatpay", "T006")
+    assert (order.payouts, order.refunded) == (2, 600)
