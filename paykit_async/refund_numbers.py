@@ -112,6 +112,11 @@ class RefundNumberRule:
             number = new_refund_no(length=self.derived_length)
         return {**request, self.field: number}, number
 
+    def identity_text(self, name: str, value: object) -> str:
+        """``value`` of argument ``name`` as :meth:`identity_of` reads it: amounts as canonical
+        decimal text (``"5.10"`` → ``"5.1"``), other values stripped."""
+        return _amount_text(value) if name in self.amounts else _plain_text(value)
+
     def identity_of(self, request: Mapping[str, Any], *, merchant: str) -> str:
         """A SHA-256 (hex) of what identifies the refund ``request`` asks for at ``merchant``.
 
@@ -126,7 +131,7 @@ class RefundNumberRule:
             value = request.get(name)
             if value is None or value == "":
                 continue
-            fields[name] = _amount_text(value) if name in self.amounts else _plain_text(value)
+            fields[name] = self.identity_text(name, value)
         document = {"provider": self.provider, "merchant": merchant, "fields": fields}
         canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()

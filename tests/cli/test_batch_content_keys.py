@@ -22,7 +22,7 @@ from paykit_async import (
     WeChatPayClient,
     refund_many,
 )
-from paykit_async.batch import RateLimiter, refund_key
+from paykit_async.batch import RateLimiter, order_of, refund_key
 from paykit_async.pipeline import FakeClock
 from paykit_async.pipeline.stores import IdempotencyRecord, IdempotencyStore
 from paykit_async.simulator import DEMO_EFTPAY, DEMO_WECHATPAY, Simulator, SimulatorConfig
@@ -152,6 +152,13 @@ def test_refund_keys_hash_identity_only() -> None:
         for amount in ("5.10", "5.1", Decimal("5.100"), " 5.10 ")
     }
     assert len(amounts) == 1
+    # The order's amounts read the same way, so a repeat under another batch id is found whatever
+    # the spelling (the journal matches refunds of other batch ids by order and amounts).
+    shown = {
+        order_of(eft, {**order, "transaction_amount": amount}).amounts  # type: ignore[union-attr]
+        for amount in ("5.10", "5.1", Decimal("5.100"), " 5.10 ")
+    }
+    assert shown == {"transaction_amount=5.1, total_fee=12.3"}
     # Order numbers are compared as text: leading zeros matter.
     assert refund_key(eft, {**order, "out_trade_no": "0012", "transaction_amount": "1"}, batch_id="b") != (
         refund_key(eft, {**order, "out_trade_no": "12", "transaction_amount": "1"}, batch_id="b")
