@@ -157,7 +157,10 @@ class BatchOutcome:
         row and a ``paykit worker`` job records, so that both paths report a row alike.
 
         Every row error has one shape: ``row N: message`` (the message alone when ``row`` is None),
-        an ``error_code`` and the refund number when there is one. ``attempts`` is 0 for a row
+        an ``error_code`` and the refund number when there is one. ``provider_status`` is the
+        provider's state of the refund when its reply names one (WeChat v3 ``status``, eftPay
+        ``trade_status``, WeChat v2 ``refund_status`` when settled by a query): ``succeeded`` means
+        *accepted*, and this says whether it is still processing. ``attempts`` is 0 for a row
         never sent (invalid, or ready in a dry run); ``replayed`` says the provider was not called
         for a success or a definite refusal (:func:`count_attempts` counted none). ``store`` names
         what holds the refund in the hint of an :class:`~paykit_async.errors.IdempotencyConflict`.
@@ -167,6 +170,13 @@ class BatchOutcome:
         for name in ("refund_id", "transaction_id"):
             provider_refund_id = getattr(result, name, None)
             if provider_refund_id:
+                break
+        # "succeeded" means accepted; the provider's own word on the refund, where its reply has one.
+        provider_status = None
+        for name in ("status", "trade_status", "refund_status"):
+            value = getattr(result, name, None)
+            if isinstance(value, str) and value:
+                provider_status = str(value)
                 break
         status = self.status
         attempts = 0 if status in (BatchStatus.INVALID, BatchStatus.READY) else self.attempts
@@ -191,6 +201,7 @@ class BatchOutcome:
             "status": status.value,
             "refund_no": self.refund_no,
             "provider_refund_id": provider_refund_id,
+            "provider_status": provider_status,
             "error_code": self.error_code,
             "error_message": message,
             "attempts": attempts,

@@ -306,6 +306,9 @@ def test_payjs_and_eftpay_batches_from_csv(tmp_path: Path) -> None:
             result = run_paykit("refunds", "run", csv_file, "-p", provider, "--config", config, "--out", out)
             assert result.returncode == 0, result.stderr
             assert [r["status"] for r in read_results(out)] == ["succeeded"] * 10
+            # eftPay's reply says where the refund is; PAYJS's says nothing more than accepted.
+            statuses = {r["provider_status"] for r in read_results(out)}
+            assert statuses == ({None} if provider == "payjs" else {"TRADE_REFUND"}), statuses
             again = run_paykit("refunds", "run", csv_file, "-p", provider, "--config", config, "--out", out)
             assert again.returncode == 0, again.stderr
             assert all(r["replayed"] for r in read_results(out))

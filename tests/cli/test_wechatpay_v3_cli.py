@@ -81,6 +81,8 @@ def test_refunds_run_from_csv(tmp_path: Path) -> None:
         results = read_results(out)
         assert [r["status"] for r in results] == ["succeeded"] * 10
         assert all(r["provider_refund_id"] for r in results)
+        # Accepted is not done: the provider's own state of each refund is in the results.
+        assert {r["provider_status"] for r in results} <= {"PROCESSING", "SUCCESS"}, results
         again = run_paykit("refunds", "run", csv_file, "-p", "wechatpay-v3", "--config", config, "--out", out)
         assert again.returncode == 0, again.stderr
         assert all(r["replayed"] for r in read_results(out))
