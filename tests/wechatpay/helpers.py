@@ -45,7 +45,8 @@ def to_xml(fields: Mapping[str, str], root: str = "xml") -> bytes:
     element = ET.Element(root)
     for name, value in fields.items():
         ET.SubElement(element, name).text = value
-    return ET.tostring(element, encoding="utf-8")
+    body: bytes = ET.tostring(element, encoding="utf-8")
+    return body
 
 
 def from_xml(body: bytes) -> dict[str, str]:
