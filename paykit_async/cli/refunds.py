@@ -41,6 +41,14 @@ from ..pipeline.retry import RetryPolicy
 from ..pipeline.stores.base import RecordedOutcome, RecordState, load_result
 from .app import CONFIG_HELP, PROVIDER_CHOICE, cli, fail, json_default, progress_bar
 from .config import ConfigError, ProviderSettings, build_client, load_settings
+from .provider_check import (
+    CHECKED_PROVIDERS,
+    ProviderRefunds,
+    order_identifier,
+    provider_refunds,
+    repeat_refusal,
+    row_refund_no,
+)
 from .rows import CsvRefunds, HeaderError
 
 __all__ = ["DEFAULT_BATCH_ID", "refunds"]
@@ -99,6 +107,13 @@ def refunds() -> None:
     help="Send rows whose order and amounts the journal shows refunded under another --batch-id "
     "(a second refund on purpose); without it they are refused and nothing is sent for them.",
 )
+@click.option(
+    "--check-provider",
+    is_flag=True,
+    help="Before a row's first send, ask the provider which refunds its order has (one refund query per "
+    "order; WeChat Pay v2): a refund of the same amount under another number — after a lost journal, "
+    "an order renamed by its other identifier — refuses the row. The dry run asks too (read-only).",
+)
 @click.option("--dry-run", is_flag=True, help="Run every check the real run makes; send nothing.")
 def refunds_run(
     csv_file: Path,
@@ -114,6 +129,7 @@ def refunds_run(
     deadline: float,
     retry_failed: bool,
     repeat_other_batches: bool,
+    check_provider: bool,
     dry_run: bool,
 ) -> None:
     """Refund every row of FILE.csv, exactly once, resumable after a crash.
@@ -139,6 +155,11 @@ def refunds_run(
         fail("--deadline must be > 0")
     if batch_id is not None and not batch_id.strip():
         fail("--batch-id must not be empty")
+    if check_provider and provider not in CHECKED_PROVIDERS:
+        fail(
+            f"--check-provider is for {', '.join(CHECKED_PROVIDERS)} only: the {provider} API cannot "
+            "list the refunds of an order"
+        )
     retry = RetryPolicy(
         attempts=retry_attempts,
         initial_delay=retry_delay,
@@ -169,6 +190,7 @@ def refunds_run(
         retry=retry,
         retry_failed=retry_failed,
         repeat_other_batches=repeat_other_batches,
+        check_provider=check_provider,
     )
     journal_path = journal if journal is not None else csv_file.with_name(csv_file.name + ".journal.db")
     if dry_run:
@@ -257,13 +279,19 @@ class _Job:
     retry: RetryPolicy
     retry_failed: bool
     repeat_other_batches: bool = False
+    check_provider: bool = False
 
     def requests(
-        self, client: Any, numbers: dict[int, int], edits: _Edits
+        self,
+        client: Any,
+        numbers: dict[int, int],
+        edits: _Edits,
+        listed: Mapping[tuple[str, str], ProviderRefunds] | None = None,
     ) -> Iterator[Mapping[str, Any] | InvalidRequest]:
-        """The rows as requests, duplicates and edits of rows already refunded refused; ``numbers``
-        maps each yielded index to its row number until the outcome is written (so it holds only
-        the rows in flight)."""
+        """The rows as requests, duplicates and edits of rows already refunded refused, and (with
+        ``listed``, the provider's refunds of the new rows' orders) repeats of refunds the provider
+        has; ``numbers`` maps each yielded index to its row number until the outcome is written (so
+        it holds only the rows in flight)."""
         for index, (number, request) in enumerate(self.rows):
             numbers[index] = number
             if isinstance(request, Mapping):
@@ -273,11 +301,46 @@ class _Job:
                     continue
                 reason = edits.refusal(
                     client, request, self.batch, repeat_other_batches=self.repeat_other_batches
-                )
+                ) or self._provider_refusal(client, request, listed)
                 if reason is not None:
                     yield InvalidRequest(reason=reason, fields=request, code=IdempotencyConflict.__name__)
                     continue
             yield request
+
+    def new_orders(self, client: Any, edits: _Edits) -> Iterator[tuple[str, str]]:
+        """The order identifiers of the rows this batch has not sent before (for --check-provider)."""
+        for _number, request in self.rows:
+            if (
+                isinstance(request, Mapping)
+                and refund_key(client, request, batch_id=self.batch) not in edits.claimed
+            ):
+                identifier = order_identifier(request)
+                if identifier is not None:
+                    yield identifier
+
+    def _provider_refusal(
+        self,
+        client: Any,
+        request: Mapping[str, Any],
+        listed: Mapping[tuple[str, str], ProviderRefunds] | None,
+    ) -> str | None:
+        identifier = order_identifier(request)
+        found = None if listed is None or identifier is None else listed.get(identifier)
+        if found is None:
+            return None  # not checked: a row this batch sent before, or no check asked for
+        if self.repeat_other_batches and found.error is None:
+            return None
+        return repeat_refusal(found, request, row_refund_no(client, request, self.batch))
+
+    async def provider_listing(
+        self, client: Any, edits: _Edits
+    ) -> Mapping[tuple[str, str], ProviderRefunds] | None:
+        """With --check-provider, the provider's refunds of the new rows' orders; else None."""
+        if not self.check_provider:
+            return None
+        return await provider_refunds(
+            client, self.new_orders(client, edits), concurrency=self.concurrency, rate=self.rate
+        )
 
 
 # --------------------------------------------------------------------------- rows edited after they ran
@@ -489,11 +552,12 @@ async def _run_batch(job: _Job, journal_path: Path, out: Path | None) -> int:
         numbers: dict[int, int] = {}
         with _results(out) as sink:
             async with client:
+                listed = await job.provider_listing(client, edits)
                 with progress_bar(console) as progress:
                     task = progress.add_task(job.settings.provider, total=job.survey.total)
                     batch_run = refund_many(
                         client,
-                        job.requests(client, numbers, edits),
+                        job.requests(client, numbers, edits, listed),
                         concurrency=job.concurrency,
                         rate=job.rate,
                         batch_id=job.batch,
@@ -551,9 +615,10 @@ async def _dry_run(job: _Job, client: Any, edits: _Edits, sink: _ResultSink) -> 
     bad = 0
     numbers: dict[int, int] = {}
     async with client:
+        listed = await job.provider_listing(client, edits)
         batch_run = refund_many(
             client,
-            job.requests(client, numbers, edits),
+            job.requests(client, numbers, edits, listed),
             concurrency=job.concurrency,
             batch_id=job.batch,
             validate_only=True,

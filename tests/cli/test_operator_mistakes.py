@@ -541,3 +541,51 @@ def test_the_same_file_under_a_new_batch_id_is_not_refunded_again(tmp_path: Path
     assert snapshot.order("wechatpay", "B0").payouts == 3
     assert snapshot.order("wechatpay", "B1").payouts == 1
     assert snapshot.order("wechatpay", "B2").payouts == 1
+
+
+def test_check_provider_refuses_a_renamed_row_after_the_journal_was_lost(tmp_path: Path) -> None:
+    """The journal is lost *and* the next export names the orders by transaction_id (or the file
+    runs under a new batch id): nothing local links the rows to the refunds made. With
+    ``--check-provider`` one refund query per order finds them: rows whose order already has a
+    refund of the same amount under another number are refused — in the dry run too — while a
+    row of this content (same number) and a refund of another amount go out."""
+    with live_simulator(SimulatorConfig(completion_delay=0)) as live:
+        rows = _orders_with_transaction_ids(live, "C")
+        csv_file = write_csv(tmp_path / "lost.csv", rows)
+        first = _run(live, csv_file, tmp_path / "one.jsonl")
+        assert first.returncode == 0, first.stderr
+        _delete_journal(csv_file)
+        renamed = [
+            {"transaction_id": _transaction_id("C", i), **{k: v for k, v in r.items() if k != "out_trade_no"}}
+            for i, r in enumerate(rows)
+        ]
+        for name, written, extra in (
+            ("dry.jsonl", renamed, ("--dry-run",)),
+            ("renamed.jsonl", renamed, ()),
+            ("new-batch.jsonl", rows, ("--batch-id", "again")),
+        ):
+            write_csv(csv_file, written)
+            again = _run(live, csv_file, tmp_path / name, "--check-provider", *extra)
+            assert again.returncode == 1, again.stderr
+            results = read_results(tmp_path / name)
+            assert [r["status"] for r in results] == ["invalid"] * 3, results
+            assert all(r["error_code"] == "IdempotencyConflict" for r in results), results
+            assert all("already lists a refund" in r["error_message"] for r in results), results
+            _delete_journal(csv_file)
+        _assert_refunded_as(live.simulator.snapshot(), _expected(rows))
+        # The same content (the same derived number) and another amount of an order go out.
+        write_csv(csv_file, [rows[0], {**rows[1], "refund_fee": 100}])
+        same = _run(live, csv_file, tmp_path / "same.jsonl", "--check-provider")
+        assert same.returncode == 0, same.stderr
+        snapshot = live.simulator.snapshot()
+    assert snapshot.order("wechatpay", "C0").payouts == 1
+    assert snapshot.order("wechatpay", "C1").refunded == 301 + 100
+
+
+def test_check_provider_is_refused_for_a_provider_that_cannot_list_refunds(tmp_path: Path) -> None:
+    csv_file = write_csv(
+        tmp_path / "e.csv", [{"out_trade_no": "E1", "transaction_amount": "1", "total_fee": "2"}]
+    )
+    done = run_paykit("refunds", "run", csv_file, "-p", "eftpay", "--check-provider")
+    assert done.returncode == 2
+    assert "--check-provider is for wechatpay only" in done.stderr
