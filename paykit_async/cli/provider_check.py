@@ -12,7 +12,7 @@ before.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import anyio
@@ -24,8 +24,10 @@ from ..errors import PaykitError, ProviderError
 __all__ = [
     "CHECKED_PROVIDERS",
     "ProviderRefunds",
+    "new_order_identifiers",
     "order_identifier",
     "provider_refunds",
+    "provider_refusal",
     "repeat_refusal",
     "row_refund_no",
 ]
@@ -143,3 +145,36 @@ def repeat_refusal(listed: ProviderRefunds, request: Mapping[str, Any], refund_n
         "second refund of the same amount), run again with --repeat-other-batches. Nothing was sent for "
         "this row"
     )
+
+
+def new_order_identifiers(
+    client: Any, rows: Iterable[tuple[int, object]], batch: str, claimed: frozenset[str]
+) -> Iterator[tuple[str, str]]:
+    """The order identifiers of the rows (number, request) whose key this batch has not
+    ``claimed`` — the rows it never sent, which are the ones to check."""
+    for _number, request in rows:
+        if isinstance(request, Mapping) and refund_key(client, request, batch_id=batch) not in claimed:
+            identifier = order_identifier(request)
+            if identifier is not None:
+                yield identifier
+
+
+def provider_refusal(
+    client: Any,
+    request: Mapping[str, Any],
+    batch: str,
+    listed: Mapping[tuple[str, str], ProviderRefunds] | None,
+    *,
+    claimed: frozenset[str],
+    repeat: bool,
+) -> str | None:
+    """Why the row ``request`` is refused by the provider's listing (:func:`repeat_refusal`), or
+    None: no check was asked for (``listed`` None), the batch sent the row before (its key is
+    ``claimed``: resuming it is never refused), or ``repeat`` says a second refund is meant."""
+    if listed is None or refund_key(client, request, batch_id=batch) in claimed:
+        return None
+    identifier = order_identifier(request)
+    found = None if identifier is None else listed.get(identifier)
+    if found is None or (repeat and found.error is None):
+        return None
+    return repeat_refusal(found, request, row_refund_no(client, request, batch))

@@ -44,10 +44,9 @@ from .config import ConfigError, ProviderSettings, build_client, load_settings
 from .provider_check import (
     CHECKED_PROVIDERS,
     ProviderRefunds,
-    order_identifier,
+    new_order_identifiers,
     provider_refunds,
-    repeat_refusal,
-    row_refund_no,
+    provider_refusal,
 )
 from .rows import CsvRefunds, HeaderError
 
@@ -301,36 +300,18 @@ class _Job:
                     continue
                 reason = edits.refusal(
                     client, request, self.batch, repeat_other_batches=self.repeat_other_batches
-                ) or self._provider_refusal(client, request, listed)
+                ) or provider_refusal(
+                    client,
+                    request,
+                    self.batch,
+                    listed,
+                    claimed=edits.claimed,
+                    repeat=self.repeat_other_batches,
+                )
                 if reason is not None:
                     yield InvalidRequest(reason=reason, fields=request, code=IdempotencyConflict.__name__)
                     continue
             yield request
-
-    def new_orders(self, client: Any, edits: _Edits) -> Iterator[tuple[str, str]]:
-        """The order identifiers of the rows this batch has not sent before (for --check-provider)."""
-        for _number, request in self.rows:
-            if (
-                isinstance(request, Mapping)
-                and refund_key(client, request, batch_id=self.batch) not in edits.claimed
-            ):
-                identifier = order_identifier(request)
-                if identifier is not None:
-                    yield identifier
-
-    def _provider_refusal(
-        self,
-        client: Any,
-        request: Mapping[str, Any],
-        listed: Mapping[tuple[str, str], ProviderRefunds] | None,
-    ) -> str | None:
-        identifier = order_identifier(request)
-        found = None if listed is None or identifier is None else listed.get(identifier)
-        if found is None:
-            return None  # not checked: a row this batch sent before, or no check asked for
-        if self.repeat_other_batches and found.error is None:
-            return None
-        return repeat_refusal(found, request, row_refund_no(client, request, self.batch))
 
     async def provider_listing(
         self, client: Any, edits: _Edits
@@ -338,9 +319,8 @@ class _Job:
         """With --check-provider, the provider's refunds of the new rows' orders; else None."""
         if not self.check_provider:
             return None
-        return await provider_refunds(
-            client, self.new_orders(client, edits), concurrency=self.concurrency, rate=self.rate
-        )
+        identifiers = new_order_identifiers(client, self.rows, self.batch, edits.claimed)
+        return await provider_refunds(client, identifiers, concurrency=self.concurrency, rate=self.rate)
 
 
 # --------------------------------------------------------------------------- rows edited after they ran

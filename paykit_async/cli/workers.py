@@ -30,6 +30,13 @@ from ..errors import IdempotencyConflict, ValidationError
 from ..redaction import check_redis_url, url_for_message
 from .app import CONFIG_HELP, PROVIDER_CHOICE, cli, fail, json_default
 from .config import ConfigError, build_client, load_settings
+from .provider_check import (
+    CHECKED_PROVIDERS,
+    ProviderRefunds,
+    new_order_identifiers,
+    provider_refunds,
+    provider_refusal,
+)
 from .refunds import DEFAULT_BATCH_ID, _Edits, _short, _Survey, refunds
 from .rows import CsvRefunds, HeaderError
 
@@ -107,6 +114,12 @@ async def _connect(workers: Any, redis_url: str, queue: str) -> Any:
     help="Queue rows whose order and amounts another --batch-id on this Redis has refunded (a second "
     "refund on purpose); without it they are refused and not queued.",
 )
+@click.option(
+    "--check-provider",
+    is_flag=True,
+    help="Before queueing a row, ask the provider which refunds its order has (one refund query per "
+    "order; WeChat Pay v2), as 'paykit refunds run --check-provider' does.",
+)
 def refunds_enqueue(
     csv_file: Path,
     provider: str,
@@ -117,6 +130,7 @@ def refunds_enqueue(
     out: Path | None,
     retry_failed: bool,
     repeat_other_batches: bool,
+    check_provider: bool,
 ) -> None:
     """Queue one refund job per row of FILE.csv for 'paykit worker' processes.
 
@@ -130,6 +144,11 @@ def refunds_enqueue(
     _check_redis_url(redis_url)
     if batch_id is not None and not batch_id.strip():
         fail("--batch-id must not be empty")
+    if check_provider and provider not in CHECKED_PROVIDERS:
+        fail(
+            f"--check-provider is for {', '.join(CHECKED_PROVIDERS)} only: the {provider} API cannot "
+            "list the refunds of an order"
+        )
     workers = _workers_module()
     rows = CsvRefunds(path=csv_file, provider=provider)
     batch = batch_id if batch_id is not None else DEFAULT_BATCH_ID
@@ -163,6 +182,7 @@ def refunds_enqueue(
                 sink,
                 retry_failed=retry_failed,
                 repeat_other_batches=repeat_other_batches,
+                check_provider=check_provider,
             )
         )
     finally:
@@ -189,6 +209,7 @@ async def _enqueue_rows(
     *,
     retry_failed: bool,
     repeat_other_batches: bool,
+    check_provider: bool,
 ) -> dict[str, int]:
     counts = {"enqueued": 0, "already_enqueued": 0, "invalid": 0}
     pool = await _connect(workers, redis_url, queue)
@@ -201,6 +222,10 @@ async def _enqueue_rows(
         other_batches, claimed = await workers.other_batch_refunds(pool, batch)
         edits = _Edits(earlier=earlier, journaled=journaled, other_batches=other_batches, claimed=claimed)
         async with client:
+            listed = None
+            if check_provider:
+                identifiers = new_order_identifiers(client, rows, batch, claimed)
+                listed = await provider_refunds(client, identifiers, concurrency=16, rate=None)
             for number, request in rows:
                 line = await _enqueue_row(
                     workers,
@@ -215,6 +240,7 @@ async def _enqueue_rows(
                     request,
                     retry_failed=retry_failed,
                     repeat_other_batches=repeat_other_batches,
+                    listed=listed,
                 )
                 counts[line["status"]] += 1
                 sink.write(json.dumps(line, default=json_default, ensure_ascii=False) + "\n")
@@ -237,13 +263,16 @@ async def _enqueue_row(
     *,
     retry_failed: bool,
     repeat_other_batches: bool,
+    listed: Mapping[tuple[str, str], ProviderRefunds] | None = None,
 ) -> dict[str, Any]:
     if isinstance(request, InvalidRequest):
         return _invalid(number, request.code, request.reason)
     duplicate = survey.duplicate_of(client, request, batch, number)
     if duplicate is not None:
         return _invalid(number, "DuplicateRow", duplicate)
-    edited = edits.refusal(client, request, batch, repeat_other_batches=repeat_other_batches)
+    edited = edits.refusal(client, request, batch, repeat_other_batches=repeat_other_batches) or (
+        provider_refusal(client, request, batch, listed, claimed=edits.claimed, repeat=repeat_other_batches)
+    )
     if edited is not None:
         return _invalid(number, IdempotencyConflict.__name__, edited)
     key = refund_key(client, request, batch_id=batch)

@@ -16,6 +16,7 @@ import pytest
 from paykit_async.simulator import DEMO_WECHATPAY, SimulatorConfig
 
 from ..cli.helpers import (
+    LiveSimulator,
     live_simulator,
     read_results,
     run_paykit,
@@ -247,6 +248,24 @@ def test_an_amount_edited_after_its_job_ran_is_not_queued_again(
         assert (order.payouts, order.refunded) == (1, row["refund_fee"])
 
 
+def _refund_then_rename(
+    live: LiveSimulator, tmp_path: Path, redis_url: str, redis_prefix: str, batch: str, order: str, fee: int
+) -> tuple[Callable[..., list[dict[str, object]]], Callable[[], None], list[dict[str, object]]]:
+    """Order ``order`` (1000 fen, with a transaction_id) refunded ``fee`` through the queue under
+    ``batch``, by out_trade_no; returns the queue commands and the same row naming the order by its
+    transaction_id instead."""
+    transaction_id = f"42{int(order[1:]):026d}"
+    live.simulator.add_wechatpay_order(order, 1000, transaction_id=transaction_id)
+    config = live.config_file(tmp_path)
+    enqueue, work = _queue_commands(
+        tmp_path, tmp_path / "batch.csv", config, redis_url, batch, f"{redis_prefix}queue"
+    )
+    original: list[dict[str, object]] = [{"out_trade_no": order, "total_fee": 1000, "refund_fee": fee}]
+    assert [line["status"] for line in enqueue("q1.jsonl", original)] == ["enqueued"]
+    work()
+    return enqueue, work, [{"transaction_id": transaction_id, "total_fee": 1000, "refund_fee": fee}]
+
+
 def test_an_order_renamed_by_its_transaction_id_is_not_queued_again(
     tmp_path: Path, redis_url: str, redis_prefix: str
 ) -> None:
@@ -255,17 +274,10 @@ def test_an_order_renamed_by_its_transaction_id_is_not_queued_again(
     refund number: the renamed rows must be refused (the reply of each job named both ids), not
     queued to refund the orders a second time."""
     with live_simulator(SimulatorConfig(completion_delay=0.0)) as live:
-        live.simulator.add_wechatpay_order("T005", 1000, transaction_id="4200000000000000000000000005")
-        original = [{"out_trade_no": "T005", "total_fee": 1000, "refund_fee": 200}]
-        renamed = [{"transaction_id": "4200000000000000000000000005", "total_fee": 1000, "refund_fee": 200}]
-        csv_file = tmp_path / "batch.csv"
-        config = live.config_file(tmp_path)
-        batch, queue = f"{redis_prefix}rename", f"{redis_prefix}queue"
-
-        enqueue, work = _queue_commands(tmp_path, csv_file, config, redis_url, batch, queue)
-
-        assert [line["status"] for line in enqueue("q1.jsonl", original)] == ["enqueued"]
-        work()
+        batch = f"{redis_prefix}rename"
+        enqueue, work, renamed = _refund_then_rename(
+            live, tmp_path, redis_url, redis_prefix, batch, "T005", 200
+        )
         second = enqueue("q2.jsonl", renamed)
         assert (second[0]["status"], second[0]["error_code"]) == ("invalid", "IdempotencyConflict"), second
         work()
@@ -404,3 +416,27 @@ def test_the_same_file_queued_under_a_new_batch_id_is_not_queued_again(
         snapshot = live.simulator.snapshot()
     order = snapshot.order("wechatpay", "T006")
     assert (order.payouts, order.refunded) == (2, 600)
+
+
+def test_check_provider_refuses_to_queue_a_repeat_the_listings_no_longer_show(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    """The first batch's listing is gone (expired after KEEP_RESULTS, or another Redis) and the
+    file now names the order by transaction_id: nothing in Redis links the row to the refund made.
+    ``--check-provider`` asks WeChat: the row is refused, not queued."""
+    import redis
+
+    with live_simulator(SimulatorConfig(completion_delay=0.0)) as live:
+        batch = f"{redis_prefix}lost"
+        enqueue, work, renamed = _refund_then_rename(
+            live, tmp_path, redis_url, redis_prefix, batch, "T007", 250
+        )
+        with redis.Redis.from_url(redis_url) as connection:
+            connection.delete(f"paykit:batch:{batch}")
+        again = enqueue("q2.jsonl", renamed, "--check-provider")
+        assert (again[0]["status"], again[0]["error_code"]) == ("invalid", "IdempotencyConflict"), again
+        assert "already lists a refund" in str(again[0]["error_message"])
+        work()
+        snapshot = live.simulator.snapshot()
+    order = snapshot.order("wechatpay", "T007")
+    assert (order.payouts, order.refunded) == (1, 250)
