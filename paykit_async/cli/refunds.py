@@ -319,7 +319,8 @@ class _Job:
         """With --check-provider, the provider's refunds of the new rows' orders; else None."""
         if not self.check_provider:
             return None
-        identifiers = new_order_identifiers(client, self.rows, self.batch, edits.claimed)
+        identifiers = list(dict.fromkeys(new_order_identifiers(client, self.rows, self.batch, edits.claimed)))
+        click.echo(f"asking the provider for the refunds of {len(identifiers):,} order(s) first", err=True)
         return await provider_refunds(client, identifiers, concurrency=self.concurrency, rate=self.rate)
 
 

@@ -224,7 +224,10 @@ async def _enqueue_rows(
         async with client:
             listed = None
             if check_provider:
-                identifiers = new_order_identifiers(client, rows, batch, claimed)
+                identifiers = list(dict.fromkeys(new_order_identifiers(client, rows, batch, claimed)))
+                click.echo(
+                    f"asking the provider for the refunds of {len(identifiers):,} order(s) first", err=True
+                )
                 listed = await provider_refunds(client, identifiers, concurrency=16, rate=None)
             for number, request in rows:
                 line = await _enqueue_row(
