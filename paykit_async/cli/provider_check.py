@@ -134,7 +134,8 @@ def repeat_refusal(listed: ProviderRefunds, request: Mapping[str, Any], refund_n
     same = [
         (number, status)
         for number, fee, status in listed.refunds
-        if number != refund_no and fee == amount and status != "REFUNDCLOSE"
+        # A listed refund whose amount cannot be read may be this row's: it counts as the same.
+        if number != refund_no and (fee is None or fee == amount) and status != "REFUNDCLOSE"
     ]
     if not same:
         return None

@@ -61,13 +61,14 @@ async def test_an_order_that_cannot_be_queried_is_an_error_not_an_exception() ->
         pytest.param((("OTHER", 300, "SUCCESS"),), True, id="same-amount-other-number"),
         pytest.param((("OTHER", 300, "PROCESSING"),), True, id="still-processing"),
         pytest.param((("OTHER", 300, None),), True, id="status-not-given"),
+        pytest.param((("OTHER", None, "SUCCESS"),), True, id="amount-not-given"),
         pytest.param((("OTHER", 300, "REFUNDCLOSE"),), False, id="closed-refunds-paid-nothing"),
         pytest.param((("OTHER", 200, "SUCCESS"),), False, id="another-amount"),
         pytest.param((("MINE", 300, "SUCCESS"), ("OTHER", 300, "SUCCESS")), False, id="own-number-listed"),
         pytest.param((), False, id="no-refunds"),
     ],
 )
-def test_the_rule(refunds: tuple[tuple[str, int, str | None], ...], refused: bool) -> None:
+def test_the_rule(refunds: tuple[tuple[str, int | None, str | None], ...], refused: bool) -> None:
     listed = ProviderRefunds(identifier="out_trade_no=P1", refunds=refunds)
     reason = repeat_refusal(listed, ROW, "MINE")
     assert (reason is not None) is refused
