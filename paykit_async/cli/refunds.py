@@ -192,6 +192,13 @@ def refunds_run(
         check_provider=check_provider,
     )
     journal_path = journal if journal is not None else csv_file.with_name(csv_file.name + ".journal.db")
+    if not journal_path.exists() and not check_provider and provider in CHECKED_PROVIDERS:
+        # Only the journal links a row to a refund made under another identity: say how to check.
+        click.echo(
+            f"note: new journal {journal_path}: if this file (or an edit of it) ran before with another "
+            "journal, stop and run with --check-provider, which asks the provider for the refunds made",
+            err=True,
+        )
     if dry_run:
         edits = _read_edits(journal_path, survey, batch, identity_client)
         with _results(out) as sink:

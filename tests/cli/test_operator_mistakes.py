@@ -554,6 +554,9 @@ def test_check_provider_refuses_a_renamed_row_after_the_journal_was_lost(tmp_pat
         csv_file = write_csv(tmp_path / "lost.csv", rows)
         first = _run(live, csv_file, tmp_path / "one.jsonl")
         assert first.returncode == 0, first.stderr
+        assert "note: new journal" in first.stderr  # says how to check when the journal is new
+        assert "--check-provider" in first.stderr
+        assert "note: new journal" not in _run(live, csv_file, tmp_path / "replay.jsonl").stderr
         _delete_journal(csv_file)
         renamed = [
             {"transaction_id": _transaction_id("C", i), **{k: v for k, v in r.items() if k != "out_trade_no"}}
