@@ -12,11 +12,12 @@ before.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import anyio
 import attrs
+import click
 
 from ..batch import RateLimiter, refund_key, refund_number_rule
 from ..errors import PaykitError, ProviderError
@@ -24,7 +25,7 @@ from ..errors import PaykitError, ProviderError
 __all__ = [
     "CHECKED_PROVIDERS",
     "ProviderRefunds",
-    "new_order_identifiers",
+    "ask_provider",
     "order_identifier",
     "provider_refunds",
     "provider_refusal",
@@ -50,10 +51,12 @@ class ProviderRefunds:
     error: str | None = None
 
 
-def order_identifier(request: Mapping[str, Any]) -> tuple[str, str] | None:
-    """The identifier a WeChat v2 row names its order by: (``out_trade_no`` or
-    ``transaction_id``, its value), or None."""
-    for name in ("out_trade_no", "transaction_id"):
+def order_identifier(client: Any, request: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The identifier ``request`` names its order by — the first of the client's order fields
+    (:attr:`~paykit_async.refund_numbers.RefundNumberRule.orders`) it fills — with its value, or
+    None."""
+    rule = refund_number_rule(client)
+    for name in () if rule is None else rule.orders:
         value = request.get(name)
         if isinstance(value, str) and value.strip():
             return name, value.strip()
@@ -148,16 +151,25 @@ def repeat_refusal(listed: ProviderRefunds, request: Mapping[str, Any], refund_n
     )
 
 
-def new_order_identifiers(
-    client: Any, rows: Iterable[tuple[int, object]], batch: str, claimed: frozenset[str]
-) -> Iterator[tuple[str, str]]:
-    """The order identifiers of the rows (number, request) whose key this batch has not
-    ``claimed`` — the rows it never sent, which are the ones to check."""
-    for _number, request in rows:
-        if isinstance(request, Mapping) and refund_key(client, request, batch_id=batch) not in claimed:
-            identifier = order_identifier(request)
-            if identifier is not None:
-                yield identifier
+async def ask_provider(
+    client: Any,
+    rows: Iterable[tuple[int, object]],
+    batch: str,
+    claimed: frozenset[str],
+    *,
+    concurrency: int,
+    rate: float | None,
+) -> dict[tuple[str, str], ProviderRefunds]:
+    """:func:`provider_refunds` of the orders of the rows (number, request) this batch has not
+    ``claimed`` — the rows it never sent, the only ones to check — saying on stderr how many."""
+    identifiers = dict.fromkeys(
+        identifier
+        for _number, request in rows
+        if isinstance(request, Mapping) and refund_key(client, request, batch_id=batch) not in claimed
+        if (identifier := order_identifier(client, request)) is not None
+    )
+    click.echo(f"asking the provider for the refunds of {len(identifiers):,} order(s) first", err=True)
+    return await provider_refunds(client, identifiers, concurrency=concurrency, rate=rate)
 
 
 def provider_refusal(
@@ -174,7 +186,7 @@ def provider_refusal(
     ``claimed``: resuming it is never refused), or ``repeat`` says a second refund is meant."""
     if listed is None or refund_key(client, request, batch_id=batch) in claimed:
         return None
-    identifier = order_identifier(request)
+    identifier = order_identifier(client, request)
     found = None if identifier is None else listed.get(identifier)
     if found is None or (repeat and found.error is None):
         return None

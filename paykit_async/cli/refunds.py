@@ -44,8 +44,7 @@ from .config import ConfigError, ProviderSettings, build_client, load_settings
 from .provider_check import (
     CHECKED_PROVIDERS,
     ProviderRefunds,
-    new_order_identifiers,
-    provider_refunds,
+    ask_provider,
     provider_refusal,
 )
 from .rows import CsvRefunds, HeaderError
@@ -326,9 +325,9 @@ class _Job:
         """With --check-provider, the provider's refunds of the new rows' orders; else None."""
         if not self.check_provider:
             return None
-        identifiers = list(dict.fromkeys(new_order_identifiers(client, self.rows, self.batch, edits.claimed)))
-        click.echo(f"asking the provider for the refunds of {len(identifiers):,} order(s) first", err=True)
-        return await provider_refunds(client, identifiers, concurrency=self.concurrency, rate=self.rate)
+        return await ask_provider(
+            client, self.rows, self.batch, edits.claimed, concurrency=self.concurrency, rate=self.rate
+        )
 
 
 # --------------------------------------------------------------------------- rows edited after they ran
@@ -348,13 +347,13 @@ _MONEY_MAY_HAVE_MOVED = (RecordState.SUCCEEDED.value, RecordState.IN_FLIGHT.valu
 
 @attrs.frozen(kw_only=True)
 class _Edits:
-    """What the journal says of rows edited away: the refunds this batch sent (or may have sent)
-    under identities no row of the file has any more, by order (:func:`order_of`), and the keys of
-    those orders' refunds the journal holds. The journal's table ``paykit_batch_rows`` maps each
-    row key the batch ever had to its order and amounts; ``paykit_idempotency`` has the outcomes."""
+    """What the journal says of rows this batch must not send: the refunds this batch sent (or may
+    have sent) under identities no row of the file has any more, by order (:func:`order_of`); the
+    refunds other batch ids sent, by order and amounts; and the keys this batch has claimed (a row
+    it sent before is resumed, never refused). The journal's table ``paykit_batch_rows`` maps each
+    row key a batch ever had to its order and amounts; ``paykit_idempotency`` has the outcomes."""
 
     earlier: Mapping[str, tuple[EarlierRefund, ...]] = attrs.field(factory=dict)
-    journaled: frozenset[str] = frozenset()
     #: Refunds sent (or maybe sent) under other batch ids, by (order alias, amounts).
     other_batches: Mapping[tuple[str, str], tuple[EarlierRefund, ...]] = attrs.field(factory=dict)
     #: The keys this batch has claimed in the journal (rows it sent, or may have sent).
@@ -363,35 +362,41 @@ class _Edits:
     @classmethod
     def read(cls, db: sqlite3.Connection, survey: _Survey, batch: str, client: Any) -> _Edits:
         earlier: dict[str, list[EarlierRefund]] = {}
-        journaled: set[str] = set()
+        other: dict[tuple[str, str], list[EarlierRefund]] = {}
         try:
-            for key, _batch, order_key, order_text, amounts, refund_no, state, result in _money_moved(
-                db, batch, in_batch=True
-            ):
-                if _short(key) not in survey.keys:
-                    refund = _journaled_refund(order_text, amounts, refund_no, state)
-                    # The order under every name the provider's reply gave it (a row may name it
-                    # by out_trade_no, its edit by transaction_id: the same order).
-                    for alias in dict.fromkeys((order_key, *_reply_orders(client, result))):
-                        earlier.setdefault(alias, []).append(refund)
-            for order_key in earlier:
-                journaled.update(
-                    key
-                    for (key,) in db.execute(
-                        "SELECT r.key FROM paykit_batch_rows r JOIN paykit_idempotency i ON i.key = r.key"
-                        " WHERE r.batch = ? AND r.order_key = ?",
-                        (batch, order_key),
-                    )
+            for key, row_batch, order_key, order_text, amounts, refund_no, state, result in _money_moved(db):
+                in_batch = row_batch == batch
+                if in_batch and _short(key) in survey.keys:
+                    continue  # a row the file still has: resumed or replayed, not an edit
+                refund = EarlierRefund(
+                    order=order_text,
+                    amounts=amounts,
+                    refund_no=refund_no,
+                    succeeded=state == RecordState.SUCCEEDED.value,
+                    batch=None if in_batch else row_batch,
                 )
-            other, claimed = _other_batches(db, batch, client)
+                # The order under every name the provider's reply gave it (a row may name it by
+                # out_trade_no, its edit by transaction_id: the same order).
+                for alias in dict.fromkeys((order_key, *_reply_orders(client, result))):
+                    if in_batch:
+                        earlier.setdefault(alias, []).append(refund)
+                    else:
+                        other.setdefault((alias, amounts), []).append(refund)
+            claimed = frozenset(
+                key
+                for (key,) in db.execute(
+                    "SELECT r.key FROM paykit_batch_rows r JOIN paykit_idempotency i ON i.key = r.key"
+                    " WHERE r.batch = ?",
+                    (batch,),
+                )
+            )
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):  # a new journal, or one of a run before this table
                 return cls()
             raise
         return cls(
             earlier={k: tuple(v) for k, v in earlier.items()},
-            journaled=frozenset(journaled),
-            other_batches=other,
+            other_batches={k: tuple(v) for k, v in other.items()},
             claimed=claimed,
         )
 
@@ -399,71 +404,30 @@ class _Edits:
         self, client: Any, request: Mapping[str, Any], batch: str, *, repeat_other_batches: bool = False
     ) -> str | None:
         """Why ``request`` is refused — as an edit of a row already refunded, or as a row another
-        batch id already refunded (unless ``repeat_other_batches``) — or None."""
+        batch id already refunded (unless ``repeat_other_batches``) — or None. A row this batch
+        claimed before is never refused: it is resumed under its number."""
         if not self.earlier and (repeat_other_batches or not self.other_batches):
             return None
         order = order_of(client, request)
-        if order is None:
+        if order is None or refund_key(client, request, batch_id=batch) in self.claimed:
             return None
-        key = refund_key(client, request, batch_id=batch)
         earlier = self.earlier.get(order.key)
-        if earlier and key not in self.journaled:
+        if earlier:
             return edited_row_refusal(client, request, earlier)
         repeated = self.other_batches.get((order.key, order.amounts))
-        if repeated and not repeat_other_batches and key not in self.claimed:
+        if repeated and not repeat_other_batches:
             return repeated_row_refusal(client, request, repeated)
         return None
 
 
-def _other_batches(
-    db: sqlite3.Connection, batch: str, client: Any
-) -> tuple[dict[tuple[str, str], tuple[EarlierRefund, ...]], frozenset[str]]:
-    """The refunds other batch ids of this journal sent (or may have sent), by (order alias,
-    amounts), and the keys this batch has claimed: a row of this batch that was never sent but
-    whose order and amounts another batch id refunded is most likely the file run again under a
-    new batch id (:func:`repeated_row_refusal`)."""
-    other: dict[tuple[str, str], list[EarlierRefund]] = {}
-    for _key, other_batch, order_key, order_text, amounts, refund_no, state, result in _money_moved(
-        db, batch, in_batch=False
-    ):
-        refund = _journaled_refund(order_text, amounts, refund_no, state, batch=other_batch)
-        for alias in dict.fromkeys((order_key, *_reply_orders(client, result))):
-            other.setdefault((alias, amounts), []).append(refund)
-    claimed = frozenset(
-        key
-        for (key,) in db.execute(
-            "SELECT r.key FROM paykit_batch_rows r JOIN paykit_idempotency i ON i.key = r.key"
-            " WHERE r.batch = ?",
-            (batch,),
-        )
-    )
-    return {k: tuple(v) for k, v in other.items()}, claimed
-
-
-_MONEY_MOVED = (
-    "SELECT r.key, r.batch, r.order_key, r.order_text, r.amounts, i.refund_no, i.state, i.result"
-    " FROM paykit_batch_rows r JOIN paykit_idempotency i ON i.key = r.key"
-    " WHERE i.state IN (?, ?) AND "
-)
-
-
-def _money_moved(db: sqlite3.Connection, batch: str, *, in_batch: bool) -> sqlite3.Cursor:
-    """The journal's rows of ``batch`` (or, not ``in_batch``, of every other batch) whose refund
-    succeeded or has an unknown outcome, with their claims: key, batch, order key and text,
-    amounts, refund number, state and recorded result."""
-    query = _MONEY_MOVED + ("r.batch = ?" if in_batch else "r.batch != ?")
-    return db.execute(query, (*_MONEY_MAY_HAVE_MOVED, batch))
-
-
-def _journaled_refund(
-    order: str, amounts: str, refund_no: str, state: str, *, batch: str | None = None
-) -> EarlierRefund:
-    return EarlierRefund(
-        order=order,
-        amounts=amounts,
-        refund_no=refund_no,
-        succeeded=state == RecordState.SUCCEEDED.value,
-        batch=batch,
+def _money_moved(db: sqlite3.Connection) -> sqlite3.Cursor:
+    """The journal's rows, of every batch, whose refund succeeded or has an unknown outcome: key,
+    batch, order key and text, amounts, refund number, state and recorded result."""
+    return db.execute(
+        "SELECT r.key, r.batch, r.order_key, r.order_text, r.amounts, i.refund_no, i.state, i.result"
+        " FROM paykit_batch_rows r JOIN paykit_idempotency i ON i.key = r.key"
+        " WHERE i.state IN (?, ?)",
+        _MONEY_MAY_HAVE_MOVED,
     )
 
 

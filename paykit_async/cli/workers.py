@@ -30,13 +30,7 @@ from ..errors import IdempotencyConflict, ValidationError
 from ..redaction import check_redis_url, url_for_message
 from .app import CONFIG_HELP, PROVIDER_CHOICE, cli, fail, json_default
 from .config import ConfigError, build_client, load_settings
-from .provider_check import (
-    CHECKED_PROVIDERS,
-    ProviderRefunds,
-    new_order_identifiers,
-    provider_refunds,
-    provider_refusal,
-)
+from .provider_check import CHECKED_PROVIDERS, ProviderRefunds, ask_provider, provider_refusal
 from .refunds import DEFAULT_BATCH_ID, _Edits, _short, _Survey, refunds
 from .rows import CsvRefunds, HeaderError
 
@@ -215,20 +209,16 @@ async def _enqueue_rows(
     pool = await _connect(workers, redis_url, queue)
     try:
         # The jobs of rows edited away since they were queued (an amount fixed after the refund).
-        earlier, journaled = await workers.earlier_refunds(
+        earlier, _keys = await workers.earlier_refunds(
             pool, batch, present=lambda key: _short(key) in survey.keys
         )
         # And the jobs of other batch ids: the same file queued again under a new batch id.
         other_batches, claimed = await workers.other_batch_refunds(pool, batch)
-        edits = _Edits(earlier=earlier, journaled=journaled, other_batches=other_batches, claimed=claimed)
+        edits = _Edits(earlier=earlier, other_batches=other_batches, claimed=claimed)
         async with client:
             listed = None
             if check_provider:
-                identifiers = list(dict.fromkeys(new_order_identifiers(client, rows, batch, claimed)))
-                click.echo(
-                    f"asking the provider for the refunds of {len(identifiers):,} order(s) first", err=True
-                )
-                listed = await provider_refunds(client, identifiers, concurrency=16, rate=None)
+                listed = await ask_provider(client, rows, batch, claimed, concurrency=16, rate=None)
             for number, request in rows:
                 line = await _enqueue_row(
                     workers,
