@@ -45,6 +45,27 @@ async def test_the_demo_scenario_checks_the_ledger(anyio_backend: str) -> None:
     assert sum(p.retries for p in report.providers) > 0
 
 
+class _FirstOutcomeRewritten:
+    """A ``refund_many`` batch whose outcome at index 0 is replaced by ``rewrite(outcome)`` (or
+    left as it is when that returns None): a lie injected between the batch and the demo."""
+
+    def __init__(self, batch: Any, rewrite: Any) -> None:
+        self._batch = batch
+        self._rewrite = rewrite
+
+    async def __aenter__(self) -> Any:
+        outcomes = await self._batch.__aenter__()
+
+        async def rewritten() -> Any:
+            async for outcome in outcomes:
+                yield (self._rewrite(outcome) or outcome) if outcome.index == 0 else outcome
+
+        return rewritten()
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        return await self._batch.__aexit__(*exc)
+
+
 @pytest.mark.anyio
 async def test_the_demo_ledger_check_catches_a_refund_reissued_under_a_new_number(
     anyio_backend: str, monkeypatch: pytest.MonkeyPatch
@@ -61,30 +82,15 @@ async def test_the_demo_ledger_check_catches_a_refund_reissued_under_a_new_numbe
 
     reissued: list[str] = []
 
-    class LostFirstReply:
-        def __init__(self, batch: Any) -> None:
-            self._batch = batch
-
-        async def __aenter__(self) -> Any:
-            outcomes = await self._batch.__aenter__()
-
-            async def lose() -> Any:
-                async for outcome in outcomes:
-                    if outcome.index == 0:
-                        outcome = attrs.evolve(outcome, status=BatchStatus.UNKNOWN)
-                    yield outcome
-
-            return lose()
-
-        async def __aexit__(self, *exc: Any) -> Any:
-            return await self._batch.__aexit__(*exc)
+    def lose(outcome: Any) -> Any:
+        return attrs.evolve(outcome, status=BatchStatus.UNKNOWN)
 
     passes: set[int] = set()
 
     def reissuing(client: Any, requests: Any, **options: Any) -> Any:
         if id(client) not in passes:  # the first pass over this provider's requests
             passes.add(id(client))
-            return LostFirstReply(refund_many(client, requests, **options))
+            return _FirstOutcomeRewritten(refund_many(client, requests, **options), lose)
         # The second pass: re-issue under new numbers (where the client mints them).
         rule = refund_number_rule(client)
         assert rule is not None
@@ -114,25 +120,14 @@ async def test_the_demo_ledger_check_catches_a_success_the_ledger_lacks(
     from paykit_async.batch import refund_many
     from paykit_async.cli import demo
 
-    class Lying:
-        def __init__(self, batch: Any) -> None:
-            self._batch = batch
+    def lie(outcome: Any) -> Any:
+        if outcome.refund_no:
+            return attrs.evolve(outcome, status=BatchStatus.SUCCEEDED, refund_no="NEVERSENT")
+        return None
 
-        async def __aenter__(self) -> Any:
-            outcomes = await self._batch.__aenter__()
-
-            async def lie() -> Any:
-                async for outcome in outcomes:
-                    if outcome.index == 0 and outcome.refund_no:
-                        outcome = attrs.evolve(outcome, status=BatchStatus.SUCCEEDED, refund_no="NEVERSENT")
-                    yield outcome
-
-            return lie()
-
-        async def __aexit__(self, *exc: Any) -> Any:
-            return await self._batch.__aexit__(*exc)
-
-    monkeypatch.setattr(demo, "refund_many", lambda *a, **k: Lying(refund_many(*a, **k)))
+    monkeypatch.setattr(
+        demo, "refund_many", lambda *a, **k: _FirstOutcomeRewritten(refund_many(*a, **k), lie)
+    )
     report = await run_demo(orders=20, concurrency=4, fault_rate=0.0, seed=3)
     assert not report.ok
     assert len(report.missing_in_ledger) == 4  # one per provider
