@@ -440,18 +440,29 @@ class SlowStoreReplies(DelegatingStore):
         return await self.inner.finish(key, owner=owner, result=result)
 
 
+async def _cancelled_natively_while_the_store_answers(
+    store: IdempotencyStore, anyio_backend: str, phase: str
+) -> tuple[FakeProvider, SlowStoreReplies, FakeRefundClient, Operation]:
+    """A keyed refund cancelled natively (asyncio's ``Task.cancel()``) while ``store``'s answer to
+    its ``phase`` call (claim or finish) is on its way."""
+    started = anyio.Event()
+    provider = FakeProvider(orders=ORDERS)
+    slow = SlowStoreReplies(store, started, slow=phase)
+    client = FakeRefundClient(base_url="https://fake.test", transport=FakeTransport(provider), store=slow)
+    operation = client.refund_operation(order_id="O1", amount=100, key="k1")
+    await cancel_natively_once_started(anyio_backend, started, lambda: client.pipeline(operation))
+    return provider, slow, client, operation
+
+
 async def test_a_native_cancellation_while_a_claim_is_answered_strands_nothing(
     store: IdempotencyStore, anyio_backend: str
 ) -> None:
     """Cancelled while the store's answer to a claim it made was on its way: the claim used to be
     held for its whole lease (120 s), every call with the key answered "being sent by another
     worker" although nothing was sent. Now it is released, and the next call sends the refund."""
-    started = anyio.Event()
-    provider = FakeProvider(orders=ORDERS)
-    slow = SlowStoreReplies(store, started, slow="claim")
-    client = FakeRefundClient(base_url="https://fake.test", transport=FakeTransport(provider), store=slow)
-    operation = client.refund_operation(order_id="O1", amount=100, key="k1")
-    await cancel_natively_once_started(anyio_backend, started, lambda: client.pipeline(operation))
+    provider, slow, client, operation = await _cancelled_natively_while_the_store_answers(
+        store, anyio_backend, "claim"
+    )
     assert provider.requests["/refund"] == 0
     record = await store.get("k1")
     assert record is not None
@@ -469,12 +480,9 @@ async def test_a_native_cancellation_while_recording_the_outcome_still_records_i
     """Cancelled after the provider executed the refund, while its outcome was being recorded:
     the record used to stay in flight and claimed for its whole lease (the next call turned away
     as "being sent by another worker"). Now the outcome is recorded and replayed."""
-    started = anyio.Event()
-    provider = FakeProvider(orders=ORDERS)
-    slow = SlowStoreReplies(store, started, slow="finish")
-    client = FakeRefundClient(base_url="https://fake.test", transport=FakeTransport(provider), store=slow)
-    operation = client.refund_operation(order_id="O1", amount=100, key="k1")
-    await cancel_natively_once_started(anyio_backend, started, lambda: client.pipeline(operation))
+    provider, slow, client, operation = await _cancelled_natively_while_the_store_answers(
+        store, anyio_backend, "finish"
+    )
     assert list(provider.ledger) == [operation.refund_no]
     record = await store.get("k1")
     assert record is not None
