@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,12 +38,6 @@ def sim(clock: ManualClock) -> Simulator:
     simulator.add_payjs_order("P1", 500)
     simulator.add_eftpay_order("T1", "10.01")
     return simulator
-
-
-@pytest.fixture
-async def http(sim: Simulator) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=sim.httpx_transport(), base_url="http://sim") as client:
-        yield client
 
 
 async def payjs(http: httpx.AsyncClient, endpoint: str, body: bytes) -> dict[str, Any]:

@@ -10,7 +10,6 @@ import base64
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator
 from datetime import datetime
 
 import httpx
@@ -47,12 +46,6 @@ def sim(clock: ManualClock) -> Simulator:
     simulator = Simulator(SimulatorConfig(completion_delay=60.0, auto_orders=True), clock=clock)
     simulator.add_wechatpay_order("T1", 1000, transaction_id="4200000001")
     return simulator
-
-
-@pytest.fixture
-async def http(sim: Simulator) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=sim.httpx_transport(), base_url="http://sim") as client:
-        yield client
 
 
 async def post(http: httpx.AsyncClient, body: bytes) -> dict[str, str]:

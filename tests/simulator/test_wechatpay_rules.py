@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 
@@ -28,12 +26,6 @@ def sim(clock: ManualClock) -> Simulator:
     simulator = Simulator(SimulatorConfig(completion_delay=60.0), clock=clock)
     simulator.add_wechatpay_order("T1", 1000, transaction_id="4200000001")
     return simulator
-
-
-@pytest.fixture
-async def http(sim: Simulator) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=sim.httpx_transport(), base_url="http://sim") as client:
-        yield client
 
 
 async def post(http: httpx.AsyncClient, path: str, body: bytes) -> dict[str, str]:
