@@ -191,11 +191,13 @@ def refunds_run(
         check_provider=check_provider,
     )
     journal_path = journal if journal is not None else csv_file.with_name(csv_file.name + ".journal.db")
-    if not journal_path.exists() and not check_provider and provider in CHECKED_PROVIDERS:
-        # Only the journal links a row to a refund made under another identity: say how to check.
+    if not check_provider and provider in CHECKED_PROVIDERS and not _journal_knows_refunds(journal_path):
+        # Only the journal links a row to a refund made under another identity; one that knows none
+        # (new, lost, or every row refused so far) cannot: say how to check.
         click.echo(
-            f"note: new journal {journal_path}: if this file (or an edit of it) ran before with another "
-            "journal, stop and run with --check-provider, which asks the provider for the refunds made",
+            f"note: the journal {journal_path} holds no refund yet: if this file (or an edit of it) ran "
+            "before with another journal, stop and run with --check-provider, which asks the provider "
+            "for the refunds made",
             err=True,
         )
     if dry_run:
@@ -460,6 +462,24 @@ def _record_rows(db: sqlite3.Connection, job: _Job, client: Any) -> None:
     except BaseException:
         db.execute("ROLLBACK")
         raise
+
+
+def _journal_knows_refunds(path: Path) -> bool:
+    """Whether the journal at ``path`` holds a refund that was sent, or may have been. A new
+    journal does not — nor one whose every row so far was refused before sending."""
+    if not path.exists():
+        return False
+    try:
+        with contextlib.closing(
+            sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=5)
+        ) as db:
+            found = db.execute(
+                "SELECT 1 FROM paykit_idempotency WHERE state IN (?, ?) LIMIT 1", _MONEY_MAY_HAVE_MOVED
+            ).fetchone()
+    except sqlite3.Error as exc:
+        # No table yet: nothing recorded. Anything else is the run's to report, in its one line.
+        return "no such table" not in str(exc)
+    return found is not None
 
 
 def _read_edits(path: Path, survey: _Survey, batch: str, client: Any) -> _Edits:

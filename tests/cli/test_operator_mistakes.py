@@ -554,9 +554,9 @@ def test_check_provider_refuses_a_renamed_row_after_the_journal_was_lost(tmp_pat
         csv_file = write_csv(tmp_path / "lost.csv", rows)
         first = _run(live, csv_file, tmp_path / "one.jsonl")
         assert first.returncode == 0, first.stderr
-        assert "note: new journal" in first.stderr  # says how to check when the journal is new
+        assert "holds no refund yet" in first.stderr  # says how to check when the journal is new
         assert "--check-provider" in first.stderr
-        assert "note: new journal" not in _run(live, csv_file, tmp_path / "replay.jsonl").stderr
+        assert "holds no refund yet" not in _run(live, csv_file, tmp_path / "replay.jsonl").stderr
         _delete_journal(csv_file)
         renamed = [
             {"transaction_id": _transaction_id("C", i), **{k: v for k, v in r.items() if k != "out_trade_no"}}
@@ -574,6 +574,10 @@ def test_check_provider_refuses_a_renamed_row_after_the_journal_was_lost(tmp_pat
             assert [r["status"] for r in results] == ["invalid"] * 3, results
             assert all(r["error_code"] == "IdempotencyConflict" for r in results), results
             assert all("already lists a refund" in r["error_message"] for r in results), results
+            # A journal whose every row was refused still knows no refund: the advice is repeated.
+            batch_id = extra if "--batch-id" in extra else ()
+            unchecked = _run(live, csv_file, tmp_path / "unchecked.jsonl", "--dry-run", *batch_id)
+            assert "holds no refund yet" in unchecked.stderr
             _delete_journal(csv_file)
         _assert_refunded_as(live.simulator.snapshot(), _expected(rows))
         # The same content (the same derived number) and another amount of an order go out.
